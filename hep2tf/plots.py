@@ -1,0 +1,257 @@
+"""Figures for reports and TensorBoard: confusion matrix, learning curves, predictions.
+
+Figures are built as `matplotlib.figure.Figure` objects drawn by the Agg canvas, never
+through pyplot, so they work headless and leave the user's pyplot backend and figure
+registry alone. `figure_to_png` turns one into PNG bytes (for `tf.summary.image`) and
+`save_figure` writes one atomically; both close the figure.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import tempfile
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hep2tf.errors import InputError
+
+# Base names of history columns drawn on the accuracy axis; "val_" marks validation.
+_ACCURACY_KEYS = ("accuracy", "acc", "categorical_accuracy",
+                  "sparse_categorical_accuracy", "mca")
+_LOSS_KEY = "loss"
+_VAL = "val_"
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+  fig = Figure(figsize=figsize, layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _short(name: str, max_len: int) -> str:
+  return name if len(name) <= max_len else name[:max_len - 1] + "."
+
+
+# ----------------------------------------------------------------------------------
+# confusion matrix
+
+
+def confusion_matrix_figure(confusion_matrix, class_names: Sequence[str],
+                            normalize: bool = True, *,
+                            figsize: tuple[float, float] | None = None) -> Figure:
+  """A confusion matrix as a heat map with counts and row percentages in the cells.
+
+  Args:
+    confusion_matrix: (K, K) counts, rows = true class, columns = predicted.
+    class_names: the K class names (long ones are shortened on the axes).
+    normalize: colour by the row fraction (recall per true class) rather than counts,
+      so rare classes such as Golgi are as readable as common ones.
+    figsize: inches; default grows with K.
+  """
+  cm = np.asarray(confusion_matrix, dtype=np.float64)
+  num_classes = len(class_names)
+  if cm.shape != (num_classes, num_classes):
+    raise InputError(f"confusion matrix of shape {cm.shape} does not match "
+                     f"{num_classes} class names")
+  rows = cm.sum(axis=1, keepdims=True)
+  fractions = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+  side = max(4.0, 1.0 + 0.9 * num_classes)
+  fig = _new_figure(figsize or (side + 1.0, side))
+  ax = fig.add_subplot()
+  shown = fractions if normalize else cm
+  image = ax.imshow(shown, cmap="Blues", vmin=0.0,
+                    vmax=1.0 if normalize else max(cm.max(), 1.0))
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+               label="fraction of true class" if normalize else "count")
+  # Dark cells get white text so that every number stays readable.
+  threshold = (1.0 if normalize else max(cm.max(), 1.0)) / 2
+  font = max(6, 11 - num_classes // 3)
+  for i in range(num_classes):
+    for j in range(num_classes):
+      text = f"{int(cm[i, j])}\n{100 * fractions[i, j]:.0f}%"
+      ax.text(j, i, text, ha="center", va="center", fontsize=font,
+              color="white" if shown[i, j] > threshold else "black")
+  labels = [_short(str(name), 14) for name in class_names]
+  ax.set_xticks(range(num_classes), labels, rotation=45, ha="right")
+  ax.set_yticks(range(num_classes), labels)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title("confusion matrix (rows: true, % of row)")
+  return fig
+
+
+# ----------------------------------------------------------------------------------
+# learning curves
+
+
+def _history_columns(history) -> dict[str, np.ndarray]:
+  """Per-epoch columns of a Keras history dict, `History` or DataFrame, as arrays."""
+  if hasattr(history, "history") and isinstance(history.history, Mapping):
+    history = history.history  # a keras.callbacks.History
+  if hasattr(history, "to_dict") and hasattr(history, "columns"):
+    columns = {str(c): np.asarray(history[c], dtype=np.float64) for c in history.columns}
+  elif isinstance(history, Mapping):
+    columns = {str(k): np.asarray(v, dtype=np.float64).reshape(-1)
+               for k, v in history.items()}
+  else:
+    raise InputError(f"history must be a dict or DataFrame, got {type(history).__name__}")
+  if not columns or not any(len(v) for v in columns.values()):
+    raise InputError("history has no epochs to plot")
+  return columns
+
+
+def learning_curves_figure(history, *,
+                           figsize: tuple[float, float] = (8.0, 5.0)) -> Figure:
+  """Loss and accuracy per epoch, train solid and validation dashed.
+
+  Args:
+    history: a dict of per-epoch lists, a DataFrame (as read from history.csv) or a
+      `keras.callbacks.History`, with columns such as loss, val_loss, accuracy,
+      val_accuracy, mca, val_mca. An `epoch` column (0-based, as Keras's CSVLogger
+      writes it) sets the x axis; otherwise epochs are numbered from 1.
+    figsize: inches.
+
+  Returns:
+    A figure with loss on the left axis and accuracy / MCA on a twin right axis.
+  """
+  columns = _history_columns(history)
+  length = max(len(v) for v in columns.values())
+  epochs = (columns.pop("epoch") + 1 if "epoch" in columns
+            else np.arange(1, length + 1, dtype=np.float64))
+  loss_keys = [k for k in (_LOSS_KEY, _VAL + _LOSS_KEY) if k in columns]
+  accuracy_keys = [k for k in columns if k.removeprefix(_VAL) in _ACCURACY_KEYS]
+  if not loss_keys and not accuracy_keys:
+    raise InputError(f"history has neither loss nor accuracy columns: {sorted(columns)}")
+
+  fig = _new_figure(figsize)
+  loss_ax = fig.add_subplot()
+  score_ax = loss_ax.twinx()
+  colours = {}
+
+  def draw(ax, key):
+    base = key.removeprefix(_VAL)
+    colour = colours.setdefault(base, f"C{len(colours)}")
+    validation = key.startswith(_VAL)
+    ax.plot(epochs[:len(columns[key])], columns[key], color=colour,
+            linestyle="--" if validation else "-", marker="." if length < 30 else None,
+            label=("val " if validation else "train ") + base)
+
+  for key in loss_keys:
+    draw(loss_ax, key)
+  for key in accuracy_keys:
+    draw(score_ax, key)
+  loss_ax.set_xlabel("epoch")
+  loss_ax.set_ylabel("loss")
+  score_ax.set_ylabel("accuracy / MCA")
+  score_ax.set_ylim(0.0, 1.02)
+  loss_ax.grid(alpha=0.3)
+  handles = loss_ax.get_legend_handles_labels()
+  more = score_ax.get_legend_handles_labels()
+  loss_ax.legend(handles[0] + more[0], handles[1] + more[1], loc="center right",
+                 fontsize="small")
+  loss_ax.set_title("learning curves (solid: train, dashed: validation)")
+  return fig
+
+
+# ----------------------------------------------------------------------------------
+# prediction grid
+
+
+def _display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+  """(array imshow can draw, colour map) for one grey or RGB cell, uint8 or float."""
+  image = np.asarray(image)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+    raise InputError(f"an image must be (H, W), (H, W, 1) or (H, W, 3), "
+                     f"got {image.shape}")
+  image = image.astype(np.float64)
+  # IIF cells are dark (a nucleus may sit at 10-30% of full scale): stretch each image
+  # to its own range so the pattern is visible.
+  low, high = np.nanmin(image), np.nanmax(image)
+  image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+  return image, ("gray" if image.ndim == 2 else None)
+
+
+def prediction_grid_figure(images, y_true, y_pred, class_names: Sequence[str],
+                           probs=None, max_images: int = 36, *,
+                           figsize: tuple[float, float] | None = None) -> Figure:
+  """A grid of cells titled "true / pred (p)", wrong predictions in red.
+
+  Args:
+    images: (N, H, W), (N, H, W, 1) or (N, H, W, 3), uint8 or float in any range;
+      each image is contrast-stretched to its own range for display.
+    y_true, y_pred: int class ids (N,).
+    class_names: the class names, in label-id order.
+    probs: optional (N, K) probabilities; p is the probability of the predicted class.
+    max_images: at most this many of the first images are drawn.
+    figsize: inches; default 1.6 inches per cell.
+  """
+  y_true = np.asarray(y_true).reshape(-1)
+  y_pred = np.asarray(y_pred).reshape(-1)
+  if len(y_true) != len(images) or len(y_pred) != len(images):
+    raise InputError(f"{len(images)} images but {len(y_true)} labels and "
+                     f"{len(y_pred)} predictions")
+  count = min(len(images), max_images)
+  if count == 0:
+    raise InputError("no images to draw")
+  if probs is not None:
+    probs = np.asarray(probs)
+  cols = math.ceil(math.sqrt(count))
+  rows = math.ceil(count / cols)
+  fig = _new_figure(figsize or (1.6 * cols, 1.75 * rows))
+  for i in range(count):
+    ax = fig.add_subplot(rows, cols, i + 1)
+    image, cmap = _display_image(images[i])
+    ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    true, pred = int(y_true[i]), int(y_pred[i])
+    title = f"{_short(class_names[true], 9)} / {_short(class_names[pred], 9)}"
+    if probs is not None:
+      title += f" ({probs[i, pred]:.2f})"
+    ax.set_title(title, fontsize=6.5, color="black" if true == pred else "red")
+  return fig
+
+
+# ----------------------------------------------------------------------------------
+# output
+
+
+def _close(fig: Figure) -> None:
+  # Only a figure made through pyplot is held in its registry; ours are not.
+  if "matplotlib.pyplot" in sys.modules:
+    sys.modules["matplotlib.pyplot"].close(fig)
+
+
+def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
+  """PNG bytes of a figure at `dpi` (figsize x dpi pixels); closes the figure."""
+  buffer = io.BytesIO()
+  try:
+    fig.savefig(buffer, format="png", dpi=dpi)
+  finally:
+    _close(fig)
+  return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+  """Writes a figure as PNG to `path` atomically (temp file, then rename); closes it."""
+  data = figure_to_png(fig, dpi=dpi)
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+  try:
+    with os.fdopen(handle, "wb") as f:
+      f.write(data)
+    # mkstemp makes the file private; a figure is meant to be read by others.
+    os.chmod(tmp_path, 0o644)
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
