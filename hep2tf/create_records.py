@@ -1,0 +1,209 @@
+"""Convert a source dataset into sharded TFRecords: python -m hep2tf.create_records.
+
+With no flags it builds the embedded default: it draws the synthetic HEp-2 set into
+data/synthetic_hep2 (reused when it already matches) and writes records/synthetic_hep2.
+
+  python -m hep2tf.create_records
+  python -m hep2tf.create_records --dataset=icpr2014 --data_dir=/data/icpr2014 \\
+      --balance=oversample --augment_copies=3 --image_size=96
+  python -m hep2tf.create_records --dataset=csv --data_dir=/data/cells \\
+      --csv_path=cells.csv --path_column=file --label_column=class --group_column=patient
+  python -m hep2tf.create_records --verify=records/synthetic_hep2
+
+Exit codes (hep2tf.errors): 0 done; 2 bad input, nothing published (the reason on
+stderr); 3 done, but some inputs were skipped (see rejects.csv beside the records).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from hep2tf import errors
+from hep2tf import images
+from hep2tf import sources
+from hep2tf import splits
+from hep2tf import synth
+from hep2tf import writer
+
+SYNTHETIC = "synthetic"
+SYNTHETIC_NAME = "synthetic_hep2"
+SYNTHETIC_DIR = "data/synthetic_hep2"
+SYNTHETIC_IMAGE_SIZE = 78
+
+
+def define_flags() -> None:
+  """Defines the converter's flags, grouped by stage."""
+  # Source.
+  flags.DEFINE_string("dataset", SYNTHETIC, "Source layout: synthetic, or one of "
+                      f"{', '.join(sources.LAYOUTS)}.")
+  flags.DEFINE_string("data_dir", None, "Folder of the source dataset (synthetic: "
+                      f"where it is generated, default {SYNTHETIC_DIR}).")
+  flags.DEFINE_string("csv_path", None, "csv/icpr2014: the table, relative to "
+                      "--data_dir (default: found there).")
+  flags.DEFINE_string("path_column", None, "csv: column with the image path.")
+  flags.DEFINE_string("label_column", None, "csv: column with the class name.")
+  flags.DEFINE_string("group_column", None, "csv: column with specimen/patient.")
+  flags.DEFINE_string("split_column", None, "csv: column with train/validation/test.")
+  flags.DEFINE_string("csv_separator", None, "csv: separator (default: sniffed).")
+  # Synthetic.
+  flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
+                       "synthetic: cells to draw.")
+  flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
+  # Output.
+  flags.DEFINE_string("output_dir", None, "Records folder (default records/<name>).")
+  flags.DEFINE_string("name", None, "Dataset name, snake_case (default: the "
+                      f"layout's; {SYNTHETIC_NAME} for synthetic).")
+  flags.DEFINE_boolean("overwrite", False, "Replace an existing records folder.")
+  # Splits, balance, offline augmentation.
+  flags.DEFINE_float("validation_fraction", splits.DEFAULT_VALIDATION_FRACTION,
+                     "Fraction of all examples for validation when splits are made.")
+  flags.DEFINE_float("test_fraction", splits.DEFAULT_TEST_FRACTION,
+                     "Fraction of all examples for test when splits are made.")
+  flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
+                       "split when groups are known.")
+  flags.DEFINE_enum("balance", "none", list(splits.BALANCE_MODES),
+                    "Equal class counts in train by over- or undersampling.")
+  flags.DEFINE_integer("augment_copies", 0, "Extra dihedral copies (0..7) of each "
+                       "train image, written offline.")
+  flags.DEFINE_integer("seed", 0, "Seed of splits, balance, copies and shuffling.")
+  # Images.
+  flags.DEFINE_string("image_size", None, "Resize to 'S' or 'H,W' (default: keep).")
+  flags.DEFINE_enum("resize", "pad", list(images.RESIZE_MODES),
+                    "pad: keep the aspect ratio, black borders; stretch: do not.")
+  flags.DEFINE_boolean("apply_mask", False, "Zero the background outside the mask.")
+  flags.DEFINE_float("max_megapixels", images.DEFAULT_MAX_MEGAPIXELS,
+                     "Reject images declaring more pixels (decompression bombs).")
+  # Run.
+  flags.DEFINE_integer("num_workers", None, "Image loading processes (default: all "
+                       "cores).")
+  flags.DEFINE_integer("num_shards", None, "Shards per split (default: 8 for big "
+                       "splits, fewer for small ones).")
+  flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad input: stop "
+                    "and publish nothing, or skip it and list it in rejects.csv.")
+  flags.DEFINE_string("verify", None, "Verify this records folder and exit.")
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+  """'96' -> (96, 96); '96,128' -> (96, 128) as (height, width); None -> None."""
+  if not text:
+    return None
+  try:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+  except ValueError:
+    parts = []
+  if len(parts) not in (1, 2) or min(parts) < 1:
+    raise errors.InputError(f"--image_size must be 'S' or 'H,W', got {text!r}")
+  return (parts[0], parts[-1])
+
+
+def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
+                   output_dir: str | None = None, name: str | None = None,
+                   overwrite: bool = False, source_options: dict | None = None,
+                   synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
+                   synth_seed: int = 0,
+                   validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
+                   test_fraction: float = splits.DEFAULT_TEST_FRACTION,
+                   group_split: bool = True, balance: str = "none",
+                   augment_copies: int = 0, seed: int = 0,
+                   image_size: tuple[int, int] | None = None, resize: str = "pad",
+                   apply_mask: bool = False,
+                   max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
+                   num_workers: int | None = None, num_shards: int | None = None,
+                   on_error: str = "fail", progress: bool = True
+                   ) -> tuple[writer.WriteSummary, errors.Rejects]:
+  """Source -> splits -> balance -> dihedral copies -> records folder.
+
+  Args mirror the command-line flags; `source_options` go to `sources.read_source`
+  (e.g. csv_path, path_column). Returns the writer's summary and what was skipped.
+  Raises InputError for bad input (nothing is published then).
+  """
+  num_workers = num_workers or os.cpu_count() or 1
+  rejects = errors.Rejects()
+  layout = dataset
+  if dataset == SYNTHETIC:
+    data_dir = data_dir or SYNTHETIC_DIR
+    name = name or SYNTHETIC_NAME
+    if not synth.matches(data_dir, synth_num_images, synth_seed,
+                         SYNTHETIC_IMAGE_SIZE):
+      logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
+      synth.generate(data_dir, synth_num_images, seed=synth_seed,
+                     image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
+                     overwrite=True)
+    layout = "icpr2014"
+  elif not data_dir:
+    raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
+  source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
+                               name=name, **(source_options or {}))
+  output_dir = output_dir or os.path.join("records", source.name)
+  if os.path.exists(output_dir) and not overwrite:
+    # Fail before hashing and splitting; the writer checks again before publishing.
+    raise errors.InputError("the records folder exists; pass --overwrite to replace "
+                            "it", file=output_dir)
+  examples = splits.assign_splits(
+      source.examples, validation_fraction=validation_fraction,
+      test_fraction=test_fraction, seed=seed, by_group=group_split,
+      on_error=on_error, rejects=rejects)
+  examples = splits.balance(examples, balance, seed=seed)
+  examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
+  summary = writer.write_records(
+      source, examples, output_dir, num_shards=num_shards, num_workers=num_workers,
+      seed=seed, overwrite=overwrite, on_error=on_error, image_size=image_size,
+      resize=resize, apply_mask=apply_mask, progress=progress,
+      max_megapixels=max_megapixels, balance=balance,
+      augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
+      rejects=rejects)
+  return summary, rejects
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  FLAGS = flags.FLAGS
+  if FLAGS.verify:
+    problems = writer.verify_records(FLAGS.verify)
+    for problem in problems:
+      print(problem, file=sys.stderr)
+    print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")
+    return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
+  options = {"csv_path": FLAGS.csv_path, "path_column": FLAGS.path_column,
+             "label_column": FLAGS.label_column, "group_column": FLAGS.group_column,
+             "split_column": FLAGS.split_column, "separator": FLAGS.csv_separator}
+  try:
+    summary, rejects = create_records(
+        FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
+        overwrite=FLAGS.overwrite, source_options=options,
+        synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
+        validation_fraction=FLAGS.validation_fraction,
+        test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
+        balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
+        image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
+        apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
+        num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
+        on_error=FLAGS.on_error)
+  except errors.InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_INPUT_ERROR
+  print(f"Records in {summary.output_dir} ({summary.name}, classes "
+        f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
+  print(summary.table())
+  if len(rejects):
+    print(f"{len(rejects)} inputs skipped, listed in "
+          f"{pathlib.Path(summary.output_dir) / writer.REJECTS}", file=sys.stderr)
+    return errors.EXIT_SKIPPED
+  return errors.EXIT_OK
+
+
+def run() -> None:
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
