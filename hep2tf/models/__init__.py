@@ -1,0 +1,87 @@
+"""The model zoo: models registered by name.
+
+  model = build_model("cnn", (78, 78, 1), num_classes=6, dropout=0.5)
+  model = build_model("resnet50", (78, 78, 1), 6, weights="imagenet", image_size=224)
+  model = build_model("cnn", (78, 78, 1), 2, weights="runs/icpr2014_cnn")
+
+Every model takes float32 images in [0, 255], shape (N, H, W, C) with C = 1 or 3, and
+returns float32 class probabilities (N, num_classes); its first layers normalise.
+Each is a function `build(input_shape, num_classes, **hparams) -> keras.Model`
+registered with `@register(name)`; variants are `functools.partial` one-liners.
+
+The `weights` hparam, common to all models:
+  None / "none"  random initialisation;
+  "imagenet"     Keras Applications backbones only; needs the network or the file in
+                 the Keras cache (a clear RuntimeError says which file otherwise);
+  a path         a `.weights.h5`, a `.keras` file or an earlier hep2tf run directory,
+                 copied layer by layer where names and shapes match (`load_pretrained`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+
+Builder = Callable[..., keras.Model]
+
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+  """Decorator: registers `build(input_shape, num_classes, **hparams)` as `name`."""
+
+  def decorate(builder: Builder) -> Builder:
+    if name in _REGISTRY:
+      raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = builder
+    return builder
+
+  return decorate
+
+
+def list_models() -> list[str]:
+  """The registered model names, sorted."""
+  return sorted(_REGISTRY)
+
+
+def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
+                **hparams) -> keras.Model:
+  """Builds the registered model `name`.
+
+  Args:
+    name: one of `list_models()`.
+    input_shape: (height, width, channels), channels 1 or 3.
+    num_classes: size of the softmax output.
+    **hparams: the model's hyper-parameters; `weights` as in the module docstring.
+
+  Returns:
+    A functional `keras.Model` from float32 images in [0, 255] to float32
+    probabilities. Raises ValueError for an unknown name.
+  """
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown model {name!r}; known models: "
+                     f"{', '.join(list_models())}")
+  input_shape = tuple(input_shape)
+  if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+    raise ValueError(f"input_shape must be (height, width, 1 or 3), got {input_shape}")
+  if num_classes < 2:
+    raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+  model = _REGISTRY[name](input_shape, num_classes, **hparams)
+  weights = hparams.get("weights")
+  if is_weights_path(weights):
+    load_pretrained(model, weights)
+  return model
+
+
+def is_weights_path(weights: object) -> bool:
+  """Whether a `weights` hparam names a file or run directory (not none/imagenet)."""
+  return weights is not None and str(weights).lower() not in ("none", "", "imagenet")
+
+
+# The model modules register themselves on import; they import `register` from here.
+from hep2tf.models import alexnet, backbones, cnn  # noqa: E402,F401
+from hep2tf.models.backbones import (  # noqa: E402,F401
+    load_pretrained, set_backbone_trainable)
+from hep2tf.models.layers import (  # noqa: E402,F401
+    ContrastStretch, PerImageStandardization, Rescale)
