@@ -1,0 +1,438 @@
+"""Training library: `train_and_evaluate(config, model_dir)`.
+
+`python -m hep2tf.train` maps its flags onto a `TrainConfig` and calls this. The run
+directory layout is in docs/ARCHITECTURE.md. A killed run resumes from its last
+completed epoch when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from hep2tf import augment, export, input_pipeline, metrics, models, plots, summaries
+
+CONFIG_FILE = "config.json"
+BEST_MODEL = "best.keras"
+FINAL_MODEL = "model.keras"
+COMPLETE_FILE = "complete.json"
+BEST_STATE = "best.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything a run needs; the train flags map one to one onto these fields."""
+
+  # Data.
+  records_dir: str = "records/synthetic_hep2"
+  train_split: str = "train"
+  eval_split: str = "validation"
+  image_size: int = 0            # 0: the records' own size
+  apply_mask: bool = False
+  balanced_sampling: bool = False
+  shuffle_buffer: int = 8192
+  # Model.
+  model: str = "cnn"
+  weights: str = "none"          # none | imagenet | a weights file | an earlier run
+  dropout: float = 0.5
+  weight_decay: float = 5e-4
+  batch_norm: bool = False
+  normalization: str = "per_image"
+  freeze_epochs: int = 0         # backbones: epochs with the backbone frozen first
+  # Augmentation (inside the compiled training step).
+  rotation: bool = True
+  rot90: bool = True
+  flips: bool = True
+  brightness: float = 0.0
+  contrast: float = 0.0
+  erasing: float = 0.0
+  mixup: float = 0.0
+  cutmix: float = 0.0
+  # Optimisation.
+  optimizer: str = "adam"        # sgd | adam | adamw
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  adamw_weight_decay: float = 1e-4
+  schedule: str = "constant"     # constant | cosine | plateau
+  warmup_epochs: int = 0
+  label_smoothing: float = 0.0
+  class_weights: bool = False
+  epochs: int = 10
+  batch_size: int = 64
+  steps_per_epoch: int = 0       # 0: one pass over the training split
+  early_stopping_patience: int = 0
+  # Execution.
+  mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
+  jit_compile: bool = False
+  seed: int = 0
+  deterministic: bool = False
+  image_summary_every: int = 5
+  overwrite: bool = False
+
+
+SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
+
+
+class TrainingError(RuntimeError):
+  """The run stopped for a reason the user must act on (NaN loss, corrupt shard)."""
+
+
+# --- Building ---------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+  return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+def model_hparams(config: TrainConfig) -> dict:
+  """The hparams each model family takes (backbones normalise on their own)."""
+  hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
+  if config.model in SCRATCH_MODELS:
+    hparams.update(batch_norm=config.batch_norm, normalization=config.normalization)
+  else:
+    hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
+                   backbone_trainable=config.freeze_epochs == 0)
+  return hparams
+
+
+def build_models(config: TrainConfig, input_shape, num_classes: int
+                 ) -> tuple[keras.Model, keras.Model, keras.Model]:
+  """Returns (training model, inference model, augmenter).
+
+  The training model is augmenter -> inference model, so augmentation runs inside the
+  compiled step and is absent from the saved and exported inference model.
+  """
+  model = models.build_model(config.model, input_shape, num_classes,
+                             **model_hparams(config))
+  if config.weights not in ("none", "", "imagenet"):
+    loaded = models.load_pretrained(model, config.weights)
+    logging.info("Loaded %d layers from %s", len(loaded), config.weights)
+  augmenter = augment.build_augmenter(
+      rotation=config.rotation, rot90=config.rot90, flips=config.flips,
+      brightness=config.brightness, contrast=config.contrast,
+      erasing=config.erasing, seed=config.seed)
+  inputs = keras.Input(shape=input_shape, name="image")
+  outputs = model(augmenter(inputs))
+  return keras.Model(inputs, outputs, name="train_model"), model, augmenter
+
+
+def make_learning_rate(config: TrainConfig, steps_per_epoch: int):
+  if config.schedule == "cosine":
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = max(1, config.epochs * steps_per_epoch - warmup)
+    if warmup:
+      return keras.optimizers.schedules.CosineDecay(
+          initial_learning_rate=config.learning_rate * 0.01, decay_steps=total,
+          warmup_target=config.learning_rate, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+  if config.schedule in ("constant", "plateau"):
+    return config.learning_rate
+  raise ValueError(f"unknown schedule {config.schedule!r}: "
+                   "expected constant, cosine or plateau")
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+  lr = make_learning_rate(config, steps_per_epoch)
+  if config.optimizer == "sgd":
+    return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
+  if config.optimizer == "adam":
+    return keras.optimizers.Adam(lr)
+  if config.optimizer == "adamw":
+    return keras.optimizers.AdamW(lr, weight_decay=config.adamw_weight_decay)
+  raise ValueError(f"unknown optimizer {config.optimizer!r}: "
+                   "expected sgd, adam or adamw")
+
+
+def compile_model(train_model: keras.Model, config: TrainConfig,
+                  class_names, steps_per_epoch: int) -> None:
+  num_classes = len(class_names)
+  train_model.compile(
+      optimizer=make_optimizer(config, steps_per_epoch),
+      loss=keras.losses.CategoricalCrossentropy(
+          label_smoothing=config.label_smoothing),
+      metrics=["accuracy", metrics.MeanClassAccuracy(num_classes, name="mca")]
+      + [metrics.ClassRecall(k, name=f"recall_{_slug(name)}")
+         for k, name in enumerate(class_names)],
+      jit_compile=config.jit_compile)
+
+
+def class_weights(counts: dict, class_names) -> dict[int, float]:
+  """Inverse-frequency weights n / (K * n_k), classes absent from train weigh 0."""
+  total = sum(counts.get(c, 0) for c in class_names)
+  k = len(class_names)
+  return {i: (total / (k * counts[c]) if counts.get(c) else 0.0)
+          for i, c in enumerate(class_names)}
+
+
+# --- Callbacks ----------------------------------------------------------------------
+
+
+class NaNGuard(keras.callbacks.Callback):
+  """Stops at the first non-finite loss and remembers where."""
+
+  def __init__(self):
+    super().__init__()
+    self.where = None
+    self._epoch = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      self.where = (self._epoch + 1, batch)
+      self.model.stop_training = True
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """BackupAndRestore that never backs up an epoch whose loss went non-finite, so a
+  resumed run starts from the last good state."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      return
+    super().on_epoch_end(epoch, logs)
+
+
+def atomic_save(model: keras.Model, path: str) -> None:
+  """Saves a .keras file so that a crash leaves the old file or the new, never half."""
+  tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
+                     os.path.basename(path))
+  model.save(tmp)
+  os.replace(tmp, path)
+
+
+class BestModel(keras.callbacks.Callback):
+  """Keeps the inference model of the epoch with the best validation MCA; the best
+  value survives a resume (RUN/best.json)."""
+
+  def __init__(self, model_dir: str, inference_model: keras.Model,
+               monitor: str = "val_mca"):
+    super().__init__()
+    self._dir = model_dir
+    self._inference_model = inference_model
+    self._monitor = monitor
+    self._state_path = os.path.join(model_dir, BEST_STATE)
+    self.best = -math.inf
+    if os.path.exists(self._state_path):
+      with open(self._state_path) as f:
+        self.best = json.load(f)["value"]
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self._monitor)
+    if value is None or not math.isfinite(float(value)):
+      return
+    if float(value) > self.best:
+      self.best = float(value)
+      atomic_save(self._inference_model, os.path.join(self._dir, BEST_MODEL))
+      _write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
+                                     "epoch": epoch + 1})
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+# --- The run ------------------------------------------------------------------------
+
+
+def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
+  """A finished run is only replaced with overwrite; an unfinished one resumes."""
+  if os.path.exists(os.path.join(model_dir, COMPLETE_FILE)):
+    if not overwrite:
+      raise FileExistsError(
+          f"{model_dir} holds a finished run; pass --overwrite to train it again "
+          "or choose another --model_dir")
+    shutil.rmtree(model_dir)
+  os.makedirs(model_dir, exist_ok=True)
+
+
+def setup_execution(config: TrainConfig) -> None:
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  policy = "float32" if config.mixed_precision in ("none", "") else config.mixed_precision
+  keras.mixed_precision.set_global_policy(policy)
+
+
+def _predict_split(model: keras.Model, dataset: tf.data.Dataset,
+                   max_images: int = 36):
+  """(y_true ids, probabilities, the first images) over a finite dataset."""
+  y_true, probs, shown = [], [], []
+  for images, labels in dataset:
+    probs.append(model(images, training=False).numpy())
+    y_true.append(np.argmax(labels.numpy(), axis=1))
+    if sum(len(s) for s in shown) < max_images:
+      shown.append(images.numpy())
+  images = np.concatenate(shown)[:max_images].astype(np.uint8)
+  return np.concatenate(y_true), np.concatenate(probs), images
+
+
+def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
+  """Trains a model on the records and evaluates it on the eval split.
+
+  Returns the eval-split report of `metrics.classification_report` for the best
+  checkpoint, plus `epochs_run` and `train_seconds`.
+  """
+  prepare_run_dir(model_dir, config.overwrite)
+  setup_execution(config)
+  info = input_pipeline.load_info(config.records_dir)
+  class_names = list(info.class_names)
+
+  image_size = (config.image_size, config.image_size) if config.image_size else None
+  if image_size is None and info.image_shape is None:
+    raise ValueError(f"{config.records_dir}: images vary in size; "
+                     "set --image_size to train on them")
+  height, width = image_size or tuple(info.image_shape)
+  input_shape = (height, width, info.channels)
+
+  def dataset(split, training):
+    return input_pipeline.create_split(
+        config.records_dir, split, batch_size=config.batch_size,
+        training=training, image_size=image_size, apply_mask=config.apply_mask,
+        shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+        balanced=config.balanced_sampling and training,
+        mixup_alpha=config.mixup if training else 0.0,
+        cutmix_alpha=config.cutmix if training else 0.0,
+        repeat=training,
+        deterministic=config.deterministic or None)
+
+  train_ds = dataset(config.train_split, True)
+  val_ds = dataset(config.eval_split, False)
+  num_train = input_pipeline.num_examples(config.records_dir, config.train_split)
+  steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
+
+  train_model, model, augmenter = build_models(config, input_shape, len(class_names))
+  compile_model(train_model, config, class_names, steps_per_epoch)
+
+  _write_json(os.path.join(model_dir, CONFIG_FILE), {
+      "model": config.model, "input_shape": list(input_shape),
+      "class_names": class_names, "positive_class": info.positive_class,
+      "records_dir": os.path.abspath(config.records_dir),
+      "image_size": list(image_size) if image_size else None,
+      "apply_mask": config.apply_mask, "config": dataclasses.asdict(config)})
+
+  nan_guard = NaNGuard()
+  callbacks = [
+      nan_guard,
+      keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+      summaries.ScalarSummaries(model_dir),
+      BestModel(model_dir, model),
+  ]
+  if config.image_summary_every > 0:
+    callbacks.append(summaries.ImageSummaries(
+        model_dir, next(iter(train_ds)), augmenter,
+        lambda: _predict_split(model, val_ds), class_names,
+        every=config.image_summary_every, num_epochs=config.epochs,
+        positive_class=info.positive_class))
+  if config.schedule == "plateau":
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.3, patience=2, min_lr=config.learning_rate * 1e-3))
+  if config.early_stopping_patience > 0:
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor="val_mca", mode="max", patience=config.early_stopping_patience))
+
+  def fit(epochs, backup_dir, initial_epoch=0):
+    # Each phase backs up on its own: the optimizer of the unfrozen phase has other
+    # variables than the frozen one's. A finished phase restores and runs no epoch.
+    backup = SafeBackupAndRestore(os.path.join(model_dir, CHECKPOINT_DIR, backup_dir),
+                                  delete_checkpoint=False)
+    train_model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+        callbacks=[backup] + callbacks, verbose=2, shuffle=False,
+        steps_per_epoch=steps_per_epoch,
+        class_weight=(class_weights(info.class_counts.get(config.train_split, {}),
+                                    class_names) if config.class_weights else None))
+
+  start = time.time()
+  try:
+    frozen = min(config.freeze_epochs, config.epochs)
+    if frozen:
+      fit(frozen, "frozen")
+      if not nan_guard.where:
+        # Unfreeze (BatchNorm stays in inference mode); the optimizer starts anew.
+        models.set_backbone_trainable(model, True)
+        compile_model(train_model, config, class_names, steps_per_epoch)
+    if not nan_guard.where:
+      fit(config.epochs, "main", initial_epoch=frozen)
+  except tf.errors.DataLossError as e:
+    problems = input_pipeline.check_shards(config.records_dir, config.train_split)
+    problems += input_pipeline.check_shards(config.records_dir, config.eval_split)
+    raise TrainingError(
+        "the records are corrupt: " + "; ".join(map(str, problems or [e.message]))
+        + f". Re-create them with python -m hep2tf.create_records --overwrite "
+        f"(verify with --verify={config.records_dir})") from None
+  train_seconds = time.time() - start
+  if nan_guard.where:
+    epoch, batch = nan_guard.where
+    raise TrainingError(
+        f"loss became NaN or infinite at epoch {epoch}, batch {batch}; training "
+        f"stopped. The last good checkpoint is kept ({model_dir}/{BEST_MODEL}, and "
+        f"{model_dir}/{CHECKPOINT_DIR} to resume). Lower --learning_rate or check "
+        "the input.")
+
+  # --- Outputs of a finished run --------------------------------------------------
+  atomic_save(model, os.path.join(model_dir, FINAL_MODEL))
+  best_path = os.path.join(model_dir, BEST_MODEL)
+  if not os.path.exists(best_path):
+    atomic_save(model, best_path)
+  best = load_model(best_path)
+  export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
+                        class_names=class_names, channels=info.channels,
+                        image_size=(height, width))
+  history = _read_history(model_dir)
+  if history:
+    plots.save_figure(plots.learning_curves_figure(history),
+                      os.path.join(model_dir, "learning_curves.png"))
+
+  y_true, probs, _ = _predict_split(best, val_ds)
+  report = metrics.classification_report(y_true, probs, class_names,
+                                         positive_class=info.positive_class)
+  hparams = {k: v for k, v in dataclasses.asdict(config).items()
+             if k not in ("records_dir", "overwrite", "image_summary_every")}
+  summaries.write_hparams(model_dir, hparams, ["hparams/val_mca", "hparams/val_aca"])
+  summaries.write_final_metrics(
+      model_dir, {"hparams/val_mca": report["mca"], "hparams/val_aca": report["aca"]},
+      step=len(history.get("epoch", [])) if history else config.epochs)
+  epochs_run = len(history.get("epoch", [])) if history else 0
+  report.update(epochs_run=epochs_run, train_seconds=train_seconds)
+  _write_json(os.path.join(model_dir, COMPLETE_FILE),
+              {"epochs": epochs_run, "val_mca": report["mca"],
+               "val_aca": report["aca"], "train_seconds": train_seconds})
+  shutil.rmtree(os.path.join(model_dir, CHECKPOINT_DIR), ignore_errors=True)
+  return report
+
+
+def load_model(path: str) -> keras.Model:
+  """Loads a hep2tf .keras model in Keras safe mode (no code from the file runs)."""
+  import hep2tf.models  # noqa: F401  registers the custom layers
+  return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _read_history(model_dir: str) -> dict:
+  path = os.path.join(model_dir, HISTORY_FILE)
+  if not os.path.exists(path):
+    return {}
+  import pandas as pd
+  frame = pd.read_csv(path)
+  # A resumed run may have logged an epoch twice; the later row is the one kept.
+  frame = frame.drop_duplicates(subset="epoch", keep="last")
+  return {k: frame[k].tolist() for k in frame.columns}
