@@ -25,6 +25,7 @@ import re
 import tensorflow as tf
 
 from hep2tf import augment
+from hep2tf import folds
 from hep2tf import schema
 from hep2tf.errors import InputError
 
@@ -238,7 +239,8 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
                  mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
                  repeat: bool = False, cache: bool = False, with_meta: bool = False,
                  deterministic: bool | None = None,
-                 drop_remainder: bool | None = None) -> tf.data.Dataset:
+                 drop_remainder: bool | None = None,
+                 fold: folds.FoldSpec | None = None) -> tf.data.Dataset:
   """The tf.data pipeline of one split.
 
   Args:
@@ -268,6 +270,8 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
     deterministic: reproducible element order (with `seed` when training). Default:
       True for evaluation; for training, True if `seed` is given.
     drop_remainder: drop the last partial batch; default `training`.
+    fold: a `folds.FoldSpec`: keep only the examples of that cross-validation fold
+      (holdout) or all but it.
 
   Returns:
     A dataset of (images, labels) or (images, labels, meta): images float32 in
@@ -289,16 +293,24 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
     if training:
       shards = shards.shuffle(len(files), seed=seeds.next(),
                               reshuffle_each_iteration=True)
-    return shards.interleave(
+    records = shards.interleave(
         tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
         num_parallel_calls=autotune, deterministic=deterministic)
+    if fold is not None:
+      records = records.filter(keep_fold)
+    return records
+
+  if fold is not None:
+    keep_fold = folds.fold_predicate(os.fspath(records_dir), split, fold)
 
   if balanced:
     records = _balanced(info, split,
                         lambda: read(tf.data.Dataset.from_tensor_slices(files)),
                         seed=seeds.next())
     if not repeat:
-      records = records.take(info.splits.get(split, 0) or _count(files))
+      records = records.take(
+          folds.fold_size(records_dir, split, fold) if fold is not None
+          else info.splits.get(split, 0) or _count(files))
   else:
     records = read(tf.data.Dataset.from_tensor_slices(files))
   examples = records.map(

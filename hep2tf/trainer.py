@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import augment, export, input_pipeline, metrics, models, plots, summaries
+from hep2tf import augment, export, folds, input_pipeline, metrics, models, plots, summaries
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -74,6 +74,10 @@ class TrainConfig:
   batch_size: int = 64
   steps_per_epoch: int = 0       # 0: one pass over the training split
   early_stopping_patience: int = 0
+  # Cross-validation (hep2tf.sweep): hold out fold `fold` of `num_folds` of the
+  # training split for validation; 0 folds uses eval_split.
+  num_folds: int = 0
+  fold: int = 0
   # Execution.
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
@@ -304,9 +308,16 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   height, width = image_size or tuple(info.image_shape)
   input_shape = (height, width, info.channels)
 
-  def dataset(split, training):
+  # Cross-validation: fold `fold` of the training split is held out for validation.
+  def fold_spec(holdout):
+    if not config.num_folds:
+      return None
+    return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
+                          holdout=holdout, seed=config.seed)
+
+  def dataset(split, training, fold=None):
     return input_pipeline.create_split(
-        config.records_dir, split, batch_size=config.batch_size,
+        config.records_dir, split, batch_size=config.batch_size, fold=fold,
         training=training, image_size=image_size, apply_mask=config.apply_mask,
         shuffle_buffer=config.shuffle_buffer, seed=config.seed,
         balanced=config.balanced_sampling and training,
@@ -315,10 +326,16 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         repeat=training,
         deterministic=config.deterministic or None)
 
-  train_ds = dataset(config.train_split, True)
-  val_ds = dataset(config.eval_split, False)
-  num_train = input_pipeline.num_examples(config.records_dir, config.train_split)
-  steps_per_epoch = config.steps_per_epoch or math.ceil(num_train / config.batch_size)
+  train_ds = dataset(config.train_split, True, fold_spec(holdout=False))
+  if config.num_folds:
+    val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
+    num_train = folds.fold_size(config.records_dir, config.train_split,
+                                fold_spec(holdout=False))
+  else:
+    val_ds = dataset(config.eval_split, False)
+    num_train = input_pipeline.num_examples(config.records_dir, config.train_split)
+  # Training batches drop the remainder, so a pass is floor(n / batch) steps.
+  steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
 
   train_model, model, augmenter = build_models(config, input_shape, len(class_names))
   compile_model(train_model, config, class_names, steps_per_epoch)
