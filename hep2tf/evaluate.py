@@ -21,12 +21,16 @@ from absl import app, flags
 
 from hep2tf import augment, errors, input_pipeline, metrics, plots, schema, trainer
 
-flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
-flags.DEFINE_string("split", "test", "Split of the run's records to evaluate.")
-flags.DEFINE_boolean("tta", False, "Average over the 8 dihedral transforms (4 for non-square inputs).")
-flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "best: best validation MCA; final: the last epoch.")
-flags.DEFINE_string("records_dir", None, "Evaluate on these records instead of the run's own (same classes).")
-flags.DEFINE_integer("batch_size", 128, "Batch size for inference.")
+
+def define_flags() -> None:
+  """Defines the command-line flags (once; importing this module defines none)."""
+  flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
+  flags.DEFINE_string("split", "test", "Split of the run's records to evaluate.")
+  flags.DEFINE_boolean("tta", False, "Average over the 8 dihedral transforms (4 for non-square inputs).")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "best: best validation MCA; final: the last epoch.")
+  flags.DEFINE_string("records_dir", None, "Evaluate on these records instead of the run's own (same classes).")
+  flags.DEFINE_integer("batch_size", 128, "Batch size for inference.")
+
 FLAGS = flags.FLAGS
 
 
@@ -149,6 +153,7 @@ def main(argv):
 
 
 def run():
+  define_flags()
   app.run(main)
 
 

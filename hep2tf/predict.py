@@ -19,11 +19,15 @@ from PIL import Image
 
 from hep2tf import errors, evaluate, images
 
-flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
-flags.DEFINE_string("output", "-", "CSV to write; - writes to standard output.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "Which model of the run.")
-flags.DEFINE_boolean("tta", False, "Average over the dihedral transforms.")
-flags.DEFINE_integer("batch_size", 64, "Batch size for inference.")
+
+def define_flags() -> None:
+  """Defines the command-line flags (once; importing this module defines none)."""
+  flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
+  flags.DEFINE_string("output", "-", "CSV to write; - writes to standard output.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "Which model of the run.")
+  flags.DEFINE_boolean("tta", False, "Average over the dihedral transforms.")
+  flags.DEFINE_integer("batch_size", 64, "Batch size for inference.")
+
 FLAGS = flags.FLAGS
 
 
@@ -84,6 +88,7 @@ def main(argv):
 
 
 def run():
+  define_flags()
   app.run(main)
 
 

@@ -19,52 +19,59 @@ from hep2tf import errors, trainer
 
 _D = trainer.TrainConfig()
 
-# Data.
-flags.DEFINE_string("records_dir", _D.records_dir, "Records folder made by create_records.")
-flags.DEFINE_string("train_split", _D.train_split, "Split to train on.")
-flags.DEFINE_string("eval_split", _D.eval_split, "Split for per-epoch validation and the best checkpoint.")
-flags.DEFINE_integer("image_size", _D.image_size, "Side the images are resized (with padding) to; 0 keeps the records' size.")
-flags.DEFINE_boolean("apply_mask", _D.apply_mask, "Zero the background outside the cell mask (records with masks).")
-flags.DEFINE_boolean("balanced_sampling", _D.balanced_sampling, "Sample training batches with equal class frequencies.")
-flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Examples in the shuffle buffer.")
-# Model.
-flags.DEFINE_string("model", _D.model, "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, efficientnetv2_b0, convnext_tiny, ...).")
-flags.DEFINE_string("weights", _D.weights, "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
-flags.DEFINE_float("dropout", _D.dropout, "Dropout rate before the dense layers / head.")
-flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels, added to the loss.")
-flags.DEFINE_boolean("batch_norm", _D.batch_norm, "BatchNorm after each conv (cnn, alexnet).")
-flags.DEFINE_enum("normalization", _D.normalization, ["per_image", "dataset", "none"], "Input normalisation inside the model.")
-flags.DEFINE_integer("freeze_epochs", _D.freeze_epochs, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
-# Augmentation.
-flags.DEFINE_boolean("rotation", _D.rotation, "Random rotation by an arbitrary angle.")
-flags.DEFINE_boolean("rot90", _D.rot90, "Random 90-degree turns.")
-flags.DEFINE_boolean("flips", _D.flips, "Random flips.")
-flags.DEFINE_float("brightness", _D.brightness, "Random brightness change, as a fraction of full scale.")
-flags.DEFINE_float("contrast", _D.contrast, "Random contrast change factor.")
-flags.DEFINE_float("erasing", _D.erasing, "Probability of random erasing.")
-flags.DEFINE_float("mixup", _D.mixup, "Mixup alpha (0: off).")
-flags.DEFINE_float("cutmix", _D.cutmix, "CutMix alpha (0: off).")
-# Optimisation.
-flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd", "adam", "adamw"], "Optimiser.")
-flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate (for the global batch).")
-flags.DEFINE_float("momentum", _D.momentum, "SGD momentum (Nesterov).")
-flags.DEFINE_float("adamw_weight_decay", _D.adamw_weight_decay, "AdamW decoupled weight decay.")
-flags.DEFINE_enum("schedule", _D.schedule, ["constant", "cosine", "plateau"], "Learning-rate schedule.")
-flags.DEFINE_integer("warmup_epochs", _D.warmup_epochs, "Linear warm-up epochs (cosine).")
-flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the cross-entropy.")
-flags.DEFINE_boolean("class_weights", _D.class_weights, "Weight the loss by inverse class frequency.")
-flags.DEFINE_integer("epochs", _D.epochs, "Epochs.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
-flags.DEFINE_integer("steps_per_epoch", _D.steps_per_epoch, "Steps per epoch; 0 is one pass over the training split.")
-flags.DEFINE_integer("early_stopping_patience", _D.early_stopping_patience, "Stop after this many epochs without a better validation MCA (0: off).")
-# Execution.
-flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, exports).")
-flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
-flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the step with XLA.")
-flags.DEFINE_integer("seed", _D.seed, "Random seed.")
-flags.DEFINE_boolean("deterministic", _D.deterministic, "Deterministic ops and input order (slower).")
-flags.DEFINE_integer("image_summary_every", _D.image_summary_every, "Epochs between image summaries (0: none).")
-flags.DEFINE_boolean("overwrite", _D.overwrite, "Replace a finished run in --model_dir.")
+
+def define_flags() -> None:
+  """Defines the command-line flags (once; importing this module defines none)."""
+  # Data.
+  flags.DEFINE_string("records_dir", _D.records_dir, "Records folder made by create_records.")
+  flags.DEFINE_string("train_split", _D.train_split, "Split to train on.")
+  flags.DEFINE_string("eval_split", _D.eval_split, "Split for per-epoch validation and the best checkpoint.")
+  flags.DEFINE_integer("image_size", _D.image_size, "Side the images are resized (with padding) to; 0 keeps the records' size.")
+  flags.DEFINE_boolean("apply_mask", _D.apply_mask, "Zero the background outside the cell mask (records with masks).")
+  flags.DEFINE_boolean("balanced_sampling", _D.balanced_sampling, "Sample training batches with equal class frequencies.")
+  flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Examples in the shuffle buffer.")
+  # Model.
+  flags.DEFINE_string("model", _D.model, "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, efficientnetv2_b0, convnext_tiny, ...).")
+  flags.DEFINE_string("weights", _D.weights, "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
+  flags.DEFINE_float("dropout", _D.dropout, "Dropout rate before the dense layers / head.")
+  flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels, added to the loss.")
+  flags.DEFINE_boolean("batch_norm", _D.batch_norm, "BatchNorm after each conv (cnn, alexnet).")
+  flags.DEFINE_enum("normalization", _D.normalization, ["per_image", "dataset", "none"], "Input normalisation inside the model.")
+  flags.DEFINE_integer("freeze_epochs", _D.freeze_epochs, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
+  # Augmentation.
+  flags.DEFINE_boolean("rotation", _D.rotation, "Random rotation by an arbitrary angle.")
+  flags.DEFINE_boolean("rot90", _D.rot90, "Random 90-degree turns.")
+  flags.DEFINE_boolean("flips", _D.flips, "Random flips.")
+  flags.DEFINE_float("brightness", _D.brightness, "Random brightness change, as a fraction of full scale.")
+  flags.DEFINE_float("contrast", _D.contrast, "Random contrast change factor.")
+  flags.DEFINE_float("erasing", _D.erasing, "Probability of random erasing.")
+  flags.DEFINE_float("mixup", _D.mixup, "Mixup alpha (0: off).")
+  flags.DEFINE_float("cutmix", _D.cutmix, "CutMix alpha (0: off).")
+  # Optimisation.
+  flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd", "adam", "adamw"], "Optimiser.")
+  flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate (for the global batch).")
+  flags.DEFINE_float("momentum", _D.momentum, "SGD momentum (Nesterov).")
+  flags.DEFINE_float("adamw_weight_decay", _D.adamw_weight_decay, "AdamW decoupled weight decay.")
+  flags.DEFINE_enum("schedule", _D.schedule, ["constant", "cosine", "plateau"], "Learning-rate schedule.")
+  flags.DEFINE_integer("warmup_epochs", _D.warmup_epochs, "Linear warm-up epochs (cosine).")
+  flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the cross-entropy.")
+  flags.DEFINE_boolean("class_weights", _D.class_weights, "Weight the loss by inverse class frequency.")
+  flags.DEFINE_integer("epochs", _D.epochs, "Epochs.")
+  flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
+  flags.DEFINE_integer("steps_per_epoch", _D.steps_per_epoch, "Steps per epoch; 0 is one pass over the training split.")
+  flags.DEFINE_integer("early_stopping_patience", _D.early_stopping_patience, "Stop after this many epochs without a better validation MCA (0: off).")
+  # Cross-validation (hep2tf.sweep runs these).
+  flags.DEFINE_integer("num_folds", _D.num_folds, "Hold out one of this many folds of the training split (stratified, grouped by specimen/patient) for validation; 0 validates on --eval_split.")
+  flags.DEFINE_integer("fold", _D.fold, "Which fold to hold out (0 .. num_folds - 1).")
+  # Execution.
+  flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, exports).")
+  flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
+  flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the step with XLA.")
+  flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+  flags.DEFINE_boolean("deterministic", _D.deterministic, "Deterministic ops and input order (slower).")
+  flags.DEFINE_integer("image_summary_every", _D.image_summary_every, "Epochs between image summaries (0: none).")
+  flags.DEFINE_boolean("overwrite", _D.overwrite, "Replace a finished run in --model_dir.")
+
 
 FLAGS = flags.FLAGS
 
@@ -106,6 +113,7 @@ def main(argv):
 
 
 def run():
+  define_flags()
   app.run(main)
 
 

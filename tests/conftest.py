@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny synthetic records made once per test session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+  """A synthetic HEp-2 set of 180 cells (random split) -> records.
+
+  Returns (records_dir, source_dir).
+  """
+  from hep2tf import create_records
+
+  root = tmp_path_factory.mktemp("tiny")
+  source = root / "source"
+  records = root / "records"
+  create_records.create_records(
+      data_dir=str(source), output_dir=str(records), synth_num_images=180,
+      synth_seed=3, group_split=False, num_workers=1, progress=False)
+  return str(records), str(source)

@@ -1,0 +1,206 @@
+"""One whole train -> evaluate -> predict -> export on tiny records (STYLE.md 9)."""
+
+import dataclasses
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from hep2tf import evaluate, predict, trainer
+
+from conftest import REPO
+
+SMOKE = dict(model="cnn", epochs=2, batch_size=16, learning_rate=1e-3,
+             shuffle_buffer=256, image_summary_every=1)
+
+
+def smoke_config(records_dir, **overrides):
+  return trainer.TrainConfig(records_dir=records_dir, **{**SMOKE, **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_records, tmp_path_factory):
+  records_dir, source_dir = tiny_records
+  run = str(tmp_path_factory.mktemp("run") / "cnn")
+  report = trainer.train_and_evaluate(smoke_config(records_dir), run)
+  return run, report, records_dir, source_dir
+
+
+def event_tags(folder):
+  """{plugin name: set of tags} of the event files directly in `folder`."""
+  tags = {}
+  for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        plugin = value.metadata.plugin_data.plugin_name or "legacy"
+        tags.setdefault(plugin, set()).add(value.tag)
+  return tags
+
+
+def test_run_directory_holds_models_history_and_report(finished_run):
+  run, report, _, _ = finished_run
+  for name in ("best.keras", "model.keras", "config.json", "history.csv",
+               "complete.json", "learning_curves.png", "export/saved_model.pb"):
+    assert os.path.getsize(os.path.join(run, name)) > 0, name
+  history = pd.read_csv(os.path.join(run, "history.csv"))
+  assert list(history["epoch"]) == [0, 1]
+  assert {"loss", "val_loss", "mca", "val_mca", "accuracy"} <= set(history.columns)
+  assert 0.0 <= report["mca"] <= 1.0 and report["epochs_run"] == 2
+  # The resume state goes once the run is finished.
+  assert not os.path.exists(os.path.join(run, "checkpoints"))
+
+
+def test_tensorboard_shows_scalars_images_text_and_hparams(finished_run):
+  run, _, _, _ = finished_run
+  train = event_tags(os.path.join(run, "train"))
+  validation = event_tags(os.path.join(run, "validation"))
+  root = event_tags(run)
+  train_scalars = train["scalars"]
+  assert {"loss", "accuracy", "mca", "learning_rate", "recall_golgi"} <= train_scalars
+  assert {"loss", "accuracy", "mca", "recall_homogeneous"} <= validation["scalars"]
+  assert "augmented_batch" in train["images"]
+  assert {"confusion_matrix", "predictions"} <= validation["images"]
+  assert "classification_report" in validation["text"]
+  assert "hparams" in root and "hparams/val_mca" in root["scalars"]
+
+
+def test_finished_run_is_not_overwritten_silently(finished_run):
+  run, _, records_dir, _ = finished_run
+  with pytest.raises(FileExistsError, match="overwrite"):
+    trainer.train_and_evaluate(smoke_config(records_dir), run)
+
+
+def test_evaluate_writes_field_metrics(finished_run):
+  run, _, _, _ = finished_run
+  report = evaluate.evaluate_run(run, "test")
+  out = os.path.join(run, "eval", "test")
+  with open(os.path.join(out, "metrics.json")) as f:
+    stored = json.load(f)
+  assert {"aca", "mca", "per_class", "confusion_matrix", "class_names"} <= set(stored)
+  assert stored["mca"] == pytest.approx(report["mca"])
+  cm = np.asarray(stored["confusion_matrix"])
+  predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
+  assert cm.sum() == len(predictions) > 0
+  assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
+  # TTA averages dihedral views: a different computation, same shape of result.
+  tta = evaluate.evaluate_run(run, "test", tta=True, write=False)
+  assert np.asarray(tta["confusion_matrix"]).sum() == cm.sum()
+
+
+def test_training_step_randomises_orientation_and_inference_is_deterministic(
+    tiny_records):
+  records_dir, _ = tiny_records
+  config = smoke_config(records_dir)
+  train_model, model, augmenter = trainer.build_models(config, (78, 78, 1), 6)
+  rng = np.random.default_rng(0)
+  images = np.zeros((8, 78, 78, 1), np.float32)
+  images[:, 10:30, 5:60] = 200.0     # an asymmetric bar in every image
+  images += rng.uniform(0, 5, images.shape).astype(np.float32)
+  augmented = augmenter(images, training=True).numpy()
+  changed = [not np.allclose(a, images[0], atol=1e-3) for a in augmented]
+  assert sum(changed) >= 6
+  assert not all(np.allclose(augmented[0], a, atol=1e-3) for a in augmented[1:])
+  first = model(images, training=False).numpy()
+  np.testing.assert_array_equal(first, model(images, training=False).numpy())
+  np.testing.assert_allclose(train_model(images, training=False).numpy(), first,
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_predict_and_saved_model_agree_with_evaluate(finished_run):
+  run, _, _, source_dir = finished_run
+  evaluate.evaluate_run(run, "test")
+  predictions = pd.read_csv(os.path.join(run, "eval", "test", "predictions.csv"))
+  files = [os.path.join(source_dir, name) for name in predictions["file_name"]]
+  frame = predict.predict_files(run, files)
+  assert list(frame["class"]) == list(predictions["predicted"])
+  served = tf.saved_model.load(os.path.join(run, "export"))
+  serve = served.signatures["serving_default"]
+  encoded = tf.constant([open(f, "rb").read() for f in files[:16]])
+  out = serve(encoded)
+  names = [n.decode() for n in out["class_name"].numpy()]
+  assert names == list(predictions["predicted"][:16])
+  np.testing.assert_allclose(out["probabilities"].numpy(),
+                             frame[[c for c in frame.columns if c.startswith("p_")]]
+                             .to_numpy()[:16], atol=1e-4)
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  run = str(tmp_path / "nan")
+  config = smoke_config(records_dir, optimizer="sgd", learning_rate=1e12,
+                        epochs=3, image_summary_every=0)
+  with pytest.raises(trainer.TrainingError, match="NaN"):
+    trainer.train_and_evaluate(config, run)
+  assert not os.path.exists(os.path.join(run, "complete.json"))
+  # The epoch that went NaN was not backed up for resuming.
+  assert not os.path.exists(os.path.join(run, "checkpoints", "main",
+                                         "latest.weights.h5"))
+
+
+def _train_command(records_dir, run, *extra):
+  return [sys.executable, "-m", "hep2tf.train",
+          f"--flagfile={os.path.join(REPO, 'configs', 'smoke.flags')}",
+          f"--records_dir={records_dir}", f"--model_dir={run}",
+          "--image_summary_every=0", *extra]
+
+
+def _history_rows(run):
+  path = os.path.join(run, "history.csv")
+  try:
+    return len(pd.read_csv(path))
+  except (FileNotFoundError, pd.errors.EmptyDataError):
+    return 0
+
+
+def test_killed_run_resumes_from_last_completed_epoch(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  run = str(tmp_path / "killed")
+  command = _train_command(records_dir, run, "--epochs=6", "--batch_size=8")
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 300
+    while _history_rows(run) < 2 and process.poll() is None and time.time() < deadline:
+      time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.kill()
+    process.wait()
+  assert not os.path.exists(os.path.join(run, "complete.json"))
+  done_before = _history_rows(run)
+  result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  log = result.stdout + result.stderr
+  assert "Epoch 1/6" not in log and f"Epoch {done_before + 1}/6" in log
+  history = pd.read_csv(os.path.join(run, "history.csv"))
+  assert sorted(set(history["epoch"])) == list(range(6))
+  with open(os.path.join(run, "complete.json")) as f:
+    assert json.load(f)["epochs"] == 6
+  with open(os.path.join(run, "flags.txt")) as f:
+    assert "--epochs=6" in f.read()
+
+
+def test_deterministic_runs_give_identical_metrics(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  histories = []
+  for name in ("a", "b"):
+    run = str(tmp_path / name)
+    command = _train_command(records_dir, run, "--deterministic", "--seed=7",
+                             "--epochs=1", "--steps_per_epoch=4")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    histories.append(pd.read_csv(os.path.join(run, "history.csv")))
+  pd.testing.assert_frame_equal(histories[0], histories[1])
