@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
 IMAGE = "image"
 LABEL = "label"
@@ -86,7 +87,12 @@ def encode_example(features: tfds.features.FeaturesDict,
   for key in (IMAGE, MASK):
     if isinstance(values.get(key), (bytes, bytearray)):
       values[key] = _BytesImage(bytes(values[key]))
-  return features.serialize_example(values)
+  # FeaturesDict.serialize_example leaves the order of the feature map to the
+  # process, so the same example could give other bytes in another run;
+  # deterministic serialisation keeps "same seed, same bytes" true.
+  serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+  proto = serializer.get_tf_example(features.encode_example(values))
+  return proto.SerializeToString(deterministic=True)
 
 
 class _BytesImage:
