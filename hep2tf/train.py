@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, trainer
+from hep2tf import distribute, errors, trainer
 
 _D = trainer.TrainConfig()
 
@@ -63,6 +63,7 @@ def define_flags() -> None:
   # Cross-validation (hep2tf.sweep runs these).
   flags.DEFINE_integer("num_folds", _D.num_folds, "Hold out one of this many folds of the training split (stratified, grouped by specimen/patient) for validation; 0 validates on --eval_split.")
   flags.DEFINE_integer("fold", _D.fold, "Which fold to hold out (0 .. num_folds - 1).")
+  flags.DEFINE_boolean("fold_by_group", _D.fold_by_group, "Keep each specimen/patient in one fold when groups are known.")
   # Execution.
   flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, exports).")
   flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
@@ -71,6 +72,10 @@ def define_flags() -> None:
   flags.DEFINE_boolean("deterministic", _D.deterministic, "Deterministic ops and input order (slower).")
   flags.DEFINE_integer("image_summary_every", _D.image_summary_every, "Epochs between image summaries (0: none).")
   flags.DEFINE_boolean("overwrite", _D.overwrite, "Replace a finished run in --model_dir.")
+  # Distribution.
+  flags.DEFINE_enum("distribution", _D.distribution, list(distribute.STRATEGIES), "default: one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG (worker 0 or the chief writes the run); tpu. --batch_size is the global batch, split across replicas; --learning_rate is for that global batch: scale it linearly when you scale the batch with the number of replicas.")
+  flags.DEFINE_string("tpu", _D.tpu, "TPU name or address for --distribution=tpu ('' = the attached one).")
+  flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into this many logical devices (to try mirrored training without GPUs).")
 
 
 FLAGS = flags.FLAGS
@@ -98,9 +103,10 @@ def main(argv):
     raise app.UsageError("--model_dir is required")
   config = config_from_flags()
   try:
-    trainer.prepare_run_dir(FLAGS.model_dir, config.overwrite)
-    config.overwrite = False  # prepare_run_dir did what overwrite asks
-    write_flagfile(os.path.join(FLAGS.model_dir, "flags.txt"))
+    if config.distribution != "multi_worker" or distribute.is_chief_task():
+      trainer.prepare_run_dir(FLAGS.model_dir, config.overwrite)
+      config.overwrite = False  # prepare_run_dir did what overwrite asks
+      write_flagfile(os.path.join(FLAGS.model_dir, "flags.txt"))
     report = trainer.train_and_evaluate(config, FLAGS.model_dir)
   except (trainer.TrainingError, errors.InputError, FileExistsError,
           FileNotFoundError, ValueError) as e:

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import time
 
 import keras
@@ -20,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import augment, export, folds, input_pipeline, metrics, models, plots, summaries
+from hep2tf import augment, distribute, export, folds, input_pipeline, metrics, models, plots, summaries
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -78,6 +79,7 @@ class TrainConfig:
   # training split for validation; 0 folds uses eval_split.
   num_folds: int = 0
   fold: int = 0
+  fold_by_group: bool = True     # folds keep each specimen/patient in one fold
   # Execution.
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
@@ -85,6 +87,10 @@ class TrainConfig:
   deterministic: bool = False
   image_summary_every: int = 5
   overwrite: bool = False
+  # Distribution (hep2tf/distribute.py): the batch size is global.
+  distribution: str = "default"  # default | mirrored | multi_worker | tpu
+  tpu: str = ""
+  cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
 
 
 SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
@@ -296,7 +302,28 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   Returns the eval-split report of `metrics.classification_report` for the best
   checkpoint, plus `epochs_run` and `train_seconds`.
   """
-  prepare_run_dir(model_dir, config.overwrite)
+  # The strategy first: multi-worker collectives must be set up before any op runs.
+  distribute.split_cpu(config.cpu_devices)
+  strategy = distribute.make_strategy(config.distribution, config.tpu)
+  chief = distribute.is_chief(strategy)
+  if chief:
+    prepare_run_dir(model_dir, config.overwrite)
+    run_dir = model_dir
+    backup_root = os.path.join(model_dir, CHECKPOINT_DIR)
+  else:
+    # Other workers compute the same things but write them to a scratch folder;
+    # they keep their resume state beside the chief's, as Keras did for them.
+    run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
+    backup_root = os.path.join(model_dir, CHECKPOINT_DIR,
+                               f"workertemp_{distribute.task_id()[1]}")
+  try:
+    return _train(config, strategy, run_dir, backup_root)
+  finally:
+    if not chief:
+      shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> dict:
   setup_execution(config)
   info = input_pipeline.load_info(config.records_dir)
   class_names = list(info.class_names)
@@ -313,7 +340,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     if not config.num_folds:
       return None
     return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
-                          holdout=holdout, seed=config.seed)
+                          holdout=holdout, seed=config.seed,
+                          by_group=config.fold_by_group)
 
   def dataset(split, training, fold=None):
     return input_pipeline.create_split(
@@ -326,7 +354,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         repeat=training,
         deterministic=config.deterministic or None)
 
-  train_ds = dataset(config.train_split, True, fold_spec(holdout=False))
+  train_ds = distribute.shard_by_file(
+      dataset(config.train_split, True, fold_spec(holdout=False)),
+      len(input_pipeline.shard_files(config.records_dir, config.train_split)))
   if config.num_folds:
     val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
     num_train = folds.fold_size(config.records_dir, config.train_split,
@@ -337,8 +367,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
 
-  train_model, model, augmenter = build_models(config, input_shape, len(class_names))
-  compile_model(train_model, config, class_names, steps_per_epoch)
+  with strategy.scope():
+    train_model, model, augmenter = build_models(config, input_shape,
+                                                 len(class_names))
+    compile_model(train_model, config, class_names, steps_per_epoch)
 
   _write_json(os.path.join(model_dir, CONFIG_FILE), {
       "model": config.model, "input_shape": list(input_shape),
@@ -370,7 +402,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   def fit(epochs, backup_dir, initial_epoch=0):
     # Each phase backs up on its own: the optimizer of the unfrozen phase has other
     # variables than the frozen one's. A finished phase restores and runs no epoch.
-    backup = SafeBackupAndRestore(os.path.join(model_dir, CHECKPOINT_DIR, backup_dir),
+    backup = SafeBackupAndRestore(os.path.join(backup_root, backup_dir),
                                   delete_checkpoint=False)
     train_model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
@@ -386,8 +418,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
       fit(frozen, "frozen")
       if not nan_guard.where:
         # Unfreeze (BatchNorm stays in inference mode); the optimizer starts anew.
-        models.set_backbone_trainable(model, True)
-        compile_model(train_model, config, class_names, steps_per_epoch)
+        with strategy.scope():
+          models.set_backbone_trainable(model, True)
+          compile_model(train_model, config, class_names, steps_per_epoch)
     if not nan_guard.where:
       fit(config.epochs, "main", initial_epoch=frozen)
   except tf.errors.DataLossError as e:
@@ -434,7 +467,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   _write_json(os.path.join(model_dir, COMPLETE_FILE),
               {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})
-  shutil.rmtree(os.path.join(model_dir, CHECKPOINT_DIR), ignore_errors=True)
+  shutil.rmtree(backup_root, ignore_errors=True)
   return report
 
 
