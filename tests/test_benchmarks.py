@@ -1,0 +1,66 @@
+"""Smoke test of the benchmark harness: the quick path at toy size, via its command."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIGURE_KEYS = {"name", "unit", "value", "baseline", "ratio", "target", "met"}
+MACHINE_KEYS = {"cores", "cpu_model", "tensorflow", "gpu"}
+
+
+def _run(tmp_path, sections: str, timeout: int) -> tuple[dict, str]:
+  output = tmp_path / "results.json"
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  done = subprocess.run(
+      [sys.executable, "-m", "benchmarks.run", "--quick", "--num_images=300",
+       f"--only={sections}", f"--work_dir={tmp_path / 'work'}",
+       f"--output={output}", "--cap_seconds=3"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return json.loads(output.read_text()), done.stdout
+
+
+def _check_schema(results: dict) -> None:
+  assert MACHINE_KEYS <= set(results["machine"])
+  assert results["machine"]["cores"] >= 1
+  assert results["errors"] == {}
+  for figure in results["figures"]:
+    assert FIGURE_KEYS <= set(figure), figure
+    if figure["value"] is not None and figure["baseline"]:
+      assert figure["ratio"] == pytest.approx(
+          figure["value"] / figure["baseline"], rel=1e-3)
+    assert figure["met"] in (True, False, None)
+    if figure["target"] is None:
+      assert figure["met"] is None
+
+
+@pytest.mark.timeout(150)
+def test_quick_converter_and_reader_write_results(tmp_path):
+  results, stdout = _run(tmp_path, "converter,reader", timeout=140)
+  _check_schema(results)
+  names = [f["name"] for f in results["figures"]]
+  assert len(names) == 6, names
+  assert any("2 workers" in n for n in names)
+  assert any("image_dataset_from_directory" in n for n in names)
+  rates = [f["value"] for f in results["figures"] if f["unit"] == "images/s"]
+  assert all(r > 0 for r in rates)
+  # The table is printed, one row per figure.
+  assert sum(line.startswith("| ") for line in stdout.splitlines()) == 1 + len(names)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_all_sections(tmp_path):
+  results, _ = _run(tmp_path, "converter,reader,training,time_to_accuracy",
+                    timeout=590)
+  _check_schema(results)
+  names = [f["name"] for f in results["figures"]]
+  assert any(n.startswith("fit overhead") for n in names)
+  assert any(n.startswith("time to validation MCA") for n in names)
