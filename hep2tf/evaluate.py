@@ -34,6 +34,9 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
+GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
+
+
 def read_run_config(model_dir: str) -> dict:
   path = os.path.join(model_dir, trainer.CONFIG_FILE)
   if not os.path.exists(path):
@@ -56,13 +59,16 @@ def tta_transforms(height: int, width: int) -> list[int]:
   return list(range(8)) if height == width else [0, 2, 4, 6]
 
 
-def predict_dataset(model, dataset, tta: bool = False):
+def predict_dataset(model, dataset, tta: bool = False, keep_images: int = 0):
   """Runs the model over (images, labels, meta) batches.
 
-  Returns (y_true ids, probabilities (N, K), meta dict of numpy str arrays).
+  Returns (y_true ids, probabilities (N, K), meta dict of numpy str arrays), and with
+  keep_images > 0 also the first `keep_images` images (uint8) as a fourth item.
   """
-  y_true, probs, meta = [], [], {}
+  y_true, probs, meta, kept = [], [], {}, []
   for images, labels, batch_meta in dataset:
+    if sum(len(k) for k in kept) < keep_images:
+      kept.append(images.numpy().astype("uint8"))
     if tta:
       ks = tta_transforms(images.shape[1], images.shape[2])
       p = np.mean([model(augment.dihedral(images, k), training=False).numpy()
@@ -73,8 +79,11 @@ def predict_dataset(model, dataset, tta: bool = False):
     y_true.append(np.argmax(labels.numpy(), axis=1))
     for key, value in batch_meta.items():
       meta.setdefault(key, []).append(value.numpy().astype(str))
-  return (np.concatenate(y_true), np.concatenate(probs),
-          {k: np.concatenate(v) for k, v in meta.items()})
+  result = (np.concatenate(y_true), np.concatenate(probs),
+            {k: np.concatenate(v) for k, v in meta.items()})
+  if keep_images:
+    result += (np.concatenate(kept)[:keep_images] if kept else None,)
+  return result
 
 
 def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
@@ -96,7 +105,8 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   dataset = input_pipeline.create_split(
       records_dir, split, batch_size=batch_size, training=False,
       image_size=image_size, apply_mask=run.get("apply_mask", False), with_meta=True)
-  y_true, probs, meta = predict_dataset(model, dataset, tta=tta)
+  y_true, probs, meta, shown = predict_dataset(model, dataset, tta=tta,
+                                               keep_images=GRID_IMAGES)
   groups = meta.get(schema.GROUP)
   report = metrics.classification_report(
       y_true, probs, run["class_names"], groups=groups,
@@ -104,11 +114,11 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   report.update(split=split, tta=tta, checkpoint=checkpoint,
                 records_dir=os.path.abspath(records_dir))
   if write:
-    write_results(model_dir, split, report, y_true, probs, meta)
+    write_results(model_dir, split, report, y_true, probs, meta, shown)
   return report
 
 
-def write_results(model_dir, split, report, y_true, probs, meta) -> str:
+def write_results(model_dir, split, report, y_true, probs, meta, shown=None) -> str:
   out = os.path.join(model_dir, "eval", split)
   os.makedirs(out, exist_ok=True)
   class_names = report["class_names"]
@@ -127,7 +137,13 @@ def write_results(model_dir, split, report, y_true, probs, meta) -> str:
       plots.confusion_matrix_figure(np.asarray(report["confusion_matrix"]),
                                     class_names),
       os.path.join(out, "confusion_matrix.png"))
-  history = trainer._read_history(model_dir)
+  if shown is not None and len(shown):
+    n = len(shown)
+    plots.save_figure(
+        plots.prediction_grid_figure(shown, y_true[:n], probs[:n].argmax(axis=1),
+                                     class_names, probs=probs[:n]),
+        os.path.join(out, "predictions.png"))
+  history = trainer.read_history(model_dir)
   if history:
     plots.save_figure(plots.learning_curves_figure(history),
                       os.path.join(out, "learning_curves.png"))

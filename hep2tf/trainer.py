@@ -448,7 +448,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
   export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
                         class_names=class_names, channels=info.channels,
                         image_size=(height, width))
-  history = _read_history(model_dir)
+  history = read_history(model_dir)
   if history:
     plots.save_figure(plots.learning_curves_figure(history),
                       os.path.join(model_dir, "learning_curves.png"))
@@ -477,7 +477,8 @@ def load_model(path: str) -> keras.Model:
   return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def _read_history(model_dir: str) -> dict:
+def read_history(model_dir: str) -> dict:
+  """The run's per-epoch metrics (history.csv) as {column: list}; {} if none yet."""
   path = os.path.join(model_dir, HISTORY_FILE)
   if not os.path.exists(path):
     return {}

@@ -89,7 +89,12 @@ def test_evaluate_writes_field_metrics(finished_run):
   cm = np.asarray(stored["confusion_matrix"])
   predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
   assert cm.sum() == len(predictions) > 0
-  assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
+  from PIL import Image
+  for name in ("confusion_matrix.png", "predictions.png", "learning_curves.png"):
+    with Image.open(os.path.join(out, name)) as image:
+      width, height = image.size
+      assert width >= 300 and height >= 300, name
+      assert np.asarray(image.convert("L")).std() > 5, name  # not a blank image
   # TTA averages dihedral views: a different computation, same shape of result.
   tta = evaluate.evaluate_run(run, "test", tta=True, write=False)
   assert np.asarray(tta["confusion_matrix"]).sum() == cm.sum()
@@ -204,3 +209,21 @@ def test_deterministic_runs_give_identical_metrics(tiny_records, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     histories.append(pd.read_csv(os.path.join(run, "history.csv")))
   pd.testing.assert_frame_equal(histories[0], histories[1])
+
+
+def test_corrupt_shard_stops_training_with_the_shard_named(tiny_records, tmp_path):
+  import shutil
+  records_dir, _ = tiny_records
+  broken = str(tmp_path / "records")
+  shutil.copytree(records_dir, broken)
+  shard = sorted(glob.glob(os.path.join(broken, "*-train.tfrecord-*")))[0]
+  with open(shard, "r+b") as f:
+    f.seek(os.path.getsize(shard) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  config = smoke_config(broken, epochs=1, image_summary_every=0)
+  with pytest.raises(trainer.TrainingError) as info:
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  message = str(info.value)
+  assert os.path.basename(shard) in message and "corrupt" in message
