@@ -81,6 +81,21 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
+def check_paths(config: trainer.TrainConfig, model_dir: str) -> None:
+  """Rejects path flags that cannot be right, before anything is written."""
+  if not os.path.isdir(config.records_dir):
+    raise FileNotFoundError(f"--records_dir={config.records_dir} is not a folder; "
+                            "make records with python -m hep2tf.create_records")
+  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    raise ValueError(f"--model_dir={model_dir} is a file, not a run directory")
+  if os.path.realpath(model_dir) == os.path.realpath(config.records_dir):
+    raise ValueError("--model_dir must not be the records folder")
+  if config.weights not in ("none", "", "imagenet") and not os.path.exists(config.weights):
+    raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
+                            "directory (expected none, imagenet, a .keras/.weights.h5 "
+                            "file or an earlier run)")
+
+
 def config_from_flags() -> trainer.TrainConfig:
   return trainer.TrainConfig(**{f.name: FLAGS[f.name].value
                                 for f in dataclasses.fields(trainer.TrainConfig)})
@@ -103,6 +118,7 @@ def main(argv):
     raise app.UsageError("--model_dir is required")
   config = config_from_flags()
   try:
+    check_paths(config, FLAGS.model_dir)
     if config.distribution != "multi_worker" or distribute.is_chief_task():
       trainer.prepare_run_dir(FLAGS.model_dir, config.overwrite)
       config.overwrite = False  # prepare_run_dir did what overwrite asks
