@@ -1,6 +1,7 @@
 """create_records.py: flags -> source -> splits -> writer, counts and exit codes."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -88,3 +89,57 @@ def test_image_size_flag():
   assert create_records.parse_image_size(None) is None
   with pytest.raises(errors.InputError):
     create_records.parse_image_size("big")
+
+
+def _manifest(records_dir):
+  import pandas as pd
+  return pd.read_csv(os.path.join(records_dir, "manifest.csv"), dtype=str)
+
+
+def test_sigkill_mid_write_leaves_previous_dataset_and_rerun_completes(tmp_path):
+  import glob
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  import tensorflow_datasets as tfds
+
+  from hep2tf import synth
+
+  source = tmp_path / "source"
+  synth.generate(source, num_images=600, seed=5)
+  out = tmp_path / "records"
+  create_records.create_records(
+      "icpr2014", str(source), output_dir=str(out), num_workers=1, progress=False,
+      group_split=False)
+  before = _manifest(out)
+  command = [sys.executable, "-m", "hep2tf.create_records", "--dataset=icpr2014",
+             f"--data_dir={source}", f"--output_dir={out}", "--overwrite",
+             "--seed=1", "--num_workers=1", "--group_split=false",
+             "--augment_copies=7"]
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  staging = str(tmp_path / ".records.tmp-*")
+  try:
+    deadline = time.time() + 300
+    # Kill once the new shards are being written into the staging folder.
+    while (not glob.glob(os.path.join(staging, "*.tfrecord-*"))
+           and process.poll() is None and time.time() < deadline):
+      time.sleep(0.02)
+    assert process.poll() is None, "the converter finished before it was killed"
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.kill()
+    process.wait()
+  # What is published is the previous complete dataset, untouched.
+  assert _manifest(out).equals(before)
+  builder = tfds.builder_from_directory(str(out))
+  assert builder.info.splits["train"].num_examples == (before["split"] == "train").sum()
+  result = subprocess.run(command, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  after = _manifest(out)
+  assert (after["dihedral"] != "0").any() and not after.equals(before)
+  assert not glob.glob(staging), "the killed run's staging folder was left behind"
