@@ -361,9 +361,16 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
     val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
     num_train = folds.fold_size(config.records_dir, config.train_split,
                                 fold_spec(holdout=False))
+    num_val = folds.fold_size(config.records_dir, config.train_split,
+                              fold_spec(holdout=True))
   else:
     val_ds = dataset(config.eval_split, False)
     num_train = input_pipeline.num_examples(config.records_dir, config.train_split)
+    num_val = input_pipeline.num_examples(config.records_dir, config.eval_split)
+  # The reader cannot know the split's length (interleave, filters); stating it lets
+  # Keras plan each validation pass instead of running into the end of the data.
+  val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(
+      math.ceil(num_val / config.batch_size)))
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
 
