@@ -420,14 +420,7 @@ def main(argv: Sequence[str]) -> int:
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
-  print(f"Records in {summary.output_dir} ({summary.name}; image shape "
-        f"{summary.image_shape}):")
-  print(summary.table())
-  if len(rejects):
-    print(f"{len(rejects)} inputs skipped, listed in "
-          f"{_join(summary.output_dir, writer.REJECTS)}", file=sys.stderr)
-    return errors.EXIT_SKIPPED
-  return errors.EXIT_OK
+  return create_records.report_outcome(summary, rejects)
 
 
 def run() -> None:

@@ -190,12 +190,18 @@ def main(argv: Sequence[str]) -> int:
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
+  return report_outcome(summary, rejects)
+
+
+def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int:
+  """Prints where the records are and what is in them; returns the exit code."""
   print(f"Records in {summary.output_dir} ({summary.name}, classes "
         f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
   print(summary.table())
   if len(rejects):
+    # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "
-          f"{pathlib.Path(summary.output_dir) / writer.REJECTS}", file=sys.stderr)
+          f"{str(summary.output_dir).rstrip('/')}/{writer.REJECTS}", file=sys.stderr)
     return errors.EXIT_SKIPPED
   return errors.EXIT_OK
 
