@@ -17,7 +17,6 @@ stderr); 3 done, but some inputs were skipped (see rejects.csv beside the record
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 from typing import Sequence
 
