@@ -21,9 +21,7 @@ resumes a half-finished one from its last epoch.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -38,7 +36,7 @@ import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 
-from hep2tf import errors, folds, train, trainer
+from hep2tf import errors, train, trainer
 
 
 def define_flags() -> None:
