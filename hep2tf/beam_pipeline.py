@@ -93,6 +93,9 @@ def prepare_examples(dataset: str = create_records.SYNTHETIC,
       synth.generate(data_dir, synth_num_images, seed=synth_seed, image_size=size,
                      num_workers=num_workers, overwrite=True)
     layout = "icpr2014"
+  elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
+    # --csv_path alone: the paths in it are relative to its folder.
+    data_dir = os.path.dirname(os.path.abspath(source_options["csv_path"]))
   elif not data_dir:
     raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
   source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
@@ -135,7 +138,7 @@ def _record_for(row: dict, loaded, features, has_mask: bool,
               "split": row["split"], "label": row["label"],
               "group": row.get("group", "") or "",
               "intensity": row.get("intensity", "") or "",
-              "dihedral": int(row["dihedral"])}
+              "dihedral": int(row["dihedral"]), "fold": row.get("fold", "") or ""}
   return schema.encode_example(features, example), manifest
 
 
@@ -326,7 +329,7 @@ def _gather(staging: str, plan: pd.DataFrame, on_error: str,
     raise errors.InputError("every image was rejected; nothing to write")
   shapes = {tuple(r.pop("shape")) for r in rows}
   columns = ["id", "file_name", "sha256", "split", "shard", "index", "label",
-             "group", "intensity", "dihedral"]
+             "group", "intensity", "dihedral", "fold"]
   return pd.DataFrame(rows)[columns], shard_lengths, num_bytes, shapes
 
 
@@ -389,9 +392,7 @@ def run_conversion(flag_values, pipeline_args: Sequence[str]
                    ) -> tuple[writer.WriteSummary, errors.Rejects]:
   """create_records' flags plus Beam pipeline options -> records folder."""
   f = flag_values
-  options = {"csv_path": f.csv_path, "path_column": f.path_column,
-             "label_column": f.label_column, "group_column": f.group_column,
-             "split_column": f.split_column, "separator": f.csv_separator}
+  options = create_records.source_options(f)
   source, examples, data_dir, rejects = prepare_examples(
       f.dataset, f.data_dir, name=f.name, source_options=options,
       synth_num_images=f.synth_num_images, synth_seed=f.synth_seed,

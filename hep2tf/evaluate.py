@@ -113,6 +113,9 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
       positive_class=run.get("positive_class"))
   report.update(split=split, tta=tta, checkpoint=checkpoint,
                 records_dir=os.path.abspath(records_dir))
+  # Whether the converter could keep every specimen/patient/slide in one split.
+  with open(os.path.join(records_dir, "hep2tf.json")) as f:
+    report["group_disjoint"] = json.load(f).get("group_disjoint")
   if write:
     write_results(model_dir, split, report, y_true, probs, meta, shown)
   return report
@@ -165,6 +168,9 @@ def main(argv):
   title = f"{FLAGS.model_dir} on {FLAGS.split}" + (" (TTA)" if FLAGS.tta else "")
   print(metrics.format_report(report, title=title))
   print(f"{FLAGS.split}: MCA {report['mca']:.4f}  ACA {report['aca']:.4f}")
+  if report.get("group_disjoint") is False:
+    print("note: the records' splits are not specimen/patient/slide-disjoint "
+          "(group_disjoint: false in hep2tf.json); these figures may be optimistic")
   print(f"written to {os.path.join(FLAGS.model_dir, 'eval', FLAGS.split)}")
 
 

@@ -30,7 +30,8 @@ from absl import logging
 
 from hep2tf.errors import InputError, Rejects
 
-COLUMNS = ("id", "path", "label", "mask_path", "intensity", "group", "split")
+# `fold`: the dataset's own cross-validation fold (C-NMC fold_0..2), else "".
+COLUMNS = ("id", "path", "label", "mask_path", "intensity", "group", "split", "fold")
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -62,12 +63,16 @@ class Source:
   name: dataset name, snake_case. class_names: canonical order = label ids.
   channels: 1 or 3. examples: DataFrame with `COLUMNS` (str, "" where unknown).
   positive_class: the positive class of a binary set, else None.
+  notes: what the reader decided about the layout (which fold became validation,
+  what was skipped, why a split cannot be kept apart by slide), one sentence each;
+  the converter prints them and records them in hep2tf.json.
   """
   name: str
   class_names: list[str]
   channels: int
   examples: pd.DataFrame
   positive_class: str | None = None
+  notes: list[str] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -122,6 +127,18 @@ def _is_image(name: str) -> bool:
 
 def _normal_split(name: str) -> str | None:
   return _SPLIT_ALIASES.get(_key(name))
+
+
+def _boolean(value: bool | str, option: str) -> bool:
+  """A layout option given as a bool or as text (--layout_option key=value)."""
+  if isinstance(value, bool):
+    return value
+  text = _key(str(value))
+  if text in ("true", "yes", "1"):
+    return True
+  if text in ("false", "no", "0"):
+    return False
+  raise InputError(f"option {option} must be true or false, got {value!r}")
 
 
 def _snake(text: str, default: str) -> str:
@@ -519,19 +536,23 @@ def _icpr2014_folders(root: str, csv_dir: str, wanted: set[str]) -> list[_Folder
 
 def _finish(name: str, class_names: list[str], channels: int,
             rows: list[dict[str, str]], where: str, problems: _Problems,
-            positive_class: str | None = None) -> Source:
+            positive_class: str | None = None,
+            notes: Sequence[str] = ()) -> Source:
   examples = _frame(rows, where)
   logging.info("read %d examples from %s (%d rejected)", len(examples), where,
                problems.count)
+  for note in notes:
+    logging.info("%s", note)
   return Source(name=name, class_names=class_names, channels=channels,
-                examples=examples, positive_class=positive_class)
+                examples=examples, positive_class=positive_class, notes=list(notes))
 
 
 # ---------------------------------------------------------------- ICPR 2012
 
 
 def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
-                  rejects: Rejects | None = None, name: str = "icpr2012") -> Source:
+                  rejects: Rejects | None = None, cells_csv: str | None = None,
+                  name: str = "icpr2012") -> Source:
   """ICPR 2012 HEp-2 cells.
 
   Expects `training/` and/or `test/` (in data_dir or one folder down) with cells
@@ -539,11 +560,20 @@ def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
   and optional `training.csv` (`ID;intensity;width;height`), `gt_test.csv` and
   `test.csv` likewise, at the root or inside the split folders. The split comes from
   the folder (training -> train, test -> test). Returns 6 classes, channels 3.
+
+  The group is the cell's source slide (1-28), read from the contest's `cells.csv`
+  (`;`, a header row, columns by position: contest id, training/test, source image,
+  intensity, ...), found beside the split folders or inside them, or given as
+  `cells_csv` (relative to data_dir). Without it the slides are unknown and a note
+  says that validation carved from training is not slide-disjoint.
   """
   root, real_root = _check_root(data_dir)
   problems = _Problems(on_error, rejects)
   resolver = _Resolver(root, real_root)
   splits = _icpr2012_split_dirs(root)
+  base = os.path.dirname(splits[0][1])
+  slide_files = _icpr2012_cells_csvs(root, base, [d for _, d in splits], cells_csv)
+  slides = _icpr2012_slides(slide_files, problems)
   rows = []
   for folder_name, split_dir in splits:
     split = _normal_split(folder_name)
@@ -577,13 +607,80 @@ def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
                  f"{', '.join(ICPR2012_CLASSES)}", gt_path, row, line)
         continue
       image, mask, problem = _image_and_mask(resolver, [folder], cell_id, "_mask")
+      slide = slides.get((split, cell_id), "")
+      if not problem and slide_files and not slide:
+        problem = (f"cell {cell_id} of {folder_name}/ has no row in "
+                   f"{' or '.join(slide_files)}, so its slide is unknown")
       if problem:
         problems(problem, gt_path, row, line)
         continue
       rows.append(dict(id=cell_id, path=image.path, label=label, mask_path=mask,
-                       intensity=intensities.get(cell_id, ""), group="",
+                       intensity=intensities.get(cell_id, ""), group=slide,
                        split=split))
-  return _finish(name, list(ICPR2012_CLASSES), 3, rows, root, problems)
+  return _finish(name, list(ICPR2012_CLASSES), 3, rows, root, problems,
+                 notes=_icpr2012_notes(rows, slide_files, base))
+
+
+def _icpr2012_cells_csvs(root: str, base: str, split_dirs: Sequence[str],
+                         cells_csv: str | None) -> list[str]:
+  """The cells.csv files: the option's, else those beside or in the split folders."""
+  if cells_csv:
+    path = cells_csv if os.path.isabs(cells_csv) else os.path.join(root, cells_csv)
+    if not os.path.isfile(path):
+      raise InputError("cells.csv not found", file=path)
+    return [path]
+  found = [_first_file([folder], "cells.csv")
+           for folder in dict.fromkeys([base, root, *split_dirs])]
+  return [f for f in found if f]
+
+
+def _icpr2012_slides(paths: Sequence[str],
+                     problems: _Problems) -> dict[tuple[str, str], str]:
+  """(split, cell id) -> source slide, from cells.csv read by column position."""
+  expected = ("8 columns: contest id; training/test; source image (1-28); "
+              "intensity; ...; pattern; ...")
+  slides: dict[tuple[str, str], str] = {}
+  for path in paths:
+    table = _read_table(path, ";", problems)
+    if len(table.header) < 3:
+      raise _header_error(table, expected)
+    for row, line, values in table.rows:
+      cell_id, split, slide = _icpr_id(values[0], 3), _normal_split(values[1]), \
+          values[2]
+      problem = ""
+      if split is None:
+        problem = f"column 2 is {values[1]!r}; expected training or test"
+      elif not re.fullmatch(r"\d+(\.0*)?", slide):
+        problem = f"column 3 (source image) is {slide!r}; expected a number 1-28"
+      elif slides.get((split, cell_id), str(int(float(slide)))) != str(
+          int(float(slide))):
+        problem = (f"cell {cell_id} ({values[1]}) is listed again with another "
+                   f"slide ({slides[(split, cell_id)]}, now {slide})")
+      if problem:
+        problems(problem, path, row, line)
+        continue
+      slides[(split, cell_id)] = str(int(float(slide)))
+  return slides
+
+
+def _icpr2012_notes(rows: list[dict[str, str]], slide_files: list[str],
+                    base: str) -> list[str]:
+  if not slide_files:
+    return [f"ICPR 2012: no cells.csv in {base}, so the source slide of each cell "
+            "is unknown: validation carved from training is NOT slide-disjoint "
+            "(it shares slides with train, so its MCA is optimistic). Put the "
+            "contest's cells.csv beside training/ and test/ to group by slide."]
+  by_split: dict[str, set[str]] = {}
+  for r in rows:
+    by_split.setdefault(r["split"], set()).add(r["group"])
+  notes = ["ICPR 2012: cells grouped by source slide from "
+           f"{', '.join(slide_files)} (" + ", ".join(
+               f"{s}: {len(g)} slides" for s, g in by_split.items()) + ")"]
+  shared = set.intersection(*by_split.values()) if len(by_split) > 1 else set()
+  if shared:
+    notes.append(f"ICPR 2012: slides {', '.join(sorted(shared, key=int))} have "
+                 "cells in both training/ and test/ of the contest's split")
+  return notes
 
 
 def _icpr2012_split_dirs(root: str) -> list[tuple[str, str]]:
@@ -621,104 +718,159 @@ def _icpr2012_intensities(path: str | None, problems: _Problems) -> dict[str, st
 # ---------------------------------------------------------------- C-NMC 2019
 
 
+_FOLD_RE = re.compile(r"fold_?(\d+)")
+_CNMC_DEPTH = 4   # folders below data_dir searched for the parts of the layout
+
+
 def read_cnmc(data_dir: str | os.PathLike, *, on_error: str = "fail",
               rejects: Rejects | None = None,
-              fold_as_split: bool | str | Mapping[str, str] = False,
-              test_csv: str | None = None, include_test: bool = True,
+              fold_as_split: bool | str | Mapping[str, str] = "official",
+              test_csv: str | None = None, include_test: bool | str = True,
               name: str = "cnmc") -> Source:
   """C-NMC 2019 leukaemia cells (binary: all = ALL = positive, hem = normal).
 
-  Expects `fold_0|fold_1|fold_2/all|hem/*.bmp` anywhere up to four folders below
-  data_dir; the patient (group) is the second `_` field of the file name
-  (`UID_57_29_1_all.bmp` -> `57`). Split is "" unless `fold_as_split` is True (last
-  fold -> validation, the others -> train) or a mapping / "fold_0=train,fold_2=test"
-  string. With `include_test`, the labelled preliminary test set (a CSV
-  `Patient_ID,new_names,labels`, 1 = ALL, found below data_dir or given as
-  `test_csv`, and a folder of its `N.bmp` files) is added with split "test".
+  Reads the top folder as it ships, Kaggle (`training_data/fold_0/all/*.bmp`,
+  `validation_data/`, `testing_data/`) or TCIA (`C-NMC_training_data/fold_0/...`,
+  the test images one folder deeper): the parts are found by their content, up to
+  four folders below data_dir, not by their paths.
+  - Training: `fold_N/all|hem/*.bmp`. The subject (group) is the second `_` field of
+    the file name, upper-cased (`UID_h3_...` and `UID_H3_...` are one subject); the
+    fold (`fold_0`) is kept per row.
+  - fold_as_split: "official" (default; or true): the last fold -> validation, the
+    others -> train; "train" (or false): every fold -> train, so validation is carved
+    by subject, or none with validation_fraction 0 (for `sweep --folds=official`);
+    or a mapping "fold_0=train,fold_1=train,fold_2=test".
+  - include_test: the labelled preliminary test set -> test. Its CSV
+    `Patient_ID,new_names,labels` (1 = ALL, 0 = hem) is found by its header (or is
+    `test_csv`, relative to data_dir); its `N.bmp` images are the image folder
+    nearest the CSV that holds the files it names.
+  - Other image folders (the unlabelled final test set) are skipped with a note.
   """
   root, real_root = _check_root(data_dir)
   problems = _Problems(on_error, rejects)
   resolver = _Resolver(root, real_root)
-  folds, csvs = _cnmc_scan(root)
-  if not folds:
+  scan = _cnmc_scan(root)
+  if not scan.folds:
     raise InputError("expected the C-NMC layout: fold_0/ fold_1/ fold_2/ folders "
                      f"with all/ and hem/ inside; found: {_listing(root)}",
                      file=root)
-  fold_splits = _fold_splits(fold_as_split, sorted({_key(f) for f, _ in folds}))
+  names = sorted({_fold_name(f) for f, _ in scan.folds},
+                 key=lambda f: int(f.split("_")[1]))
+  fold_splits = _fold_splits(fold_as_split, names)
   rows, seen = [], {}
-  for fold, fold_dir in folds:
-    classes = {_key(d): d for d in _subdirs(fold_dir)}
-    if not set(classes) & set(CNMC_CLASSES):
-      raise InputError(f"expected all/ and hem/ inside {fold}; found: "
-                       f"{_listing(fold_dir)}", file=fold_dir)
-    for label in CNMC_CLASSES:
-      if label not in classes:
-        continue
-      folder = _Folder.scan(os.path.join(fold_dir, classes[label]))
-      for file_name in sorted(folder.names.values()):
-        if not _is_image(file_name):
-          continue
-        path, problem = resolver.in_folder(folder, file_name)
-        cell_id = os.path.splitext(file_name)[0]
-        fields = cell_id.split("_")
-        if not problem and len(fields) < 2:
-          problem = (f"file name {file_name} does not read as UID_<patient>_..., "
-                     "so the patient is unknown")
-        if not problem and _key(fields[-1]) in CNMC_CLASSES and _key(
-            fields[-1]) != label:
-          problem = f"file name says {fields[-1]!r} but the file is in {label}/"
-        if not problem and cell_id in seen:
-          problem = f"duplicate image {cell_id} (also {seen[cell_id]})"
-        if problem:
-          problems(problem, os.path.join(folder.path, file_name))
-          continue
-        seen[cell_id] = path
-        rows.append(dict(id=cell_id, path=path, label=label, mask_path="",
-                         intensity="", group=fields[1],
-                         split=fold_splits.get(_key(fold), "")))
-  if include_test:
-    rows += _cnmc_test(root, resolver, problems, test_csv, csvs, seen)
+  for fold, fold_dir in scan.folds:
+    rows += _cnmc_fold(fold_dir, _fold_name(fold), fold_splits[_fold_name(fold)],
+                       resolver, problems, seen)
+  notes = [_fold_note(fold_splits)]
+  claimed = set()
+  if _boolean(include_test, "include_test"):
+    test_rows, test_dir = _cnmc_test(root, resolver, problems, test_csv, scan, seen)
+    rows += test_rows
+    claimed.add(test_dir)
+    if test_dir is None:
+      notes.append("C-NMC: no labelled test CSV (Patient_ID,new_names,labels) "
+                   "found, so no test split comes from the layout")
+  for directory, count in scan.image_dirs:
+    if directory not in claimed:
+      notes.append(f"C-NMC: skipped {count} images in {directory}: they have no "
+                   "labels (the final test phase ships unlabelled); classify them "
+                   "with python -m hep2tf.predict")
   return _finish(name, list(CNMC_CLASSES), 3, rows, root, problems,
-                 positive_class="all")
+                 positive_class="all", notes=notes)
 
 
-def _cnmc_scan(root: str, depth: int = 4) -> tuple[list[tuple[str, str]], list[str]]:
-  """One walk: the (name, path) of fold folders and the CSV files found on the way."""
-  folds, csvs = [], []
+def _cnmc_fold(fold_dir: str, fold: str, split: str, resolver: _Resolver,
+               problems: _Problems, seen: dict[str, str]) -> list[dict[str, str]]:
+  """Rows of one fold folder's all/ and hem/ images."""
+  classes = {_key(d): d for d in _subdirs(fold_dir)}
+  if not set(classes) & set(CNMC_CLASSES):
+    raise InputError(f"expected all/ and hem/ inside {os.path.basename(fold_dir)}; "
+                     f"found: {_listing(fold_dir)}", file=fold_dir)
+  rows = []
+  for label in CNMC_CLASSES:
+    if label not in classes:
+      continue
+    folder = _Folder.scan(os.path.join(fold_dir, classes[label]))
+    for file_name in sorted(folder.names.values()):
+      if not _is_image(file_name):
+        continue
+      path, problem = resolver.in_folder(folder, file_name)
+      cell_id = os.path.splitext(file_name)[0]
+      fields = cell_id.split("_")
+      if not problem and len(fields) < 2:
+        problem = (f"file name {file_name} does not read as UID_<subject>_..., so "
+                   "the subject is unknown")
+      if not problem and _key(fields[-1]) in CNMC_CLASSES and _key(
+          fields[-1]) != label:
+        problem = f"file name says {fields[-1]!r} but the file is in {label}/"
+      if not problem and cell_id in seen:
+        problem = f"duplicate image {cell_id} (also {seen[cell_id]})"
+      if problem:
+        problems(problem, os.path.join(folder.path, file_name))
+        continue
+      seen[cell_id] = path
+      rows.append(dict(id=cell_id, path=path, label=label, mask_path="",
+                       intensity="", group=fields[1].upper(), split=split,
+                       fold=fold))
+  return rows
+
+
+@dataclasses.dataclass
+class _CnmcScan:
+  """What one walk of a C-NMC top folder found."""
+  folds: list[tuple[str, str]]        # (folder name, path) of fold_N folders
+  csvs: list[str]
+  image_dirs: list[tuple[str, int]]   # other folders holding images, with a count
+
+
+def _cnmc_scan(root: str) -> _CnmcScan:
+  scan = _CnmcScan([], [], [])
   for directory, dirs, files in os.walk(root):
     level = os.path.relpath(directory, root).count(os.sep) + (directory != root)
-    csvs += [os.path.join(directory, f) for f in sorted(files)
-             if f.lower().endswith(".csv")]
-    for d in sorted(dirs):
-      if re.fullmatch(r"fold_?\d+", d.lower()):
-        folds.append((d, os.path.join(directory, d)))
-    # Fold folders hold thousands of images: never walk into them.
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not re.fullmatch(
-        r"fold_?\d+", d.lower())) if level < depth else []
-  return folds, csvs
+    scan.csvs += [os.path.join(directory, f) for f in sorted(files)
+                  if f.lower().endswith(".csv")]
+    count = sum(_is_image(f) for f in files)
+    if count:
+      scan.image_dirs.append((directory, count))
+    scan.folds += [(d, os.path.join(directory, d)) for d in sorted(dirs)
+                   if _FOLD_RE.fullmatch(d.lower())]
+    # Fold folders are read by _cnmc_fold: never walk into them.
+    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not
+                     _FOLD_RE.fullmatch(d.lower())) if level < _CNMC_DEPTH else []
+  return scan
+
+
+def _fold_name(text: str) -> str:
+  """'fold_0', 'Fold0', '0' -> 'fold_0'; other text is returned as given."""
+  match = _FOLD_RE.fullmatch(_key(text).replace("fold", "fold_", 1)) or re.fullmatch(
+      r"(\d+)", text.strip())
+  return f"fold_{int(match.group(1))}" if match else text
 
 
 def _fold_splits(value: bool | str | Mapping[str, str],
                  folds: list[str]) -> dict[str, str]:
-  """fold key -> split from the `fold_as_split` option; {} when not asked."""
-  if value is False or value is None or (isinstance(value, str) and _key(value) in (
-      "", "false", "no", "0")):
-    return {}
-  if value is True or (isinstance(value, str) and _key(value) in (
-      "true", "yes", "1", "default")):
+  """fold name -> split, from the `fold_as_split` option (see read_cnmc)."""
+  if value is None or value is True or (isinstance(value, str) and _key(value) in (
+      "official", "default", "true", "yes", "1")):
     return {f: ("validation" if f == folds[-1] else "train") for f in folds}
+  if value is False or (isinstance(value, str) and _key(value) in (
+      "train", "false", "no", "0", "none")):
+    return {f: "train" for f in folds}
   if isinstance(value, str):
     pairs = [re.split(r"[=:]", p, maxsplit=1) for p in value.split(",") if p.strip()]
     if any(len(p) != 2 for p in pairs):
-      raise InputError(f"fold_as_split must read like 'fold_0=train,fold_1=train,"
-                       f"fold_2=validation'; got {value!r}")
+      raise InputError("fold_as_split must be official, train or a mapping like "
+                       f"'fold_0=train,fold_1=train,fold_2=validation'; got {value!r}")
     value = dict(pairs)
   mapping = {}
   for fold, split in value.items():
     if _normal_split(split) is None:
       raise InputError(f"fold_as_split: {split!r} is not a split (train, "
                        "validation, test)")
-    mapping[_key(fold)] = _normal_split(split)
+    if _fold_name(fold) not in folds:
+      raise InputError(f"fold_as_split names {fold!r}; the folds found are "
+                       f"{', '.join(folds)}")
+    mapping[_fold_name(fold)] = _normal_split(split)
   missing = [f for f in folds if f not in mapping]
   if missing:
     raise InputError(f"fold_as_split names no split for {', '.join(missing)}; "
@@ -726,58 +878,86 @@ def _fold_splits(value: bool | str | Mapping[str, str],
   return mapping
 
 
+def _fold_note(fold_splits: dict[str, str]) -> str:
+  by_split: dict[str, list[str]] = {}
+  for fold, split in fold_splits.items():
+    by_split.setdefault(split, []).append(fold)
+  parts = "; ".join(f"{', '.join(f)} -> {s}" for s, f in by_split.items())
+  return (f"C-NMC: the official folds give the splits: {parts} (change with "
+          "--layout_option fold_as_split=...)")
+
+
 def _cnmc_test(root: str, resolver: _Resolver, problems: _Problems,
-               test_csv: str | None, csvs: list[str],
-               seen: dict[str, str]) -> list[dict[str, str]]:
-  """Rows of the labelled preliminary test set, or [] when there is none."""
+               test_csv: str | None, scan: _CnmcScan,
+               seen: dict[str, str]) -> tuple[list[dict[str, str]], str | None]:
+  """(rows, image folder) of the labelled preliminary test set; ([], None): none."""
   wanted = ("patientid", "newnames", "labels")
   if test_csv:
-    path = test_csv if os.path.isabs(test_csv) else os.path.join(root, test_csv)
-    candidates = [path]
+    candidates = [test_csv if os.path.isabs(test_csv)
+                  else os.path.join(root, test_csv)]
   else:
-    candidates = [c for c in csvs if _csv_has_columns(c, wanted)]
+    candidates = [c for c in scan.csvs if _csv_has_columns(c, wanted)]
     if not candidates:
-      return []
+      return [], None
     if len(candidates) > 1:
       raise InputError(f"found several test CSVs ({', '.join(candidates)}); "
-                       "choose one with the test_csv option", file=root)
+                       "choose one with --layout_option test_csv=PATH", file=root)
   path = candidates[0]
   table = _read_table(path, None, problems)
   expected = "'Patient_ID,new_names,labels'"
   patient_col, name_col, label_col = (table.require([w], expected) for w in wanted)
   names = [_bmp_name(v[name_col]) for _, _, v in table.rows]
-  csv_dir = os.path.dirname(path)
-  bases = list(dict.fromkeys([csv_dir, root]))
-  folder = _best_folder(
-      bases + [os.path.join(b, d) for b in bases for d in _subdirs(b)],
-      {n.lower() for n in names})
+  folder = _cnmc_test_folder(path, scan, {n.lower() for n in names})
   if folder is None:
-    raise InputError(f"none of the test images named in the CSV (e.g. {names[0]}) "
-                     f"is beside it or in a subfolder; found: {_listing(csv_dir)}",
-                     file=path)
+    raise InputError(f"no image folder below {root} holds the test images the CSV "
+                     f"names (e.g. {names[0]})", file=path)
   rows = []
   for (row, line, values), file_name in zip(table.rows, names):
     label = {"1": "all", "0": "hem", "all": "all", "hem": "hem"}.get(
         values[label_col].lower())
     cell_id = os.path.splitext(file_name)[0]
+    subject = re.match(r"UID_([^_]+)_", values[patient_col], re.IGNORECASE)
+    said = os.path.splitext(values[patient_col])[0].rsplit("_", 1)[-1].lower()
+    problem = ""
     if label is None:
-      problems(f"unknown label {values[label_col]!r}; expected 1 (ALL) or 0 (hem)",
-               path, row, line)
-      continue
-    if cell_id in seen:
-      problems(f"duplicate image {file_name} (also {seen[cell_id]})", path, row,
-               line)
-      continue
-    image, problem = resolver.in_folder(folder, file_name)
+      problem = f"unknown label {values[label_col]!r}; expected 1 (ALL) or 0 (hem)"
+    elif said in CNMC_CLASSES and said != label:
+      problem = (f"Patient_ID {values[patient_col]!r} says {said} but labels says "
+                 f"{values[label_col]} ({label})")
+    elif cell_id in seen:
+      problem = f"duplicate image {file_name} (also {seen[cell_id]})"
+    image = None
+    if not problem:
+      image, problem = resolver.in_folder(folder, file_name)
     if problem:
       problems(problem, path, row, line)
       continue
     seen[cell_id] = image
-    patient = re.match(r"UID_([^_]+)_", values[patient_col])
     rows.append(dict(id=cell_id, path=image, label=label, mask_path="",
-                     intensity="", split="test",
-                     group=patient.group(1) if patient else values[patient_col]))
-  return rows
+                     intensity="", split="test", fold="",
+                     group=(subject.group(1) if subject
+                            else values[patient_col]).upper()))
+  return rows, folder.path
+
+
+def _cnmc_test_folder(csv_path: str, scan: _CnmcScan,
+                      wanted: set[str]) -> _Folder | None:
+  """The image folder holding most of `wanted`; ties: the size of the CSV, nearest.
+
+  The unlabelled final set is also named 1.bmp, 2.bmp, ... (more of them), so the
+  number of files and the distance from the CSV decide between the two.
+  """
+  csv_dir = os.path.dirname(csv_path)
+  best, best_score = None, None
+  for directory, count in scan.image_dirs:
+    folder = _Folder.scan(directory)
+    hits = len(wanted.intersection(folder.names))
+    distance = os.path.relpath(directory, csv_dir).count(os.sep) + (
+        directory != csv_dir)
+    score = (-hits, abs(count - len(wanted)), distance, directory)
+    if hits and (best_score is None or score < best_score):
+      best, best_score = folder, score
+  return best
 
 
 def _bmp_name(value: str) -> str:

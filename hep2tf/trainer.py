@@ -80,6 +80,7 @@ class TrainConfig:
   num_folds: int = 0
   fold: int = 0
   fold_by_group: bool = True     # folds keep each specimen/patient in one fold
+  fold_column: str = ""          # "fold": the dataset's own folds from the manifest
   # Execution.
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
@@ -341,7 +342,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
       return None
     return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
                           holdout=holdout, seed=config.seed,
-                          by_group=config.fold_by_group)
+                          by_group=config.fold_by_group,
+                          column=config.fold_column)
 
   def dataset(split, training, fold=None):
     return input_pipeline.create_split(

@@ -5,6 +5,7 @@
   <name>-<split>.tfrecord-00000-of-00008   shards of tf.train.Example (schema.py)
   dataset_info.json, features.json         TFDS metadata (tfds.builder_from_directory)
   manifest.csv                             one row per record: where it came from
+                                           (and the dataset's own fold, if any)
   class_counts.json                        {split: {class: count}}, balance, copies
   hep2tf.json                              what the reader and trainer need to know
   rejects.csv                              inputs skipped under on_error="skip"
@@ -62,6 +63,11 @@ class WriteSummary:
   num_bytes: dict[str, int]
   image_shape: list[int] | None
   num_rejected: int = 0
+  # Set with the metadata: the layout's notes (sources.Source.notes) and whether no
+  # group (specimen, patient, slide) is in two splits (False also when some image
+  # has no group).
+  notes: list[str] = dataclasses.field(default_factory=list)
+  group_disjoint: bool | None = None
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""
@@ -279,7 +285,8 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
                        "shard": file_name, "index": shard_lengths[split][shard],
                        "label": row["label"], "group": row.get("group", "") or "",
                        "intensity": row.get("intensity", "") or "",
-                       "dihedral": int(row["dihedral"])})
+                       "dihedral": int(row["dihedral"]),
+                       "fold": row.get("fold", "") or ""})
       shard_lengths[split][shard] += 1
       # TFRecord framing: 8-byte length, two 4-byte CRCs around the payload.
       num_bytes[split] += len(record) + 16
@@ -338,6 +345,9 @@ def _description(summary: WriteSummary) -> str:
 def _write_tables(staging, source, summary, manifest, has_mask, balance,
                   augment_copies, seed, dataset, data_dir, rejects):
   manifest.to_csv(staging / MANIFEST, index=False)
+  summary.notes = list(getattr(source, "notes", []))
+  summary.group_disjoint = bool((manifest["group"] != "").all() and (
+      manifest.groupby("group")["split"].nunique() == 1).all())
   counts = dict(summary.class_counts, balance=balance, augment_copies=augment_copies)
   (staging / CLASS_COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
   info = {"name": summary.name, "class_names": summary.class_names,
@@ -345,7 +355,8 @@ def _write_tables(staging, source, summary, manifest, has_mask, balance,
           "has_mask": has_mask, "positive_class": source.positive_class,
           "splits": summary.splits, "class_counts": summary.class_counts,
           "balance": balance, "augment_copies": augment_copies, "seed": seed,
-          "dataset": dataset, "data_dir": str(data_dir)}
+          "dataset": dataset, "data_dir": str(data_dir),
+          "group_disjoint": summary.group_disjoint, "layout_notes": summary.notes}
   (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
   if len(rejects):
     rejects.write_csv(staging / REJECTS)
