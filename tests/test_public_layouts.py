@@ -297,12 +297,11 @@ def test_icpr2012_bad_cells_csv_is_named(tmp_path, capsys):
 
 
 def _readme_commands():
-  """The create_records lines of the README's 'Your own data' block, as written."""
+  """The README's dataset examples: its create_records lines on /data/, as written."""
   text = open(os.path.join(REPO, "README.md")).read()
-  block = text.split("## Your own data", 1)[1].split("```bash", 1)[1]
-  block = block.split("```", 1)[0]
-  return [line for line in block.splitlines()
-          if line.startswith("python -m hep2tf.create_records")]
+  return [line for line in text.splitlines()
+          if line.startswith("python -m hep2tf.create_records --dataset=")
+          and "/data/" in line]
 
 
 def test_readme_dataset_examples_run_as_written(tmp_path, monkeypatch, capsys):
@@ -326,13 +325,15 @@ def test_readme_dataset_examples_run_as_written(tmp_path, monkeypatch, capsys):
   _write(str(data / "labels.csv"), "file,pattern,specimen\n" + "".join(rows))
   monkeypatch.chdir(tmp_path)
   commands = _readme_commands()
-  assert len(commands) == 5 and any("--dataset=cnmc" in c for c in commands)
+  assert len(commands) == 6 and any("--dataset=cnmc" in c for c in commands)
   for command in commands:
     argv = shlex.split(command.replace("/data/", f"{data}/"), comments=True)[3:]
     code = _run(argv)
     assert code == errors.EXIT_OK, (command, capsys.readouterr())
   capsys.readouterr()
   assert _table("records/cnmc") == CNMC_TABLE
+  assert folds.official_folds("records/cnmc_folds") == ["fold_0", "fold_1",
+                                                          "fold_2"]
   assert json.loads(open("records/icpr2012/hep2tf.json").read())["group_disjoint"]
   for name in ("icpr2014", "icpr2012", "cnmc", "cells", "labels"):
     assert os.path.exists(f"records/{name}/{writer.HEP2TF_JSON}"), name
