@@ -9,6 +9,9 @@ data_dir, **options)` is the single entry point; `LAYOUTS` maps the layout names
 Images are never opened here (that is `images.py`): a reader only checks that the files
 exist and that no path leaves the data folder, symlinks included.
 
+Readers' keyword options are the layout options (`create_records --layout_option
+KEY=VALUE`); text values such as "false" are accepted for every option.
+
 Problems with one row (unknown class, missing file, duplicate id, a path that climbs
 out) raise `InputError` with `on_error="fail"`, or are added to `rejects` and the row
 dropped with `on_error="skip"`. Problems with the layout itself (no CSV, wrong header,
@@ -645,21 +648,20 @@ def _icpr2012_slides(paths: Sequence[str],
     if len(table.header) < 3:
       raise _header_error(table, expected)
     for row, line, values in table.rows:
-      cell_id, split, slide = _icpr_id(values[0], 3), _normal_split(values[1]), \
-          values[2]
+      key = (_normal_split(values[1]), _icpr_id(values[0], 3))
+      slide = _icpr_id(values[2], 1)
       problem = ""
-      if split is None:
+      if key[0] is None:
         problem = f"column 2 is {values[1]!r}; expected training or test"
-      elif not re.fullmatch(r"\d+(\.0*)?", slide):
-        problem = f"column 3 (source image) is {slide!r}; expected a number 1-28"
-      elif slides.get((split, cell_id), str(int(float(slide)))) != str(
-          int(float(slide))):
-        problem = (f"cell {cell_id} ({values[1]}) is listed again with another "
-                   f"slide ({slides[(split, cell_id)]}, now {slide})")
+      elif not slide.isdigit():
+        problem = f"column 3 (source image) is {values[2]!r}; expected a number 1-28"
+      elif slides.get(key, slide) != slide:
+        problem = (f"cell {key[1]} ({values[1]}) is listed again with another "
+                   f"slide ({slides[key]}, now {slide})")
       if problem:
         problems(problem, path, row, line)
         continue
-      slides[(split, cell_id)] = str(int(float(slide)))
+      slides[key] = slide
   return slides
 
 
@@ -772,9 +774,9 @@ def read_cnmc(data_dir: str | os.PathLike, *, on_error: str = "fail",
                    "found, so no test split comes from the layout")
   for directory, count in scan.image_dirs:
     if directory not in claimed:
-      notes.append(f"C-NMC: skipped {count} images in {directory}: they have no "
-                   "labels (the final test phase ships unlabelled); classify them "
-                   "with python -m hep2tf.predict")
+      notes.append(f"C-NMC: skipped {count} images in {directory}: no labels "
+                   "for them here (the final test phase ships unlabelled); classify "
+                   "them with python -m hep2tf.predict")
   return _finish(name, list(CNMC_CLASSES), 3, rows, root, problems,
                  positive_class="all", notes=notes)
 
