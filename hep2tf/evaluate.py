@@ -190,6 +190,8 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   `by_intensity`, `by_specimen`, `abstention` (when a threshold is set) and
   `explanations` (when `explain_cells` > 0).
   """
+  if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+    raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
   run = read_run_config(model_dir)
   records_dir = records_dir or run["records_dir"]
   info = input_pipeline.load_info(records_dir)
