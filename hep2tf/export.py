@@ -5,6 +5,10 @@ bytes; tf.string, shape [N]) and returns `probabilities` (float32 [N, K]), `clas
 (int64 [N]) and `class_name` (string [N]). Decoding, the channel mapping and the
 aspect-preserving pad to the model's input size happen inside the graph, so TensorFlow
 Serving needs nothing from hep2tf.
+
+When the run has a fitted temperature T (`python -m hep2tf.evaluate --calibrate`,
+which re-exports), the signature returns softmax(logits / T), the calibrated
+probabilities; the SavedModel keeps T as the variable `temperature`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import shutil
 
 import keras
 import tensorflow as tf
+
+from hep2tf import calibration
 
 
 def decode_for_model(encoded: tf.Tensor, channels: int,
@@ -40,21 +46,29 @@ def decode_for_model(encoded: tf.Tensor, channels: int,
 
 
 def export_serving(model: keras.Model, path: str, *, class_names, channels: int,
-                   image_size: tuple[int, int]) -> str:
-  """Writes the SavedModel at `path` atomically (a tmp folder renamed into place)."""
+                   image_size: tuple[int, int], temperature: float = 1.0) -> str:
+  """Writes the SavedModel at `path` atomically (a tmp folder renamed into place).
+
+  `temperature` divides the logits before the softmax (1.0: the model's own output).
+  """
   names = tf.constant(list(class_names))
+  logits_model = calibration.logits_model(model)
+  scale = tf.Variable(float(temperature), trainable=False, dtype=tf.float32,
+                      name="temperature")
 
   def serve(encoded):
     images = tf.map_fn(lambda e: decode_for_model(e, channels, image_size), encoded,
                        fn_output_signature=tf.TensorSpec(
                            (image_size[0], image_size[1], channels), tf.float32))
-    probabilities = tf.cast(model(images, training=False), tf.float32)
+    logits = tf.cast(logits_model(images, training=False), tf.float32)
+    probabilities = tf.nn.softmax(logits / scale, axis=-1)
     class_id = tf.argmax(probabilities, axis=1)
     return {"probabilities": probabilities, "class_id": class_id,
             "class_name": tf.gather(names, class_id)}
 
   archive = keras.export.ExportArchive()
-  archive.track(model)
+  archive.track(logits_model)
+  archive.temperature = scale
   archive.add_endpoint(name="serving_default", fn=serve,
                        input_signature=[tf.TensorSpec([None], tf.string)])
   tmp = f"{path}.tmp-{os.getpid()}"
