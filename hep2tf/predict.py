@@ -3,21 +3,20 @@
   python -m hep2tf.predict --model_dir=RUN [--output=predictions.csv] FILES...
 
 One row per file: file, class, then the probability of each class. Images are read
-exactly as the converter reads them (hep2tf.images: 16-bit scaled, RGBA composited,
-channels mapped, resized with black padding to the model's input).
+exactly as the converter read the run's records (hep2tf.images with the records'
+PixelSpec: 16-bit values kept or rescaled as recorded, RGBA composited, channels
+mapped, resized with black padding to the model's input), then mapped as the reader
+maps them (stored * 255 / white_level).
 """
 
 from __future__ import annotations
 
-import io
 import sys
 
 import numpy as np
 import pandas as pd
 from absl import app, flags
-from PIL import Image
-
-from hep2tf import errors, evaluate, images
+from hep2tf import errors, evaluate, images, intensity
 
 
 def define_flags() -> None:
@@ -31,15 +30,23 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def load_for_model(path: str, input_shape) -> np.ndarray:
-  """One image file -> float32 (H, W, C) in [0, 255], as the converter stores it."""
+def load_for_model(path: str, input_shape,
+                   pixels: intensity.PixelSpec | None = None) -> np.ndarray:
+  """One image file -> the model's float32 (H, W, C), as converter and reader do.
+
+  `pixels`: the run's records' PixelSpec (default: 8-bit records).
+  """
   height, width, channels = input_shape
+  pixels = pixels or intensity.PixelSpec()
   loaded = images.load_image(path, channels, image_size=(height, width),
-                             resize="pad")
-  array = np.asarray(Image.open(io.BytesIO(loaded.png)), dtype=np.float32)
-  if array.ndim == 2:
-    array = array[..., np.newaxis]
-  return array
+                             resize="pad", pixels=pixels)
+  array = images.decode_png(loaded.png).astype(np.float32)
+  return array * np.float32(255.0 / pixels.white_level)
+
+
+def run_pixels(run: dict) -> intensity.PixelSpec:
+  """The PixelSpec a run was trained with; runs that predate it had 8-bit records."""
+  return intensity.PixelSpec.from_json(run.get("pixels"))
 
 
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
@@ -51,7 +58,7 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   input_shape = run["input_shape"]
   probs = []
   for start in range(0, len(files), batch_size):
-    batch = np.stack([load_for_model(f, input_shape)
+    batch = np.stack([load_for_model(f, input_shape, run_pixels(run))
                       for f in files[start:start + batch_size]])
     if tta:
       from hep2tf import augment
