@@ -332,7 +332,8 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
     _convert(folder, records, 1, validation_fraction=0.2)
     run = str(tmp_path / f"run_{name}")
     config = trainer.TrainConfig(
-        records_dir=str(records), model="cnn", epochs=6, batch_size=16,
+        records_dir=str(records), model="cnn", epochs=3, steps_per_epoch=15,
+        batch_size=16,
         learning_rate=1e-3, shuffle_buffer=256, seed=0, deterministic=True,
         image_summary_every=100)
     trainer.train_and_evaluate(config, run)
