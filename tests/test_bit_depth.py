@@ -358,3 +358,31 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
   out = serve(tf.constant([open(f, "rb").read() for f in files[:8]]))
   np.testing.assert_allclose(out["probabilities"].numpy(), probabilities[:8],
                              atol=1e-4)
+
+
+def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_path):
+  """A mixed set (8-bit and 12-bit) through the DirectRunner: the same uint16
+  records, PixelSpec and warnings as the local writer."""
+  pytest.importorskip("apache_beam")
+  from hep2tf import beam_pipeline
+  rng = np.random.default_rng(9)
+  arrays, _, _ = _case_arrays("12bit", rng)
+  arrays[1] = rng.integers(0, 256, (SIDE, SIDE)).astype(np.uint8)
+  sources = _make_folder(tmp_path / "src", arrays, "png")
+  local = _convert(tmp_path / "src", tmp_path / "local", 1)
+  source, examples, data_dir, rejects = beam_pipeline.prepare_examples(
+      "folder", str(tmp_path / "src"), source_options={"channels": 1})
+  summary = beam_pipeline.convert(
+      source, examples, str(tmp_path / "beam"), pipeline_args=["--runner=DirectRunner"],
+      data_dir=data_dir, dataset="folder", rejects=rejects)
+  assert summary.pixels == local.pixels and summary.pixels.dtype == "uint16"
+  assert summary.warnings == local.warnings
+  ours, info = _read_records(str(tmp_path / "beam"))
+  theirs, _ = _read_records(str(tmp_path / "local"))
+  assert set(ours) == set(theirs) == set(sources)
+  for name in ours:
+    np.testing.assert_array_equal(ours[name], theirs[name])
+  for name in (writer.MANIFEST, writer.HEP2TF_JSON, "features.json"):
+    assert ((tmp_path / "beam" / name).read_bytes() ==
+            (tmp_path / "local" / name).read_bytes()), name
+  assert (tmp_path / "beam" / "samples.png").stat().st_size > 1000
