@@ -160,7 +160,7 @@ class LoadAndEncode(beam.DoFn):
   def setup(self):
     self._features = schema.make_features(self._class_names, self._channels,
                                           self._has_mask,
-                                          dtype=self._load_options["pixels"].dtype)
+                                          dtype=self._load_options["pixel_spec"].dtype)
 
   def process(self, row: dict) -> Iterator[tuple]:
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
@@ -172,7 +172,8 @@ class LoadAndEncode(beam.DoFn):
     record, manifest = _record_for(row, loaded, self._features, self._has_mask,
                                    self._data_dir)
     try:
-      writer.check_dtype(loaded, self._load_options["pixels"], row["path"])
+      writer.check_dtype(loaded, self._load_options["pixel_spec"],
+                         row["path"])
     except errors.InputError as e:
       yield key, (int(row["position"]), None, {"reason": e.reason, "file": e.file})
       return
@@ -291,7 +292,7 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
     plan = plan_records(examples, seed, num_shards)
     pixels = writer.prescan(plan, source.channels, intensity_mode, percentiles,
                             max_megapixels, num_workers)
-    load_options["pixels"] = pixels
+    load_options["pixel_spec"] = pixels
     plan_path = _join(staging, WORK_DIR, PLAN_FILE)
     with tf.io.gfile.GFile(plan_path, "w") as f:
       f.write(plan.to_json(orient="records", lines=True))

@@ -85,7 +85,7 @@ def load_image(path: str | os.PathLike, channels: int, *,
                mask_path: str | os.PathLike | None = None,
                apply_mask: bool = False, dihedral_id: int = 0,
                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
-               pixels: intensity.PixelSpec | None = None) -> LoadedImage:
+               pixel_spec: intensity.PixelSpec | None = None) -> LoadedImage:
   """Reads one source image (and its mask) into record-ready PNG bytes.
 
   Args:
@@ -97,7 +97,7 @@ def load_image(path: str | os.PathLike, channels: int, *,
     apply_mask: zero the image outside the mask.
     dihedral_id: 0..7, see `dihedral`; applied after resizing, to image and mask.
     max_megapixels: files declaring more pixels are rejected before decoding.
-    pixels: the dataset's PixelSpec (default: 8-bit, values kept).
+    pixel_spec: the dataset's PixelSpec (default: 8-bit, values kept).
 
   Returns:
     A LoadedImage. Raises InputError(file=path) for anything unreadable or too big.
@@ -111,7 +111,7 @@ def load_image(path: str | os.PathLike, channels: int, *,
   data = _read_bytes(path)
   sha256 = hashlib.sha256(data).hexdigest()
   image = _decode(data, path, max_megapixels)
-  spec = pixels or intensity.PixelSpec()
+  spec = pixel_spec or intensity.PixelSpec()
   kind = _kind(image, data, path)
 
   keep_source = (image_size is None and not apply_mask and dihedral_id == 0

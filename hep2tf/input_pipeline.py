@@ -13,10 +13,11 @@ first layers); mixup and cutmix run here because they change the labels.
 Records are parsed only through `hep2tf.schema`. The folder's `hep2tf.json`
 (written by `writer.py`) says what the records hold; `load_info` reads it.
 
-Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset, `DatasetInfo.pixels`).
-Images stay in that dtype up to batching; `to_model_input` then gives the models'
-float32 input, `stored * 255 / white_level` (see `hep2tf.intensity`): 8-bit records
-exactly as before, 16-bit ones with every level kept as a distinct float.
+Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset,
+`DatasetInfo.pixels`). Images stay in that dtype up to batching; `to_model_input`
+then gives the models' float32 input, `stored * 255 / white_level` (see
+`hep2tf.intensity`): 8-bit records exactly as before, 16-bit ones with every level
+kept as a distinct float.
 """
 
 from __future__ import annotations

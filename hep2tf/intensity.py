@@ -57,6 +57,7 @@ class PixelSpec:
   percentiles: (low, high) percentiles of the rescale modes.
   white_level: the reader's full scale (stored * 255 / white_level); set after
     writing, from the largest stored value.
+  source_kinds: the sample types the pre-scan found ("uint8", "uint16", "float").
   """
   dtype: str = "uint8"
   intensity: str = "keep"
@@ -65,6 +66,7 @@ class PixelSpec:
   rescale_range: tuple[float, float] | None = None
   percentiles: tuple[float, float] = DEFAULT_PERCENTILES
   white_level: int = 255
+  source_kinds: tuple[str, ...] = ()
 
   def to_json(self) -> dict:
     out = dataclasses.asdict(self)
@@ -81,22 +83,24 @@ class PixelSpec:
     for key in ("float_range", "rescale_range", "percentiles"):
       if values.get(key) is not None:
         values[key] = tuple(float(v) for v in values[key])
+    values["source_kinds"] = tuple(values.get("source_kinds") or ())
     return cls(**values)
 
   def describe(self) -> str:
     """One sentence: what the stored values are, for the metadata and the docs."""
     if self.intensity == "keep":
-      text = (f"{self.dtype} PNG holding the source values unchanged"
-              if not self.deep else
-              "uint16 PNG holding the source values unchanged; 8-bit sources x 257")
+      text = f"{self.dtype} PNG holding the source values unchanged"
+      if self.deep and "uint8" in self.source_kinds:
+        text += "; 8-bit sources x 257"
     elif self.intensity == "rescale":
       lo, hi = self.rescale_range or (0, 0)
       text = (f"uint8 PNG: round((v - {lo:g}) / ({hi:g} - {lo:g}) * 255), clipped; "
               f"{lo:g} and {hi:g} are the training split's {self.percentiles[0]:g} "
               f"and {self.percentiles[1]:g} percentiles")
     else:
-      text = (f"uint8 PNG: each image's {self.percentiles[0]:g}..{self.percentiles[1]:g} "
-              "percentile range onto 0..255, clipped")
+      low, high = self.percentiles
+      text = (f"uint8 PNG: each image's {low:g}..{high:g} percentile range onto "
+              "0..255, clipped")
     if self.float_range:
       text += (f"; float sources mapped from [{self.float_range[0]:g}, "
                f"{self.float_range[1]:g}] onto 0..65535")
@@ -209,7 +213,7 @@ def scan_pixels(paths: Sequence[str], train_paths: Sequence[str], channels: int,
       float_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
   spec = PixelSpec(dtype="uint16" if deep and intensity == "keep" else "uint8",
                    intensity=intensity, deep=deep, float_range=float_range,
-                   percentiles=(low, high))
+                   percentiles=(low, high), source_kinds=tuple(sorted(found)))
   if intensity != "rescale":
     return spec
   hists = [h for h in _map(images.unit_histogram,

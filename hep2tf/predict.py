@@ -39,7 +39,7 @@ def load_for_model(path: str, input_shape,
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
   loaded = images.load_image(path, channels, image_size=(height, width),
-                             resize="pad", pixels=pixels)
+                             resize="pad", pixel_spec=pixels)
   array = images.decode_png(loaded.png).astype(np.float32)
   return array * np.float32(255.0 / pixels.white_level)
 

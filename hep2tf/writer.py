@@ -168,7 +168,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                                max_megapixels, num_workers)
     load_options = dict(channels=source.channels, image_size=image_size,
                         resize=resize, apply_mask=apply_mask,
-                        max_megapixels=max_megapixels, pixels=pixels)
+                        max_megapixels=max_megapixels, pixel_spec=pixels)
     tasks = [_task(row, has_mask, load_options)
              for row in plan.to_dict("records")]
     loading = _load_all(tasks, num_workers)

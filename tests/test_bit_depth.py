@@ -174,6 +174,10 @@ def test_mixed_set_stores_8bit_sources_x257_and_the_model_sees_them_unchanged(
                                 sources[eight_bit].astype(np.uint16) * 257)
   assert info.pixels.white_level == 65535
   model = input_pipeline.to_model_input(stored[eight_bit], info.pixels).numpy()
+  print(f"\nmixed 8/12-bit: distinct levels source {_levels(sources.values())}, "
+        f"records {_levels(stored.values())}")
+  for name, array in sources.items():   # per image: no level merged or lost
+    assert _levels([array]) == _levels([stored[name]]), name
   np.testing.assert_allclose(model[..., 0], sources[eight_bit], atol=1e-4)
 
 
@@ -195,6 +199,8 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
                                   intensity.rescale(array.astype(float), lo, hi))
   meta = json.loads((tmp_path / "dataset" / writer.HEP2TF_JSON).read_text())
   assert f"{lo:g}" in meta["pixels"]["mapping"]
+  print(f"\nrescale (12-bit, percentiles 1, 99): distinct levels source "
+        f"{_levels(sources.values())}, records {_levels(stored.values())}")
 
   _convert(tmp_path / "src", tmp_path / "per_image", 1,
            intensity_mode="rescale_per_image")
