@@ -165,10 +165,11 @@ def white_level(max_value: int) -> int:
 
 def image_stats(pixels: np.ndarray) -> dict:
   """Distinct levels, largest value and the share of pixels at it, of one image."""
-  flat = pixels.reshape(-1)
-  top = int(flat.max())
-  return {"levels": int(np.unique(flat).size), "max_value": top,
-          "at_max": float(np.count_nonzero(flat == top) / flat.size)}
+  # A histogram is several times faster than np.unique's sort on small cells.
+  counts = np.bincount(pixels.reshape(-1))
+  top = len(counts) - 1
+  return {"levels": int(np.count_nonzero(counts)), "max_value": top,
+          "at_max": float(counts[top] / pixels.size)}
 
 
 def check_mode(intensity: str, percentiles: Sequence[float]) -> tuple[float, float]:
