@@ -28,6 +28,7 @@ from absl import logging
 
 from hep2tf import errors
 from hep2tf import images
+from hep2tf import intensity
 from hep2tf import sources
 from hep2tf import splits
 from hep2tf import synth
@@ -86,6 +87,12 @@ def define_flags() -> None:
   flags.DEFINE_boolean("apply_mask", False, "Zero the background outside the mask.")
   flags.DEFINE_float("max_megapixels", images.DEFAULT_MAX_MEGAPIXELS,
                      "Reject images declaring more pixels (decompression bombs).")
+  flags.DEFINE_enum("intensity", "keep", list(intensity.INTENSITY_MODES),
+                    "keep: lossless (sources deeper than 8 bits stored as 16-bit "
+                    "PNG); rescale: 8 bits by the training split's percentiles "
+                    "(recorded); rescale_per_image: 8 bits by each image's own.")
+  flags.DEFINE_string("rescale_percentiles", "1,99.8", "LOW,HIGH percentiles "
+                      "mapped to 0 and 255 by the rescale modes.")
   # Run.
   flags.DEFINE_integer("num_workers", None, "Image loading processes (default: all "
                        "cores).")
@@ -145,7 +152,9 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    apply_mask: bool = False,
                    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
                    num_workers: int | None = None, num_shards: int | None = None,
-                   on_error: str = "fail", progress: bool = True
+                   on_error: str = "fail", progress: bool = True,
+                   intensity_mode: str = "keep",
+                   percentiles=intensity.DEFAULT_PERCENTILES
                    ) -> tuple[writer.WriteSummary, errors.Rejects]:
   """Source -> splits -> balance -> dihedral copies -> records folder.
 
@@ -190,8 +199,20 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
       resize=resize, apply_mask=apply_mask, progress=progress,
       max_megapixels=max_megapixels, balance=balance,
       augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-      rejects=rejects)
+      rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles)
   return summary, rejects
+
+
+def parse_percentiles(text: str) -> tuple[float, float]:
+  """'1,99.8' -> (1.0, 99.8); InputError for anything else."""
+  try:
+    pair = tuple(float(p) for p in text.split(","))
+    if len(pair) != 2:
+      raise ValueError("two numbers")
+    return intensity.check_mode("keep", pair)
+  except ValueError as e:
+    raise errors.InputError(f"--rescale_percentiles must be 'LOW,HIGH' with "
+                            f"0 <= LOW < HIGH <= 100, got {text!r} ({e})") from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -216,7 +237,8 @@ def main(argv: Sequence[str]) -> int:
         image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
         apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
         num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
-        on_error=FLAGS.on_error)
+        on_error=FLAGS.on_error, intensity_mode=FLAGS.intensity,
+        percentiles=parse_percentiles(FLAGS.rescale_percentiles))
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
@@ -234,6 +256,9 @@ def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int
     print("note: the splits are not known to be specimen/patient/slide-disjoint "
           "(some images have no group, or a group is in two splits); hep2tf.json "
           "says group_disjoint: false")
+  print(f"Pixels: {summary.pixels.describe()}")
+  for warning in summary.warnings:
+    print(f"warning: {warning}", file=sys.stderr)
   if len(rejects):
     # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "

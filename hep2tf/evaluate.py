@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from absl import app, flags
 
-from hep2tf import (augment, calibration, errors, explain, export, folds,
+from hep2tf import (augment, calibration, errors, explain, export, folds, intensity,
                     input_pipeline, metrics, plots, schema, summaries, trainer)
 
 
@@ -154,7 +154,8 @@ def fit_on_validation(model_dir: str, run: dict, model, checkpoint: str, *,
       height, width, channels = run["input_shape"]
       export.export_serving(model, os.path.join(model_dir, trainer.EXPORT_DIR),
                             class_names=run["class_names"], channels=channels,
-                            image_size=(height, width), temperature=t)
+                            image_size=(height, width), temperature=t,
+                            pixels=intensity.PixelSpec.from_json(run.get("pixels")))
   if min_confidence is not None:
     t = run_temperature(model_dir, checkpoint)
     at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,

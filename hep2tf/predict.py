@@ -9,9 +9,10 @@ cell), then the probability of each class. When the run has a fitted temperature
 (`python -m hep2tf.evaluate --calibrate`) the probabilities are calibrated. With
 --explain, one PNG per input in --explain_dir shows the cell beside its SmoothGrad
 map for the predicted class (hep2tf.explain), named in the column `explanation`.
-Images are read
-exactly as the converter reads them (hep2tf.images: 16-bit scaled, RGBA composited,
-channels mapped, resized with black padding to the model's input).
+Images are read exactly as the converter read the run's records (hep2tf.images with
+the records' PixelSpec: 16-bit values kept or rescaled as recorded, RGBA composited,
+channels mapped, resized with black padding to the model's input), then mapped as the
+reader maps them (stored * 255 / white_level).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from absl import app, flags
 from PIL import Image
 
-from hep2tf import augment, calibration, errors, evaluate, explain, images, plots
+from hep2tf import augment, calibration, errors, evaluate, explain, images, intensity, plots
 
 
 def define_flags() -> None:
@@ -43,15 +44,23 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def load_for_model(path: str, input_shape) -> np.ndarray:
-  """One image file -> float32 (H, W, C) in [0, 255], as the converter stores it."""
+def load_for_model(path: str, input_shape,
+                   pixels: intensity.PixelSpec | None = None) -> np.ndarray:
+  """One image file -> the model's float32 (H, W, C), as converter and reader do.
+
+  `pixels`: the run's records' PixelSpec (default: 8-bit records).
+  """
   height, width, channels = input_shape
+  pixels = pixels or intensity.PixelSpec()
   loaded = images.load_image(path, channels, image_size=(height, width),
-                             resize="pad")
-  array = np.asarray(Image.open(io.BytesIO(loaded.png)), dtype=np.float32)
-  if array.ndim == 2:
-    array = array[..., np.newaxis]
-  return array
+                             resize="pad", pixel_spec=pixels)
+  array = images.decode_png(loaded.png).astype(np.float32)
+  return array * np.float32(255.0 / pixels.white_level)
+
+
+def run_pixels(run: dict) -> intensity.PixelSpec:
+  """The PixelSpec a run was trained with; runs that predate it had 8-bit records."""
+  return intensity.PixelSpec.from_json(run.get("pixels"))
 
 
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
@@ -71,11 +80,12 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
   input_shape = run["input_shape"]
+  pixels = run_pixels(run)
   ks = evaluate.tta_transforms(input_shape[0], input_shape[1]) if tta else [0]
   probs, overlays = [], []
   for start in range(0, len(files), batch_size):
     names = files[start:start + batch_size]
-    batch = np.stack([load_for_model(f, input_shape) for f in names])
+    batch = np.stack([load_for_model(f, input_shape, pixels) for f in names])
     logits = np.stack([logits_model(augment.dihedral(batch, k) if k else batch,
                                     training=False).numpy() for k in ks])
     p = evaluate.view_probabilities(logits, temperature)

@@ -386,7 +386,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
       "class_names": class_names, "positive_class": info.positive_class,
       "records_dir": os.path.abspath(config.records_dir),
       "image_size": list(image_size) if image_size else None,
-      "apply_mask": config.apply_mask, "config": dataclasses.asdict(config)})
+      "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
+      "config": dataclasses.asdict(config)})
 
   nan_guard = NaNGuard()
   callbacks = [
@@ -456,7 +457,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
   best = load_model(best_path)
   export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
                         class_names=class_names, channels=info.channels,
-                        image_size=(height, width))
+                        image_size=(height, width), pixels=info.pixels)
   history = read_history(model_dir)
   if history:
     plots.save_figure(plots.learning_curves_figure(history),
