@@ -353,8 +353,8 @@ def _summarise(output_dir, name, class_names, manifest, shard_lengths, num_bytes
     counts[split] = {c: int(per_class.get(c, 0)) for c in class_names}
   return WriteSummary(str(output_dir), name, class_names, splits, counts,
                       {s: len(v) for s, v in shard_lengths.items()}, num_bytes,
-                      image_shape, num_rejected, pixels,
-                      samples.pixel_warnings(manifest, pixels))
+                      image_shape, num_rejected, pixels=pixels,
+                      warnings=samples.pixel_warnings(manifest, pixels))
 
 
 def _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape):
