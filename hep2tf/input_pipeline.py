@@ -464,7 +464,9 @@ def _balanced(info: DatasetInfo, split: str, read,
 def _decode(serialized: tf.Tensor, info: DatasetInfo,
             image_size: tuple[int, int] | None, apply_mask: bool) -> dict:
   """One record -> dict with the uint8 image (masked and resized as asked)."""
-  example = schema.parse_example(serialized, info.channels, info.has_mask)
+  # The mask is decoded only when used: a second PNG per example otherwise.
+  example = schema.parse_example(serialized, info.channels,
+                                 info.has_mask and apply_mask)
   image = example[schema.IMAGE]
   if apply_mask:
     # Mask before resizing so both share the same geometry.

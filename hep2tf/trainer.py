@@ -56,8 +56,10 @@ class TrainConfig:
   batch_norm: bool = False
   normalization: str = "per_image"
   freeze_epochs: int = 0         # backbones: epochs with the backbone frozen first
-  cnn_filters: str = ",".join(map(str, models.cnn.FILTERS))  # cnn: one width per conv
-  dense_units: int = models.cnn.DENSE_UNITS                  # cnn: fc1 and fc2 width
+  # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
+  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
+  cnn_filters: str = "16,32,64,64,128"  # one width per conv layer
+  dense_units: int = 128                # fc1 and fc2
   # Augmentation (inside the compiled training step).
   rotation: bool = True
   rot90: bool = True
