@@ -217,6 +217,11 @@ def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
            f"{cached['per_step'] * 1e3:.0f} ms, per-epoch callbacks "
            f"{real['per_epoch']:.2f} s")]
   figures.append(roofline(cached, config.batch_size, precision))
+  if precision != "float32":
+    # float32 is what a CPU without native bfloat16 runs (the AVX2 class).
+    cached32 = measure(dataclasses.replace(config, mixed_precision="float32"),
+                       cached=True)
+    figures.append(roofline(cached32, config.batch_size, "float32"))
   xla = measure(dataclasses.replace(config, jit_compile=not config.jit_compile))
   with_xla, without = (xla, real) if not config.jit_compile else (real, xla)
   if with_xla["xla"]:
@@ -260,7 +265,8 @@ def roofline(cached: dict, batch_size: int, precision: str) -> common.Figure:
       precision, tf.float32)
   matmul = yardstick.matmul_gflops(dtype)
   return common.Figure(
-      "training step FLOP rate vs matmul", "GFLOP/s", step_gflops, matmul,
+      f"training step FLOP rate vs matmul, {precision}", "GFLOP/s", step_gflops,
+      matmul,
       target=">= 0.5", baseline_name=f"2048x2048 {dtype.name} matmul, same process",
       note=f"{precision}; {3 * forward / 1e9:.3f} GFLOP per image (3x forward conv "
            f"+ dense), batch {batch_size}, cached batches, no callbacks")

@@ -119,12 +119,12 @@ def model_hparams(config: TrainConfig) -> dict:
   hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
   if config.model in SCRATCH_MODELS:
     hparams.update(batch_norm=config.batch_norm, normalization=config.normalization)
-  if config.model in ("cnn", "cnn_bn"):
-    hparams.update(filters=parse_widths(config.cnn_filters),
-                   dense_units=config.dense_units)
   else:
     hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
                    backbone_trainable=config.freeze_epochs == 0)
+  if config.model in ("cnn", "cnn_bn"):
+    hparams.update(filters=parse_widths(config.cnn_filters),
+                   dense_units=config.dense_units)
   return hparams
 
 

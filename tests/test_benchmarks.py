@@ -67,5 +67,5 @@ def test_quick_all_sections(tmp_path):
   names = [f["name"] for f in results["figures"]]
   assert any(n.startswith("fit overhead") for n in names)
   assert any(n.startswith("time to validation MCA") for n in names)
-  assert any(n.startswith("training step FLOP rate") for n in names)
+  assert any(n.startswith("training step FLOP rate vs matmul") for n in names)
   assert results["machine"]["yardstick"]["factor"] > 0

@@ -250,6 +250,11 @@ def test_cnn_widths_are_config_fields(tiny_records):
   seed = trainer.build_models(smoke_config(records_dir, cnn_filters="32,64,128,256,512",
                                            dense_units=1024), (78, 78, 1), 6)[1]
   assert seed.get_layer("conv5").filters == 512 and seed.get_layer("fc2").units == 1024
+  # The widths are the cnn's alone; other models keep their own hparams.
+  alexnet = trainer.model_hparams(smoke_config(records_dir, model="alexnet_small"))
+  assert "filters" not in alexnet and "backbone_trainable" not in alexnet
+  assert "backbone_trainable" in trainer.model_hparams(smoke_config(
+      records_dir, model="resnet50"))
   for bad in ("4,8,8,16", "4,8,x,16,24", "4,8,0,16,24"):
     with pytest.raises(ValueError, match="cnn_filters"):
       trainer.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
