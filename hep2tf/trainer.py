@@ -363,9 +363,12 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
     backup_root = os.path.join(model_dir, CHECKPOINT_DIR,
                                f"workertemp_{distribute.task_id()[1]}")
+  # The precision policy is Keras-global; it is the run's, so it ends with the run.
+  previous_policy = keras.mixed_precision.global_policy()
   try:
     return _train(config, strategy, run_dir, backup_root)
   finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
       shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +63,8 @@ def test_run_directory_holds_models_history_and_report(finished_run):
   assert config["mixed_precision_reason"].startswith("auto:")
   assert config["config"]["mixed_precision"] == "auto"
   assert report["mixed_precision"] == config["mixed_precision"]
+  # The policy was the run's: the process is back to float32 afterwards.
+  assert keras.mixed_precision.global_policy().name == "float32"
   # The resume state goes once the run is finished.
   assert not os.path.exists(os.path.join(run, "checkpoints"))
 
