@@ -13,6 +13,8 @@ import platform
 import time
 from typing import Callable, Iterable
 
+from hep2tf import hardware
+
 FIGURE_KEYS = ("name", "unit", "value", "baseline", "ratio", "target", "met")
 
 
@@ -82,16 +84,13 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> set[str]:
-  """CPU feature flags (Linux), e.g. avx512_bf16, amx_bf16; empty elsewhere."""
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("flags"):
-          return set(line.split(":", 1)[1].split())
-  except OSError:
-    pass
-  return set()
+ISA_FLAG_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c")
+
+
+def cpu_isa_flags() -> list[str]:
+  """The CPU's vector ISA flags (avx2, avx512_bf16, amx_bf16, ...), sorted."""
+  return sorted(f for f in hardware.read_cpu_flags()
+                if f.startswith(ISA_FLAG_PREFIXES))
 
 
 def usable_cores() -> int:
@@ -116,31 +115,19 @@ def gpus() -> list[str]:
   return names
 
 
-def mixed_policy() -> str | None:
-  """The mixed-precision policy the hardware runs fast, or None.
-
-  mixed_float16 on a GPU of compute capability 7.0 or newer; mixed_bfloat16 on a CPU
-  with AVX-512 BF16 or AMX; None otherwise (emulated low precision is slower).
-  """
-  import tensorflow as tf
-  for device in tf.config.list_physical_devices("GPU"):
-    capability = tf.config.experimental.get_device_details(device).get(
-        "compute_capability")
-    if capability and capability >= (7, 0):
-      return "mixed_float16"
-  if {"avx512_bf16", "amx_bf16"} & cpu_flags():
-    return "mixed_bfloat16"
-  return None
-
-
 def machine_info() -> dict:
-  """The machine the figures come from: cores, CPU, TF and Keras versions, GPUs."""
+  """The machine the figures come from: cores, CPU and its ISA flags, the precision
+  policy `auto` resolves to (and why), TF and Keras versions, GPUs."""
   import keras
   import tensorflow as tf
+  policy, reason = hardware.resolve_precision("auto")
   return {"cores": usable_cores(), "host_cores": os.cpu_count(),
-          "cpu_model": cpu_model(), "tensorflow": tf.__version__,
+          "cpu_model": cpu_model(), "cpu_isa_flags": cpu_isa_flags(),
+          "onednn_max_cpu_isa": hardware.onednn_isa_cap(),
+          "tensorflow": tf.__version__,
           "keras": keras.__version__, "python": platform.python_version(),
-          "gpu": gpus(), "mixed_precision": mixed_policy(),
+          "gpu": gpus(), "mixed_precision": policy,
+          "mixed_precision_reason": reason,
           "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 

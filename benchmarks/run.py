@@ -73,6 +73,12 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
 
   start = time.perf_counter()
   machine = common.machine_info()
+  if {"training", "time_to_accuracy"} & set(sections):
+    # How much faster than the AVX2 reference class this machine ran, measured now:
+    # times here x factor project the figures onto that class.
+    from benchmarks import yardstick
+    logging.info("Yardstick (seed CNN, float32) against the AVX2 reference host")
+    machine["yardstick"] = yardstick.measure("float32")
   logging.info("Preparing %d images under %s", settings.num_images, work_dir)
   inputs = data.prepare(work_dir, settings.num_images, seed=seed)
   config = training.load_config(config_path, records_dir=inputs.records_dir,

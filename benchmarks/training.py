@@ -28,6 +28,8 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import data
+from benchmarks import yardstick
+from hep2tf import hardware
 from hep2tf import input_pipeline
 from hep2tf import summaries
 from hep2tf import trainer
@@ -138,6 +140,20 @@ def trainer_callbacks(config: trainer.TrainConfig, model_dir: str, model, augmen
   return callbacks
 
 
+def forward_flops_per_image(model: keras.Model) -> float:
+  """Multiply-adds x 2 of the convolutions and dense layers of one forward pass."""
+  flops = 0.0
+  for layer in model._flatten_layers():
+    if isinstance(layer, keras.layers.Conv2D):
+      _, height, width, out = layer.output.shape
+      kh, kw, fan_in, _ = layer.kernel.shape
+      flops += 2.0 * height * width * kh * kw * fan_in * out
+    elif isinstance(layer, keras.layers.Dense):
+      fan_in, out = layer.kernel.shape
+      flops += 2.0 * fan_in * out
+  return flops
+
+
 def real_steps_per_epoch(config: trainer.TrainConfig, inputs: data.Inputs) -> int:
   num_train = input_pipeline.num_examples(inputs.records_dir, inputs.train_split)
   return max(1, num_train // config.batch_size)
@@ -176,7 +192,7 @@ def fit_rate(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
   keras.backend.clear_session()
   return {"rate": rate, "per_step": per_step, "per_epoch": per_epoch,
           "real_steps": real_steps, "xla": bool(train_model.jit_compile),
-          "no_jit": no_jit}
+          "no_jit": no_jit, "forward_flops": forward_flops_per_image(model)}
 
 
 def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
@@ -188,9 +204,9 @@ def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
     return fit_rate(variant, inputs, work_dir, cached=cached, steps=steps,
                     epochs=epochs)
 
+  precision, _ = hardware.resolve_precision(config.mixed_precision)
   real = measure(config)
   cached = measure(config, cached=True)
-  precision = config.mixed_precision if config.mixed_precision != "none" else "float32"
   how = (f"{precision}, batch {config.batch_size}; {epochs - 1} timed epochs of "
          f"{steps} steps projected onto a real epoch of {real['real_steps']} steps")
   figures = [common.Figure(
@@ -200,6 +216,12 @@ def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
       note=f"{how}; per step {real['per_step'] * 1e3:.0f} vs "
            f"{cached['per_step'] * 1e3:.0f} ms, per-epoch callbacks "
            f"{real['per_epoch']:.2f} s")]
+  figures.append(roofline(cached, config.batch_size, precision))
+  if precision != "float32":
+    # float32 is what a CPU without native bfloat16 runs (the AVX2 class).
+    cached32 = measure(dataclasses.replace(config, mixed_precision="float32"),
+                       cached=True)
+    figures.append(roofline(cached32, config.batch_size, "float32"))
   xla = measure(dataclasses.replace(config, jit_compile=not config.jit_compile))
   with_xla, without = (xla, real) if not config.jit_compile else (real, xla)
   if with_xla["xla"]:
@@ -212,7 +234,8 @@ def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
         baseline_name="fit without jit_compile",
         note=f"Keras ran the step without XLA: layers {with_xla['no_jit']} do not "
              "support jit_compile"))
-  mixed = common.mixed_policy()
+  auto, _ = hardware.resolve_precision("auto")
+  mixed = None if auto == "float32" else auto
   if mixed is None:
     figures.append(common.Figure(
         "fit mixed precision vs float32", "images/s", None, real["rate"],
@@ -220,10 +243,30 @@ def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
   else:
     low_policy = precision if precision != "float32" else mixed
     other = measure(dataclasses.replace(
-        config, mixed_precision="none" if precision != "float32" else mixed))
+        config, mixed_precision="float32" if precision != "float32" else mixed))
     low, full = (real, other) if precision != "float32" else (other, real)
     figures.append(common.Figure(
         f"fit {low_policy} vs float32", "images/s", low["rate"], full["rate"],
         baseline_name="float32", note=how.replace(precision, "policy as named", 1)))
   keras.mixed_precision.set_global_policy("float32")
   return figures
+
+
+def roofline(cached: dict, batch_size: int, precision: str) -> common.Figure:
+  """The training step's FLOP rate over a same-precision matmul's, same process.
+
+  The step's FLOPs are 3x the forward convolutions and dense layers (backward: the
+  gradients of inputs and of weights); pooling, activations, augmentation and the
+  optimizer are not counted, so they lower the ratio, as they lower the speed.
+  """
+  forward = cached["forward_flops"]
+  step_gflops = 3 * forward * batch_size / cached["per_step"] / 1e9
+  dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(
+      precision, tf.float32)
+  matmul = yardstick.matmul_gflops(dtype)
+  return common.Figure(
+      f"training step FLOP rate vs matmul, {precision}", "GFLOP/s", step_gflops,
+      matmul,
+      target=">= 0.5", baseline_name=f"2048x2048 {dtype.name} matmul, same process",
+      note=f"{precision}; {3 * forward / 1e9:.3f} GFLOP per image (3x forward conv "
+           f"+ dense), batch {batch_size}, cached batches, no callbacks")

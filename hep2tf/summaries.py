@@ -4,7 +4,8 @@ Layout under the run directory (what `tensorboard --logdir RUN` shows):
   train/        per-epoch scalars of the training split, the augmented-batch image
   validation/   per-epoch scalars of the validation split; the confusion matrix, the
                 grid of predictions with ground truth and the classification report
-  .             HParams (the run's hyper-parameters and its final metrics)
+  .             HParams (the run's hyper-parameters and its final metrics); the
+                "run" text: how it was executed (precision policy and why)
   eval/<split>/ what `python -m hep2tf.evaluate` measured: scalars (MCA, ACA, ECE,
                 accuracy at coverage, explanation checks), its figures and the report
 """
@@ -163,6 +164,16 @@ def write_hparams(log_dir: str, hparams: Mapping[str, object],
         hparams=[hparams_api.HParam(k) for k in clean],
         metrics=[hparams_api.Metric(name) for name in metric_names])
     hparams_api.hparams(clean)
+  writer.flush()
+
+
+def write_run_text(log_dir: str, facts: Mapping[str, object]) -> None:
+  """How the run was executed (e.g. the precision policy and why), as a Markdown
+  table under the run root's text tab at step 0."""
+  rows = "\n".join(f"| {key} | {value} |" for key, value in facts.items())
+  writer = tf.summary.create_file_writer(log_dir)
+  with writer.as_default(step=0):
+    tf.summary.text("run", "| setting | value |\n|---|---|\n" + rows)
   writer.flush()
 
 

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import distribute, errors, trainer
+from hep2tf import distribute, errors, hardware, trainer
 
 _D = trainer.TrainConfig()
 
@@ -30,6 +30,7 @@ def define_flags() -> None:
   flags.DEFINE_boolean("apply_mask", _D.apply_mask, "Zero the background outside the cell mask (records with masks).")
   flags.DEFINE_boolean("balanced_sampling", _D.balanced_sampling, "Sample training batches with equal class frequencies.")
   flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Examples in the shuffle buffer.")
+  flags.DEFINE_enum("cache", _D.cache, ["auto", "true", "false"], "Keep decoded examples in memory after the first epoch. auto: when a split's decoded size fits input_pipeline.CACHE_BUDGET_BYTES (1 GiB); logged.")
   # Model.
   flags.DEFINE_string("model", _D.model, "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, efficientnetv2_b0, convnext_tiny, ...).")
   flags.DEFINE_string("weights", _D.weights, "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
@@ -37,6 +38,8 @@ def define_flags() -> None:
   flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels, added to the loss.")
   flags.DEFINE_boolean("batch_norm", _D.batch_norm, "BatchNorm after each conv (cnn, alexnet).")
   flags.DEFINE_enum("normalization", _D.normalization, ["per_image", "dataset", "none"], "Input normalisation inside the model.")
+  flags.DEFINE_string("cnn_filters", _D.cnn_filters, "cnn: filters of the 5 conv layers, comma separated (the seed study's: 32,64,128,256,512).")
+  flags.DEFINE_integer("dense_units", _D.dense_units, "cnn: units of each of the two dense layers (the seed study's: 1024).")
   flags.DEFINE_integer("freeze_epochs", _D.freeze_epochs, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
   # Augmentation.
   flags.DEFINE_boolean("rotation", _D.rotation, "Random rotation by an arbitrary angle.")
@@ -67,7 +70,7 @@ def define_flags() -> None:
   flags.DEFINE_string("fold_column", _D.fold_column, "Manifest column whose values are the folds: 'fold' for a dataset's own folds (C-NMC fold_0..2, sorted to 0..num_folds - 1); empty: folds are made (stratified, grouped).")
   # Execution.
   flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, exports).")
-  flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
+  flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(hardware.CHOICES), "Precision policy. auto: mixed_float16 on GPUs of compute capability >= 7.0, mixed_bfloat16 on CPUs with native bfloat16 (avx512_bf16/amx_bf16, not capped by ONEDNN_MAX_CPU_ISA), float32 otherwise; the choice and its reason go to RUN/config.json. none = float32.")
   flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the step with XLA.")
   flags.DEFINE_integer("seed", _D.seed, "Random seed.")
   flags.DEFINE_boolean("deterministic", _D.deterministic, "Deterministic ops and input order (slower).")
@@ -131,7 +134,8 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
   print(f"{config.eval_split}: MCA {report['mca']:.4f}  ACA {report['aca']:.4f}  "
-        f"({report['epochs_run']} epochs, {report['train_seconds']:.0f} s); "
+        f"({report['epochs_run']} epochs, {report['train_seconds']:.0f} s, "
+        f"{report['mixed_precision']}); "
         f"run in {FLAGS.model_dir}")
 
 

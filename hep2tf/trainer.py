@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 
@@ -21,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import augment, distribute, export, folds, input_pipeline, metrics, models, plots, summaries
+from hep2tf import (augment, distribute, export, folds, hardware, input_pipeline,
+                    metrics, models, plots, summaries)
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -45,6 +47,7 @@ class TrainConfig:
   apply_mask: bool = False
   balanced_sampling: bool = False
   shuffle_buffer: int = 8192
+  cache: str = "auto"            # auto | true | false (input_pipeline.create_split)
   # Model.
   model: str = "cnn"
   weights: str = "none"          # none | imagenet | a weights file | an earlier run
@@ -53,6 +56,10 @@ class TrainConfig:
   batch_norm: bool = False
   normalization: str = "per_image"
   freeze_epochs: int = 0         # backbones: epochs with the backbone frozen first
+  # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
+  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
+  cnn_filters: str = "16,32,64,64,128"  # one width per conv layer
+  dense_units: int = 128                # fc1 and fc2
   # Augmentation (inside the compiled training step).
   rotation: bool = True
   rot90: bool = True
@@ -82,7 +89,7 @@ class TrainConfig:
   fold_by_group: bool = True     # folds keep each specimen/patient in one fold
   fold_column: str = ""          # "fold": the dataset's own folds from the manifest
   # Execution.
-  mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
+  mixed_precision: str = "auto"  # hardware.CHOICES; auto: hardware.resolve_precision
   jit_compile: bool = False
   seed: int = 0
   deterministic: bool = False
@@ -116,7 +123,23 @@ def model_hparams(config: TrainConfig) -> dict:
   else:
     hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
                    backbone_trainable=config.freeze_epochs == 0)
+  if config.model in ("cnn", "cnn_bn"):
+    hparams.update(filters=parse_widths(config.cnn_filters),
+                   dense_units=config.dense_units)
   return hparams
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+  """"32,64,128,256,512" -> (32, 64, 128, 256, 512); one width per conv block."""
+  try:
+    widths = tuple(int(w) for w in str(text).split(","))
+  except ValueError:
+    widths = ()
+  if len(widths) != len(models.cnn.KERNEL_SIZES) or min(widths, default=0) < 1:
+    raise ValueError(f"--cnn_filters={text!r}: expected "
+                     f"{len(models.cnn.KERNEL_SIZES)} positive integers, comma "
+                     "separated (e.g. 32,64,128,256,512)")
+  return widths
 
 
 def build_models(config: TrainConfig, input_shape, num_classes: int
@@ -276,12 +299,35 @@ def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
   os.makedirs(model_dir, exist_ok=True)
 
 
-def setup_execution(config: TrainConfig) -> None:
+def setup_execution(config: TrainConfig) -> tuple[str, str]:
+  """Seeds, determinism and the precision policy; returns (policy, reason)."""
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  policy = "float32" if config.mixed_precision in ("none", "") else config.mixed_precision
+  policy, reason = hardware.resolve_precision(config.mixed_precision)
   keras.mixed_precision.set_global_policy(policy)
+  logging.info("Precision: %s (%s)", policy, reason)
+  return policy, reason
+
+
+def fit_verbosity(stream=None) -> int:
+  """Keras fit's verbose: a progress bar with ETA on a terminal (1), one line per
+  epoch otherwise (2), so a log file does not fill with carriage returns."""
+  stream = sys.stdout if stream is None else stream
+  isatty = getattr(stream, "isatty", None)
+  return 1 if isatty is not None and isatty() else 2
+
+
+def _cache_option(value: str) -> bool | str:
+  """The --cache flag (auto | true | false) as create_split takes it."""
+  value = str(value).strip().lower()
+  if value in ("true", "1", "yes"):
+    return True
+  if value in ("false", "0", "no"):
+    return False
+  if value == "auto":
+    return "auto"
+  raise ValueError(f"--cache={value!r}: expected auto, true or false")
 
 
 def _predict_split(model: keras.Model, dataset: tf.data.Dataset,
@@ -301,7 +347,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   """Trains a model on the records and evaluates it on the eval split.
 
   Returns the eval-split report of `metrics.classification_report` for the best
-  checkpoint, plus `epochs_run` and `train_seconds`.
+  checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
+  it ran).
   """
   # The strategy first: multi-worker collectives must be set up before any op runs.
   distribute.split_cpu(config.cpu_devices)
@@ -317,15 +364,18 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
     backup_root = os.path.join(model_dir, CHECKPOINT_DIR,
                                f"workertemp_{distribute.task_id()[1]}")
+  # The precision policy is Keras-global; it is the run's, so it ends with the run.
+  previous_policy = keras.mixed_precision.global_policy()
   try:
     return _train(config, strategy, run_dir, backup_root)
   finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
       shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> dict:
-  setup_execution(config)
+  policy, policy_reason = setup_execution(config)
   info = input_pipeline.load_info(config.records_dir)
   class_names = list(info.class_names)
 
@@ -353,7 +403,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
         balanced=config.balanced_sampling and training,
         mixup_alpha=config.mixup if training else 0.0,
         cutmix_alpha=config.cutmix if training else 0.0,
-        repeat=training,
+        repeat=training, cache=_cache_option(config.cache),
         deterministic=config.deterministic or None)
 
   train_ds = distribute.shard_by_file(
@@ -387,7 +437,9 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
       "records_dir": os.path.abspath(config.records_dir),
       "image_size": list(image_size) if image_size else None,
       "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
+      "mixed_precision": policy, "mixed_precision_reason": policy_reason,
       "config": dataclasses.asdict(config)})
+  summaries.write_run_text(model_dir, {"mixed_precision": f"{policy} ({policy_reason})"})
 
   nan_guard = NaNGuard()
   callbacks = [
@@ -416,7 +468,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
                                   delete_checkpoint=False)
     train_model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-        callbacks=[backup] + callbacks, verbose=2, shuffle=False,
+        callbacks=[backup] + callbacks, verbose=fit_verbosity(), shuffle=False,
         steps_per_epoch=steps_per_epoch,
         class_weight=(class_weights(info.class_counts.get(config.train_split, {}),
                                     class_names) if config.class_weights else None))
@@ -473,7 +525,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
       model_dir, {"hparams/val_mca": report["mca"], "hparams/val_aca": report["aca"]},
       step=len(history.get("epoch", [])) if history else config.epochs)
   epochs_run = len(history.get("epoch", [])) if history else 0
-  report.update(epochs_run=epochs_run, train_seconds=train_seconds)
+  report.update(epochs_run=epochs_run, train_seconds=train_seconds,
+                mixed_precision=policy)
   _write_json(os.path.join(model_dir, COMPLETE_FILE),
               {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIGURE_KEYS = {"name", "unit", "value", "baseline", "ratio", "target", "met"}
-MACHINE_KEYS = {"cores", "cpu_model", "tensorflow", "gpu"}
+MACHINE_KEYS = {"cores", "cpu_model", "tensorflow", "gpu", "cpu_isa_flags",
+                "mixed_precision", "mixed_precision_reason"}
 
 
 def _run(tmp_path, sections: str, timeout: int) -> tuple[dict, str]:
@@ -30,6 +31,8 @@ def _run(tmp_path, sections: str, timeout: int) -> tuple[dict, str]:
 def _check_schema(results: dict) -> None:
   assert MACHINE_KEYS <= set(results["machine"])
   assert results["machine"]["cores"] >= 1
+  assert results["machine"]["mixed_precision"] in (
+      "float32", "mixed_bfloat16", "mixed_float16")
   assert results["errors"] == {}
   for figure in results["figures"]:
     assert FIGURE_KEYS <= set(figure), figure
@@ -46,7 +49,7 @@ def test_quick_converter_and_reader_write_results(tmp_path):
   results, stdout = _run(tmp_path, "converter,reader", timeout=140)
   _check_schema(results)
   names = [f["name"] for f in results["figures"]]
-  assert len(names) == 6, names
+  assert len(names) == 5, names
   assert any("2 workers" in n for n in names)
   assert any("image_dataset_from_directory" in n for n in names)
   rates = [f["value"] for f in results["figures"] if f["unit"] == "images/s"]
@@ -64,3 +67,5 @@ def test_quick_all_sections(tmp_path):
   names = [f["name"] for f in results["figures"]]
   assert any(n.startswith("fit overhead") for n in names)
   assert any(n.startswith("time to validation MCA") for n in names)
+  assert any(n.startswith("training step FLOP rate vs matmul") for n in names)
+  assert results["machine"]["yardstick"]["factor"] > 0

@@ -313,3 +313,39 @@ def test_varying_sizes_need_image_size(tmp_path):
   images, _ = next(iter(ds))
   assert images.shape == (2, 10, 10, 1)
   assert float(tf.reduce_max(images)) == 50.0
+
+
+def test_cache_auto_caches_what_fits_the_budget(tmp_path):
+  write_records(tmp_path, [3, 3, 3])             # 9 examples of 8x8x1
+  info = input_pipeline.load_info(tmp_path)
+  size = input_pipeline.decoded_bytes(info, "train")
+  assert size == 9 * (8 * 8 + input_pipeline._EXAMPLE_OVERHEAD_BYTES)
+  assert input_pipeline.decoded_bytes(info, "train", (16, 16)) > size
+  assert input_pipeline.resolve_cache(info, "train", None, False, budget=size)
+  assert not input_pipeline.resolve_cache(info, "train", None, False, budget=size - 1)
+  assert not input_pipeline.resolve_cache(info, "train", None, True, budget=size)
+  assert not input_pipeline.resolve_cache(info, "nosuch", None, False, budget=size)
+  with pytest.raises(ValueError, match="auto"):
+    input_pipeline.create_split(tmp_path, "train", batch_size=3, training=False,
+                                cache="yes")
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_cached_and_streamed_give_the_same_batches(tmp_path, repeat):
+  write_records(tmp_path, [4, 3, 2], num_shards=3)
+
+  def epochs(cache):
+    ds = input_pipeline.create_split(
+        tmp_path, "train", batch_size=3, training=True, seed=7, shuffle_buffer=4,
+        cache=cache, with_meta=True, repeat=repeat, deterministic=True,
+        cache_budget_bytes=1 << 20)
+    if repeat:    # three epochs' worth of one endless stream
+      return ids_of(ds.take(9))
+    return [ids_of(ds) for _ in range(3)]
+
+  streamed, cached, auto = epochs(False), epochs(True), epochs("auto")
+  assert cached == streamed == auto
+  if not repeat:
+    # Still shuffled anew each epoch, and every example once per epoch.
+    assert streamed[0] != streamed[1] or streamed[1] != streamed[2]
+    assert all(sorted(e) == sorted(streamed[0]) and len(e) == 9 for e in streamed)

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
-from hep2tf import evaluate, predict, trainer
+from hep2tf import evaluate, hardware, predict, trainer
 
 from conftest import REPO
 
@@ -54,6 +55,16 @@ def test_run_directory_holds_models_history_and_report(finished_run):
   assert list(history["epoch"]) == [0, 1]
   assert {"loss", "val_loss", "mca", "val_mca", "accuracy"} <= set(history.columns)
   assert 0.0 <= report["mca"] <= 1.0 and report["epochs_run"] == 2
+  # The precision policy the run resolved, and why, beside the model's config.
+  with open(os.path.join(run, "config.json")) as f:
+    config = json.load(f)
+  assert config["mixed_precision"] in hardware.POLICIES
+  assert config["mixed_precision"] == hardware.resolve_precision("auto")[0]
+  assert config["mixed_precision_reason"].startswith("auto:")
+  assert config["config"]["mixed_precision"] == "auto"
+  assert report["mixed_precision"] == config["mixed_precision"]
+  # The policy was the run's: the process is back to float32 afterwards.
+  assert keras.mixed_precision.global_policy().name == "float32"
   # The resume state goes once the run is finished.
   assert not os.path.exists(os.path.join(run, "checkpoints"))
 
@@ -70,6 +81,7 @@ def test_tensorboard_shows_scalars_images_text_and_hparams(finished_run):
   assert {"confusion_matrix", "predictions"} <= validation["images"]
   assert "classification_report" in validation["text"]
   assert "hparams" in root and "hparams/val_mca" in root["scalars"]
+  assert "run" in root["text"]      # how it ran: the precision policy and why
 
 
 def test_finished_run_is_not_overwritten_silently(finished_run):
@@ -121,7 +133,10 @@ def test_training_step_randomises_orientation_and_inference_is_deterministic(
 
 
 def test_predict_and_saved_model_agree_with_evaluate(finished_run):
-  run, _, _, source_dir = finished_run
+  run, report, _, source_dir = finished_run
+  # The same weights in two graphs: float32 agrees to 1e-4; bfloat16 (auto on a CPU
+  # with native bfloat16) rounds each layer to 8 bits of mantissa.
+  atol = 1e-4 if report["mixed_precision"] == "float32" else 2e-3
   evaluate.evaluate_run(run, "test")
   predictions = pd.read_csv(os.path.join(run, "eval", "test", "predictions.csv"))
   files = [os.path.join(source_dir, name) for name in predictions["file_name"]]
@@ -135,7 +150,7 @@ def test_predict_and_saved_model_agree_with_evaluate(finished_run):
   assert names == list(predictions["predicted"][:16])
   np.testing.assert_allclose(out["probabilities"].numpy(),
                              frame[[c for c in frame.columns if c.startswith("p_")]]
-                             .to_numpy()[:16], atol=1e-4)
+                             .to_numpy()[:16], atol=atol)
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_records, tmp_path):
@@ -284,3 +299,31 @@ def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_
   log_raw = np.log(model(batch, training=False).numpy().astype(np.float64))
   scaled = np.exp(log_raw / temperature)
   np.testing.assert_allclose(probs, scaled / scaled.sum(1, keepdims=True), atol=1e-4)
+def test_cnn_widths_are_config_fields(tiny_records):
+  records_dir, _ = tiny_records
+  config = smoke_config(records_dir, cnn_filters="4,8,8,16,24", dense_units=32)
+  _, model, _ = trainer.build_models(config, (78, 78, 1), 6)
+  assert [model.get_layer(f"conv{i}").filters for i in range(1, 6)] == [4, 8, 8, 16, 24]
+  assert model.get_layer("fc1").units == model.get_layer("fc2").units == 32
+  seed = trainer.build_models(smoke_config(records_dir, cnn_filters="32,64,128,256,512",
+                                           dense_units=1024), (78, 78, 1), 6)[1]
+  assert seed.get_layer("conv5").filters == 512 and seed.get_layer("fc2").units == 1024
+  # The widths are the cnn's alone; other models keep their own hparams.
+  alexnet = trainer.model_hparams(smoke_config(records_dir, model="alexnet_small"))
+  assert "filters" not in alexnet and "backbone_trainable" not in alexnet
+  assert "backbone_trainable" in trainer.model_hparams(smoke_config(
+      records_dir, model="resnet50"))
+  for bad in ("4,8,8,16", "4,8,x,16,24", "4,8,0,16,24"):
+    with pytest.raises(ValueError, match="cnn_filters"):
+      trainer.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
+  import io
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  assert trainer.fit_verbosity(Terminal()) == 1
+  assert trainer.fit_verbosity(io.StringIO()) == 2

@@ -21,13 +21,14 @@ from hep2tf.models import layers as hep2tf_layers
 
 FILTERS = (32, 64, 128, 256, 512)
 KERNEL_SIZES = (5, 3, 3, 3, 3)
+DENSE_UNITS = 1024
 
 
 @register("cnn")
 def build(input_shape: tuple[int, int, int], num_classes: int, *,
           filters: Sequence[int] = FILTERS,
           kernel_sizes: Sequence[int] = KERNEL_SIZES,
-          dense_units: int = 1024,
+          dense_units: int = DENSE_UNITS,
           dropout: float = 0.5,
           weight_decay: float = 5e-4,
           batch_norm: bool = False,
