@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import augment, distribute, export, folds, input_pipeline, metrics, models, plots, summaries
+from hep2tf import augment, distribute, export, folds, input_pipeline, loop, metrics, models, plots, summaries
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -91,6 +91,7 @@ class TrainConfig:
   distribution: str = "default"  # default | mirrored | multi_worker | tpu
   tpu: str = ""
   cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
+  training_loop: str = "auto"    # auto | fit | custom (hep2tf/loop.py; see loop.uses_custom)
 
 
 SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
@@ -306,24 +307,25 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   distribute.split_cpu(config.cpu_devices)
   strategy = distribute.make_strategy(config.distribution, config.tpu)
   chief = distribute.is_chief(strategy)
+  restore_root = os.path.join(model_dir, CHECKPOINT_DIR)
   if chief:
     prepare_run_dir(model_dir, config.overwrite)
     run_dir = model_dir
-    backup_root = os.path.join(model_dir, CHECKPOINT_DIR)
+    backup_root = restore_root
   else:
     # Other workers compute the same things but write them to a scratch folder;
-    # they keep their resume state beside the chief's, as Keras did for them.
+    # they resume from the chief's checkpoints (hep2tf/loop.py).
     run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
-    backup_root = os.path.join(model_dir, CHECKPOINT_DIR,
-                               f"workertemp_{distribute.task_id()[1]}")
+    backup_root = os.path.join(run_dir, CHECKPOINT_DIR)
   try:
-    return _train(config, strategy, run_dir, backup_root)
+    return _train(config, strategy, run_dir, backup_root, restore_root)
   finally:
     if not chief:
       shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> dict:
+def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
+           restore_root: str) -> dict:
   setup_execution(config)
   info = input_pipeline.load_info(config.records_dir)
   class_names = list(info.class_names)
@@ -406,17 +408,27 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
 
+  weights = (class_weights(info.class_counts.get(config.train_split, {}), class_names)
+             if config.class_weights else None)
+
   def fit(epochs, backup_dir, initial_epoch=0):
     # Each phase backs up on its own: the optimizer of the unfrozen phase has other
     # variables than the frozen one's. A finished phase restores and runs no epoch.
+    if loop.uses_custom(config.training_loop, config.distribution):
+      loop.fit(strategy, train_model, train_ds, val_ds, epochs=epochs,
+               initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+               global_batch_size=config.batch_size, class_weight=weights,
+               recall_names=[f"recall_{_slug(c)}" for c in class_names],
+               callbacks=callbacks, checkpoint_dir=os.path.join(backup_root, backup_dir),
+               restore_dir=os.path.join(restore_root, backup_dir),
+               chief=distribute.is_chief(strategy), jit_compile=config.jit_compile)
+      return
     backup = SafeBackupAndRestore(os.path.join(backup_root, backup_dir),
                                   delete_checkpoint=False)
     train_model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
         callbacks=[backup] + callbacks, verbose=2, shuffle=False,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=(class_weights(info.class_counts.get(config.train_split, {}),
-                                    class_names) if config.class_weights else None))
+        steps_per_epoch=steps_per_epoch, class_weight=weights)
 
   start = time.time()
   try:
