@@ -34,7 +34,6 @@ pattern with a Keras 3 model:
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import time

@@ -395,7 +395,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       summaries.ScalarSummaries(model_dir),
       BestModel(model_dir, model),
   ]
-  if config.image_summary_every > 0:
+  if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         model_dir, next(iter(train_ds)), augmenter,
         lambda: _predict_split(model, val_ds), class_names,
@@ -457,6 +457,15 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
         f"stopped. The last good checkpoint is kept ({model_dir}/{BEST_MODEL}, and "
         f"{model_dir}/{CHECKPOINT_DIR} to resume). Lower --learning_rate or check "
         "the input.")
+
+  if not distribute.is_chief(strategy):
+    # The chief writes the run's outputs; another worker only reports.
+    y_true, probs, _ = _predict_split(model, val_ds)
+    report = metrics.classification_report(y_true, probs, class_names,
+                                           positive_class=info.positive_class)
+    report.update(epochs_run=len(read_history(model_dir).get("epoch", [])),
+                  train_seconds=train_seconds)
+    return report
 
   # --- Outputs of a finished run --------------------------------------------------
   atomic_save(model, os.path.join(model_dir, FINAL_MODEL))
