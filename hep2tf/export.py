@@ -15,6 +15,8 @@ import shutil
 import keras
 import tensorflow as tf
 
+from hep2tf import storage
+
 
 def decode_for_model(encoded: tf.Tensor, channels: int,
                      image_size: tuple[int, int]) -> tf.Tensor:
@@ -57,6 +59,11 @@ def export_serving(model: keras.Model, path: str, *, class_names, channels: int,
   archive.track(model)
   archive.add_endpoint(name="serving_default", fn=serve,
                        input_signature=[tf.TensorSpec([None], tf.string)])
+  if not storage.is_local(path):
+    # No folder rename on object stores: replaced in place (storage.py).
+    storage.rmtree(path, ignore_errors=True)
+    archive.write_out(path, verbose=False)
+    return path
   tmp = f"{path}.tmp-{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   archive.write_out(tmp, verbose=False)

@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from hep2tf import schema
+from hep2tf import schema, storage
 
 MANIFEST = "manifest.csv"
 
@@ -47,10 +47,11 @@ def assign_folds(records_dir: str, split: str, num_folds: int, seed: int = 0,
   has one and by_group is set. Deterministic for a seed.
   """
   path = os.path.join(records_dir, MANIFEST)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{records_dir}: {MANIFEST} is missing; folds are made "
                             "from the manifest the converter writes")
-  manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+  with storage.open_file(path) as f:
+    manifest = pd.read_csv(f, dtype=str, keep_default_na=False)
   rows = manifest[manifest["split"] == split].drop_duplicates("id")
   if rows.empty:
     raise ValueError(f"{records_dir}: split {split!r} has no examples")
@@ -75,8 +76,8 @@ def fold_size(records_dir: str, split: str, spec: FoldSpec) -> int:
   """Examples (copies included) of `split` that the spec selects."""
   folds = assign_folds(os.fspath(records_dir), split, spec.num_folds, spec.seed,
                        spec.by_group)
-  manifest = pd.read_csv(os.path.join(records_dir, MANIFEST), dtype=str,
-                         keep_default_na=False)
+  with storage.open_file(os.path.join(records_dir, MANIFEST)) as f:
+    manifest = pd.read_csv(f, dtype=str, keep_default_na=False)
   ids = manifest.loc[manifest["split"] == split, "id"]
   in_fold = ids.map(folds).to_numpy() == spec.index
   return int(in_fold.sum() if spec.holdout else (~in_fold).sum())

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hep2tf import storage
 from hep2tf.errors import InputError
 
 # Base names of history columns drawn on the accuracy axis; "val_" marks validation.
@@ -243,6 +244,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
   """Writes a figure as PNG to `path` atomically (temp file, then rename); closes it."""
   data = figure_to_png(fig, dpi=dpi)
   path = os.fspath(path)
+  if not storage.is_local(path):
+    storage.write_atomic(path, data)  # one object, whole or absent (storage.py)
+    return
   folder = os.path.dirname(os.path.abspath(path))
   handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
   try:

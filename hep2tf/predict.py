@@ -17,7 +17,7 @@ import pandas as pd
 from absl import app, flags
 from PIL import Image
 
-from hep2tf import errors, evaluate, images
+from hep2tf import errors, evaluate, images, storage
 
 
 def define_flags() -> None:
@@ -34,8 +34,9 @@ FLAGS = flags.FLAGS
 def load_for_model(path: str, input_shape) -> np.ndarray:
   """One image file -> float32 (H, W, C) in [0, 255], as the converter stores it."""
   height, width, channels = input_shape
-  loaded = images.load_image(path, channels, image_size=(height, width),
-                             resize="pad")
+  with storage.local_copy(path) as local:  # images.py opens local files
+    loaded = images.load_image(local, channels, image_size=(height, width),
+                               resize="pad")
   array = np.asarray(Image.open(io.BytesIO(loaded.png)), dtype=np.float32)
   if array.ndim == 2:
     array = array[..., np.newaxis]
@@ -83,7 +84,7 @@ def main(argv):
   if FLAGS.output == "-":
     frame.to_csv(sys.stdout, index=False, float_format="%.6f")
   else:
-    frame.to_csv(FLAGS.output, index=False, float_format="%.6f")
+    storage.write_atomic(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
     print(f"{len(frame)} predictions written to {FLAGS.output}")
 
 

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import distribute, errors, trainer
+from hep2tf import distribute, errors, storage, trainer
 
 _D = trainer.TrainConfig()
 
@@ -84,14 +84,18 @@ FLAGS = flags.FLAGS
 
 def check_paths(config: trainer.TrainConfig, model_dir: str) -> None:
   """Rejects path flags that cannot be right, before anything is written."""
-  if not os.path.isdir(config.records_dir):
+  if not storage.isdir(config.records_dir):
     raise FileNotFoundError(f"--records_dir={config.records_dir} is not a folder; "
                             "make records with python -m hep2tf.create_records")
-  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+  if storage.exists(model_dir) and not storage.isdir(model_dir):
     raise ValueError(f"--model_dir={model_dir} is a file, not a run directory")
-  if os.path.realpath(model_dir) == os.path.realpath(config.records_dir):
+  if storage.is_local(model_dir) and storage.is_local(config.records_dir):
+    same = os.path.realpath(model_dir) == os.path.realpath(config.records_dir)
+  else:
+    same = model_dir.rstrip("/") == config.records_dir.rstrip("/")
+  if same:
     raise ValueError("--model_dir must not be the records folder")
-  if config.weights not in ("none", "", "imagenet") and not os.path.exists(config.weights):
+  if config.weights not in ("none", "", "imagenet") and not storage.exists(config.weights):
     raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
                             "directory (expected none, imagenet, a .keras/.weights.h5 "
                             "file or an earlier run)")
@@ -106,10 +110,9 @@ def write_flagfile(path: str) -> None:
   """The resolved train flags, as a flagfile that reproduces the run."""
   names = [f.name for f in dataclasses.fields(trainer.TrainConfig)
            if f.name != "overwrite"] + ["model_dir"]
-  with open(path, "w") as f:
-    f.write("# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS\n")
-    for flag in (FLAGS[name] for name in names):
-      f.write(flag.serialize() + "\n")
+  lines = ["# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS"]
+  lines += [FLAGS[name].serialize() for name in names]
+  storage.write_atomic(path, "\n".join(lines) + "\n")
 
 
 def main(argv):

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import augment, distribute, export, folds, input_pipeline, loop, metrics, models, plots, summaries
+from hep2tf import augment, distribute, export, folds, input_pipeline, loop, metrics, models, plots, storage, summaries
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -225,7 +225,7 @@ def atomic_save(model: keras.Model, path: str) -> None:
   tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
                      os.path.basename(path))
   model.save(tmp)
-  os.replace(tmp, path)
+  storage.replace(tmp, path)
 
 
 class BestModel(keras.callbacks.Callback):
@@ -240,8 +240,8 @@ class BestModel(keras.callbacks.Callback):
     self._monitor = monitor
     self._state_path = os.path.join(model_dir, BEST_STATE)
     self.best = -math.inf
-    if os.path.exists(self._state_path):
-      with open(self._state_path) as f:
+    if storage.exists(self._state_path):
+      with storage.open_file(self._state_path) as f:
         self.best = json.load(f)["value"]
 
   def on_epoch_end(self, epoch, logs=None):
@@ -256,10 +256,7 @@ class BestModel(keras.callbacks.Callback):
 
 
 def _write_json(path: str, obj) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  storage.write_atomic(path, json.dumps(obj, indent=2))
 
 
 # --- The run ------------------------------------------------------------------------
@@ -267,13 +264,13 @@ def _write_json(path: str, obj) -> None:
 
 def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
   """A finished run is only replaced with overwrite; an unfinished one resumes."""
-  if os.path.exists(os.path.join(model_dir, COMPLETE_FILE)):
+  if storage.exists(os.path.join(model_dir, COMPLETE_FILE)):
     if not overwrite:
       raise FileExistsError(
           f"{model_dir} holds a finished run; pass --overwrite to train it again "
           "or choose another --model_dir")
-    shutil.rmtree(model_dir)
-  os.makedirs(model_dir, exist_ok=True)
+    storage.rmtree(model_dir)
+  storage.makedirs(model_dir)
 
 
 def setup_execution(config: TrainConfig) -> None:
@@ -384,14 +381,14 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   _write_json(os.path.join(model_dir, CONFIG_FILE), {
       "model": config.model, "input_shape": list(input_shape),
       "class_names": class_names, "positive_class": info.positive_class,
-      "records_dir": os.path.abspath(config.records_dir),
+      "records_dir": storage.abspath(config.records_dir),
       "image_size": list(image_size) if image_size else None,
       "apply_mask": config.apply_mask, "config": dataclasses.asdict(config)})
 
   nan_guard = NaNGuard()
   callbacks = [
       nan_guard,
-      keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+      summaries.HistoryCSV(os.path.join(model_dir, HISTORY_FILE)),
       summaries.ScalarSummaries(model_dir),
       BestModel(model_dir, model),
   ]
@@ -470,7 +467,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   # --- Outputs of a finished run --------------------------------------------------
   atomic_save(model, os.path.join(model_dir, FINAL_MODEL))
   best_path = os.path.join(model_dir, BEST_MODEL)
-  if not os.path.exists(best_path):
+  if not storage.exists(best_path):
     atomic_save(model, best_path)
   best = load_model(best_path)
   export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
@@ -495,7 +492,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   _write_json(os.path.join(model_dir, COMPLETE_FILE),
               {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})
-  shutil.rmtree(backup_root, ignore_errors=True)
+  storage.rmtree(backup_root, ignore_errors=True)
   return report
 
 
@@ -508,10 +505,11 @@ def load_model(path: str) -> keras.Model:
 def read_history(model_dir: str) -> dict:
   """The run's per-epoch metrics (history.csv) as {column: list}; {} if none yet."""
   path = os.path.join(model_dir, HISTORY_FILE)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return {}
   import pandas as pd
-  frame = pd.read_csv(path)
+  with storage.open_file(path) as f:
+    frame = pd.read_csv(f)
   # A resumed run may have logged an epoch twice; the later row is the one kept.
   frame = frame.drop_duplicates(subset="epoch", keep="last")
   return {k: frame[k].tolist() for k in frame.columns}
