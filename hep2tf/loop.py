@@ -44,28 +44,28 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import summaries
 
 EPOCH_VARIABLE = "epoch"
 LOOPS = ("auto", "fit", "custom")
-# Strategies that `auto` trains with this loop: Keras fit cannot run under
-# MultiWorkerMirroredStrategy; elsewhere fit stays (see docs/CLUSTER.md for the step
-# times of the two on the smoke config).
-CUSTOM_BY_DEFAULT = ("multi_worker",)
+# Keras fit cannot run under these strategies (keras-team/keras#20585).
+FIT_FAILS_UNDER = ("multi_worker",)
 
 
 def uses_custom(training_loop: str, distribution: str) -> bool:
-  """Whether `--training_loop` with `--distribution` trains with this loop."""
+  """Whether `--training_loop` with `--distribution` trains with this loop.
+
+  `auto` is this loop under every strategy: one loop everywhere, since its step
+  costs what fit's does (benchmarks/multi_worker.py: 1.02x fit's step time on the
+  smoke config, docs/CLUSTER.md). `fit` keeps Keras's own loop where it works.
+  """
   if training_loop not in LOOPS:
     raise ValueError(f"unknown training_loop {training_loop!r}: expected one of "
                      f"{LOOPS}")
-  if training_loop == "fit" and distribution in CUSTOM_BY_DEFAULT:
+  if training_loop == "fit" and distribution in FIT_FAILS_UNDER:
     raise ValueError(f"--training_loop=fit cannot train with "
                      f"--distribution={distribution} (keras-team/keras#20585); use "
                      "auto or custom")
-  if training_loop == "auto":
-    return distribution in CUSTOM_BY_DEFAULT
-  return training_loop == "custom"
+  return training_loop in ("auto", "custom")
 
 
 def confusion_logs(confusion: np.ndarray, recall_names: Sequence[str],
@@ -268,7 +268,6 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
     logs = {"loss": loss_sum / max(1, steps)}
     logs.update(confusion_logs(confusion, recall_names))
     logs.update(loop.broadcast(loop.evaluate(val_ds, recall_names)))
-    logs["learning_rate"] = summaries.current_learning_rate(loop.optimizer)
     callback_list.on_epoch_end(epoch, logs)
     print(f"{steps}/{steps_per_epoch} - {time.time() - start:.0f}s - " +
           " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)

@@ -75,7 +75,7 @@ def define_flags() -> None:
   # Distribution.
   flags.DEFINE_enum("distribution", _D.distribution, list(distribute.STRATEGIES), "default: one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG (worker 0 or the chief writes the run); tpu. --batch_size is the global batch, split across replicas; --learning_rate is for that global batch: scale it linearly when you scale the batch with the number of replicas.")
   flags.DEFINE_string("tpu", _D.tpu, "TPU name or address for --distribution=tpu ('' = the attached one).")
-  flags.DEFINE_enum("training_loop", _D.training_loop, ["auto", "fit", "custom"], "fit: Keras Model.fit; custom: hep2tf's own loop (hep2tf/loop.py), which also runs under multi_worker; auto: custom for multi_worker, fit otherwise.")
+  flags.DEFINE_enum("training_loop", _D.training_loop, ["auto", "fit", "custom"], "fit: Keras Model.fit; custom: hep2tf's own loop (hep2tf/loop.py), which also runs under multi_worker; auto: custom (the same step time as fit on the smoke config).")
   flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into this many logical devices (to try mirrored training without GPUs).")
 
 

@@ -91,7 +91,7 @@ class TrainConfig:
   distribution: str = "default"  # default | mirrored | multi_worker | tpu
   tpu: str = ""
   cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
-  training_loop: str = "auto"    # auto | fit | custom (hep2tf/loop.py; see loop.uses_custom)
+  training_loop: str = "auto"    # auto (= custom) | fit | custom: hep2tf/loop.py
 
 
 SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
