@@ -119,6 +119,10 @@ class Loop:
     with strategy.scope():
       # Slots exist before any restore, so the checkpoint restores them eagerly.
       self.optimizer.build(train_model.trainable_variables)
+    if jit_compile and not getattr(train_model, "jit_compile", True):
+      # Keras's compile found ops XLA cannot compile (the rotation layer on CPU)
+      # and turned it off, with a warning; fit would run without XLA, and so do we.
+      jit_compile = False
     self._jit_compile = jit_compile
     self._forward_backward = tf.function(self._forward_backward_fn,
                                          jit_compile=jit_compile or None)
