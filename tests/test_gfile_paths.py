@@ -76,3 +76,17 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   assert os.listdir(tmp_path) == []
   probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_whole_file_writes_replace_on_urls_and_locally(tmp_path):
+  # ram:// appends when a GFile reopens a file for writing; write_atomic replaces.
+  for folder in (f"{ROOT}/atomic", str(tmp_path)):
+    storage.makedirs(folder)
+    path = f"{folder}/a.csv"
+    storage.write_atomic(path, "first,longer\n")
+    storage.write_atomic(path, "second\n")
+    with storage.open_file(path) as f:
+      assert f.read() == "second\n"
+    assert storage.listdir(folder) == ["a.csv"]  # no temporary left
+  assert storage.is_local(str(tmp_path)) and not storage.is_local(ROOT)
+  assert storage.abspath(ROOT + "/x") == ROOT + "/x"
