@@ -49,6 +49,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from hep2tf import create_records
 from hep2tf import errors
 from hep2tf import images
+from hep2tf import intensity
+from hep2tf import samples
 from hep2tf import schema
 from hep2tf import sources
 from hep2tf import splits
@@ -93,6 +95,9 @@ def prepare_examples(dataset: str = create_records.SYNTHETIC,
       synth.generate(data_dir, synth_num_images, seed=synth_seed, image_size=size,
                      num_workers=num_workers, overwrite=True)
     layout = "icpr2014"
+  elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
+    # --csv_path alone: the paths in it are relative to its folder.
+    data_dir = os.path.dirname(os.path.abspath(source_options["csv_path"]))
   elif not data_dir:
     raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
   source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
@@ -135,7 +140,7 @@ def _record_for(row: dict, loaded, features, has_mask: bool,
               "split": row["split"], "label": row["label"],
               "group": row.get("group", "") or "",
               "intensity": row.get("intensity", "") or "",
-              "dihedral": int(row["dihedral"])}
+              "dihedral": int(row["dihedral"]), "fold": row.get("fold", "") or ""}
   return schema.encode_example(features, example), manifest
 
 
@@ -157,7 +162,8 @@ class LoadAndEncode(beam.DoFn):
 
   def setup(self):
     self._features = schema.make_features(self._class_names, self._channels,
-                                          self._has_mask)
+                                          self._has_mask,
+                                          dtype=self._load_options["pixel_spec"].dtype)
 
   def process(self, row: dict) -> Iterator[tuple]:
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
@@ -168,7 +174,14 @@ class LoadAndEncode(beam.DoFn):
       return
     record, manifest = _record_for(row, loaded, self._features, self._has_mask,
                                    self._data_dir)
+    try:
+      writer.check_dtype(loaded, self._load_options["pixel_spec"],
+                         row["path"])
+    except errors.InputError as e:
+      yield key, (int(row["position"]), None, {"reason": e.reason, "file": e.file})
+      return
     manifest["shape"] = [loaded.height, loaded.width]
+    manifest.update(loaded.stats)
     yield key, (int(row["position"]), record, manifest)
 
 
@@ -232,11 +245,16 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
             resize: str = "pad", apply_mask: bool = False,
             max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
             balance: str = "none", augment_copies: int = 0,
-            rejects: errors.Rejects | None = None) -> writer.WriteSummary:
+            rejects: errors.Rejects | None = None, intensity_mode: str = "keep",
+            percentiles=intensity.DEFAULT_PERCENTILES,
+            num_workers: int = 1) -> writer.WriteSummary:
   """Writes `examples` as a records folder at `output_dir` with a Beam pipeline.
 
   Args are those of `writer.write_records` (which documents them), plus
   `pipeline_args`, the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...]).
+  The pixel pre-scan (`writer.prescan`: headers; float and, for intensity=rescale,
+  training values) runs on the launcher with `num_workers` processes before the
+  pipeline, so every worker stores the same dtype.
   `output_dir` may be a local path (published atomically by renames) or a gfile URL
   such as gs://bucket/records/name (copied into place, dataset_info.json last).
 
@@ -275,6 +293,9 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
   tf.io.gfile.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
   try:
     plan = plan_records(examples, seed, num_shards)
+    pixels = writer.prescan(plan, source.channels, intensity_mode, percentiles,
+                            max_megapixels, num_workers)
+    load_options["pixel_spec"] = pixels
     plan_path = _join(staging, WORK_DIR, PLAN_FILE)
     with tf.io.gfile.GFile(plan_path, "w") as f:
       f.write(plan.to_json(orient="records", lines=True))
@@ -288,10 +309,11 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
     summary = writer._summarise(output_dir, source.name, list(source.class_names),
                                 manifest, shard_lengths, num_bytes, image_shape,
-                                len(rejects))
+                                len(rejects), pixels)
     _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
                     image_shape, balance, augment_copies, seed,
                     dataset or source.name, data_dir, rejects)
+    samples.write_samples(staging, summary, source.channels, has_mask)
     _publish(staging, output_dir)
   except BaseException:
     if tf.io.gfile.exists(staging):
@@ -326,7 +348,7 @@ def _gather(staging: str, plan: pd.DataFrame, on_error: str,
     raise errors.InputError("every image was rejected; nothing to write")
   shapes = {tuple(r.pop("shape")) for r in rows}
   columns = ["id", "file_name", "sha256", "split", "shard", "index", "label",
-             "group", "intensity", "dihedral"]
+              "group", "intensity", "dihedral", "fold", "levels", "max_value", "at_max"]
   return pd.DataFrame(rows)[columns], shard_lengths, num_bytes, shapes
 
 
@@ -389,9 +411,7 @@ def run_conversion(flag_values, pipeline_args: Sequence[str]
                    ) -> tuple[writer.WriteSummary, errors.Rejects]:
   """create_records' flags plus Beam pipeline options -> records folder."""
   f = flag_values
-  options = {"csv_path": f.csv_path, "path_column": f.path_column,
-             "label_column": f.label_column, "group_column": f.group_column,
-             "split_column": f.split_column, "separator": f.csv_separator}
+  options = create_records.source_options(f)
   source, examples, data_dir, rejects = prepare_examples(
       f.dataset, f.data_dir, name=f.name, source_options=options,
       synth_num_images=f.synth_num_images, synth_seed=f.synth_seed,
@@ -406,7 +426,10 @@ def run_conversion(flag_values, pipeline_args: Sequence[str]
       overwrite=f.overwrite, on_error=f.on_error,
       image_size=create_records.parse_image_size(f.image_size), resize=f.resize,
       apply_mask=f.apply_mask, max_megapixels=f.max_megapixels, balance=f.balance,
-      augment_copies=f.augment_copies, rejects=rejects)
+      augment_copies=f.augment_copies, rejects=rejects,
+      intensity_mode=f.intensity,
+      percentiles=create_records.parse_percentiles(f.rescale_percentiles),
+      num_workers=f.num_workers or os.cpu_count() or 1)
   return summary, rejects
 
 

@@ -8,6 +8,8 @@ data/synthetic_hep2 (reused when it already matches) and writes records/syntheti
       --balance=oversample --augment_copies=3 --image_size=96
   python -m hep2tf.create_records --dataset=csv --data_dir=/data/cells \\
       --csv_path=cells.csv --path_column=file --label_column=class --group_column=patient
+  python -m hep2tf.create_records --dataset=cnmc --data_dir=/data/C-NMC_Leukemia \\
+      --layout_option fold_as_split=train --validation_fraction=0
   python -m hep2tf.create_records --verify=records/synthetic_hep2
 
 Exit codes (hep2tf.errors): 0 done; 2 bad input, nothing published (the reason on
@@ -26,6 +28,7 @@ from absl import logging
 
 from hep2tf import errors
 from hep2tf import images
+from hep2tf import intensity
 from hep2tf import sources
 from hep2tf import splits
 from hep2tf import storage
@@ -52,6 +55,11 @@ def define_flags() -> None:
   flags.DEFINE_string("group_column", None, "csv: column with specimen/patient.")
   flags.DEFINE_string("split_column", None, "csv: column with train/validation/test.")
   flags.DEFINE_string("csv_separator", None, "csv: separator (default: sniffed).")
+  flags.DEFINE_multi_string(
+      "layout_option", [], "KEY=VALUE: an option of the --dataset layout, e.g. "
+      "cnmc: fold_as_split=official|train|fold_0=train,... , include_test=false, "
+      "test_csv=PATH; icpr2012: cells_csv=PATH; folder: channels=1; csv: "
+      "class_names=a,b. Repeat for more.")
   # Synthetic.
   flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
                        "synthetic: cells to draw.")
@@ -80,6 +88,12 @@ def define_flags() -> None:
   flags.DEFINE_boolean("apply_mask", False, "Zero the background outside the mask.")
   flags.DEFINE_float("max_megapixels", images.DEFAULT_MAX_MEGAPIXELS,
                      "Reject images declaring more pixels (decompression bombs).")
+  flags.DEFINE_enum("intensity", "keep", list(intensity.INTENSITY_MODES),
+                    "keep: lossless (sources deeper than 8 bits stored as 16-bit "
+                    "PNG); rescale: 8 bits by the training split's percentiles "
+                    "(recorded); rescale_per_image: 8 bits by each image's own.")
+  flags.DEFINE_string("rescale_percentiles", "1,99.8", "LOW,HIGH percentiles "
+                      "mapped to 0 and 255 by the rescale modes.")
   # Run.
   flags.DEFINE_integer("num_workers", None, "Image loading processes (default: all "
                        "cores).")
@@ -88,6 +102,29 @@ def define_flags() -> None:
   flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "On a bad input: stop "
                     "and publish nothing, or skip it and list it in rejects.csv.")
   flags.DEFINE_string("verify", None, "Verify this records folder and exit.")
+
+
+_NAMED_OPTIONS = {"csv_path": "csv_path", "path_column": "path_column",
+                  "label_column": "label_column", "group_column": "group_column",
+                  "split_column": "split_column", "separator": "csv_separator"}
+
+
+def source_options(flag_values) -> dict:
+  """The layout's options from the flags: the named ones plus --layout_option.
+
+  Raises InputError for a --layout_option without '=' or one that repeats a key.
+  """
+  options = {key: flag_values[flag].value for key, flag in _NAMED_OPTIONS.items()}
+  for text in flag_values.layout_option or []:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+      raise errors.InputError(f"--layout_option must read KEY=VALUE, got {text!r}")
+    if options.get(key) is not None:
+      raise errors.InputError(f"--layout_option {key} is given twice (or also by "
+                              f"--{_NAMED_OPTIONS.get(key, key)})")
+    options[key] = value.strip()
+  return options
 
 
 def parse_image_size(text: str | None) -> tuple[int, int] | None:
@@ -116,7 +153,9 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    apply_mask: bool = False,
                    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
                    num_workers: int | None = None, num_shards: int | None = None,
-                   on_error: str = "fail", progress: bool = True
+                   on_error: str = "fail", progress: bool = True,
+                   intensity_mode: str = "keep",
+                   percentiles=intensity.DEFAULT_PERCENTILES
                    ) -> tuple[writer.WriteSummary, errors.Rejects]:
   """Source -> splits -> balance -> dihedral copies -> records folder.
 
@@ -137,6 +176,9 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                      image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
                      overwrite=True)
     layout = "icpr2014"
+  elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
+    # --csv_path alone: the paths in it are relative to its folder.
+    data_dir = os.path.dirname(os.path.abspath(source_options["csv_path"]))
   elif not data_dir:
     raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
   source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
@@ -158,8 +200,20 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
       resize=resize, apply_mask=apply_mask, progress=progress,
       max_megapixels=max_megapixels, balance=balance,
       augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-      rejects=rejects)
+      rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles)
   return summary, rejects
+
+
+def parse_percentiles(text: str) -> tuple[float, float]:
+  """'1,99.8' -> (1.0, 99.8); InputError for anything else."""
+  try:
+    pair = tuple(float(p) for p in text.split(","))
+    if len(pair) != 2:
+      raise ValueError("two numbers")
+    return intensity.check_mode("keep", pair)
+  except ValueError as e:
+    raise errors.InputError(f"--rescale_percentiles must be 'LOW,HIGH' with "
+                            f"0 <= LOW < HIGH <= 100, got {text!r} ({e})") from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -172,10 +226,8 @@ def main(argv: Sequence[str]) -> int:
       print(problem, file=sys.stderr)
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")
     return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
-  options = {"csv_path": FLAGS.csv_path, "path_column": FLAGS.path_column,
-             "label_column": FLAGS.label_column, "group_column": FLAGS.group_column,
-             "split_column": FLAGS.split_column, "separator": FLAGS.csv_separator}
   try:
+    options = source_options(FLAGS)
     summary, rejects = create_records(
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
@@ -186,7 +238,8 @@ def main(argv: Sequence[str]) -> int:
         image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
         apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
         num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
-        on_error=FLAGS.on_error)
+        on_error=FLAGS.on_error, intensity_mode=FLAGS.intensity,
+        percentiles=parse_percentiles(FLAGS.rescale_percentiles))
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
@@ -198,6 +251,15 @@ def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int
   print(f"Records in {summary.output_dir} ({summary.name}, classes "
         f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
   print(summary.table())
+  for note in summary.notes:
+    print(f"note: {note}")
+  if summary.group_disjoint is False:
+    print("note: the splits are not known to be specimen/patient/slide-disjoint "
+          "(some images have no group, or a group is in two splits); hep2tf.json "
+          "says group_disjoint: false")
+  print(f"Pixels: {summary.pixels.describe()}")
+  for warning in summary.warnings:
+    print(f"warning: {warning}", file=sys.stderr)
   if len(rejects):
     # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "

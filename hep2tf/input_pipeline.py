@@ -12,6 +12,12 @@ first layers); mixup and cutmix run here because they change the labels.
 
 Records are parsed only through `hep2tf.schema`. The folder's `hep2tf.json`
 (written by `writer.py`) says what the records hold; `load_info` reads it.
+
+Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset,
+`DatasetInfo.pixels`). Images stay in that dtype up to batching; `to_model_input`
+then gives the models' float32 input, `stored * 255 / white_level` (see
+`hep2tf.intensity`): 8-bit records exactly as before, 16-bit ones with every level
+kept as a distinct float.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import tensorflow as tf
 
 from hep2tf import augment
 from hep2tf import folds
+from hep2tf import intensity
 from hep2tf import schema
 from hep2tf import storage
 from hep2tf.errors import InputError
@@ -55,6 +62,7 @@ class DatasetInfo:
   seed: int | None = None
   dataset: str | None = None
   data_dir: str | None = None
+  pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
 
   @property
   def num_classes(self) -> int:
@@ -102,6 +110,7 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
       seed=raw.get("seed"),
       dataset=raw.get("dataset"),
       data_dir=raw.get("data_dir"),
+      pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
   )
 
 
@@ -211,7 +220,8 @@ def _undecodable_records(info: DatasetInfo, shards: list[str],
     return records.map(lambda row, serialized: (shard_index, row, serialized))
 
   def decode(shard_index, row, serialized):
-    example = schema.parse_example(serialized, info.channels, info.has_mask)
+    example = schema.parse_example(serialized, info.channels, info.has_mask,
+                                   info.pixels.dtype)
     # Return something computed from every decoded tensor, or graph pruning would
     # skip the decoding whose errors are the point.
     sizes = [tf.size(example[key]) for key in (schema.IMAGE, schema.MASK)
@@ -255,7 +265,7 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
     apply_mask: multiply each image by its mask (background to 0); the records must
       hold masks.
     shuffle_buffer: examples in the shuffle buffer (training only). Decoded images
-      sit in it as uint8.
+      sit in it in the records' dtype (uint8 or uint16).
     seed: seeds every random choice (shard order, sampling, shuffle, mixing).
     balanced: training only; draws classes with equal probability from per-class
       streams (`sample_from_datasets`), repeating the rarer classes. Without `repeat`
@@ -275,8 +285,9 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
       (holdout) or all but it.
 
   Returns:
-    A dataset of (images, labels) or (images, labels, meta): images float32 in
-    [0, 255], (N, H, W, C); labels one-hot (mixed when mixing) float32 (N, K).
+    A dataset of (images, labels) or (images, labels, meta): images float32,
+    (N, H, W, C), `to_model_input` of the stored values (in [0, 255], 255 being the
+    dataset's white level); labels one-hot (mixed when mixing) float32 (N, K).
   """
   info = load_info(records_dir)
   _check_options(info, training=training, batch_size=batch_size,
@@ -327,7 +338,7 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
   batches = examples.batch(batch_size, drop_remainder=drop_remainder,
                            num_parallel_calls=autotune, deterministic=deterministic)
   batches = batches.map(
-      lambda example: _to_model_inputs(example, info.num_classes, with_meta),
+      lambda example: _to_model_inputs(example, info, with_meta),
       num_parallel_calls=autotune, deterministic=deterministic)
   if mixup_alpha > 0 or cutmix_alpha > 0:
     batches = _mixed(batches, mixup_alpha, cutmix_alpha, seed=seeds.next())
@@ -415,27 +426,41 @@ def _balanced(info: DatasetInfo, split: str, read,
 
 def _decode(serialized: tf.Tensor, info: DatasetInfo,
             image_size: tuple[int, int] | None, apply_mask: bool) -> dict:
-  """One record -> dict with the uint8 image (masked and resized as asked)."""
-  example = schema.parse_example(serialized, info.channels, info.has_mask)
+  """One record -> dict with the stored-dtype image (masked and resized as asked)."""
+  example = schema.parse_example(serialized, info.channels, info.has_mask,
+                                 info.pixels.dtype)
   image = example[schema.IMAGE]
   if apply_mask:
     # Mask before resizing so both share the same geometry.
     image = image * tf.cast(example[schema.MASK] > 0, image.dtype)
   if image_size is not None:
     resized = tf.image.resize_with_pad(image, image_size[0], image_size[1])
-    # Back to uint8 so the shuffle buffer holds a quarter of the bytes; this is
-    # the same rounding the converter's stored PNGs have.
-    image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    # Back to the stored dtype so the shuffle buffer holds a quarter (uint8) or half
+    # (uint16) of the bytes; this is the same rounding the converter's PNGs have.
+    image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, image.dtype.max),
+                    image.dtype)
   out = {schema.IMAGE: image, schema.LABEL: example[schema.LABEL]}
   for key in META_KEYS:
     out[key] = example[key]
   return out
 
 
-def _to_model_inputs(batch: dict, num_classes: int, with_meta: bool):
+def to_model_input(images: tf.Tensor, pixels: intensity.PixelSpec) -> tf.Tensor:
+  """Stored pixels (uint8/uint16, any shape) -> the models' float32 input.
+
+  `stored * 255 / white_level`: the identity for 8-bit records; for 16-bit ones a
+  float in which every stored level stays distinct (float32 has 24 mantissa bits).
+  """
+  images = tf.cast(images, tf.float32)
+  if pixels.white_level == 255:
+    return images
+  return images * tf.constant(255.0 / pixels.white_level, tf.float32)
+
+
+def _to_model_inputs(batch: dict, info: DatasetInfo, with_meta: bool):
   """A batch dict -> (images float32, one-hot labels float32[, meta])."""
-  images = tf.cast(batch[schema.IMAGE], tf.float32)
-  labels = tf.one_hot(batch[schema.LABEL], num_classes, dtype=tf.float32)
+  images = to_model_input(batch[schema.IMAGE], info.pixels)
+  labels = tf.one_hot(batch[schema.LABEL], info.num_classes, dtype=tf.float32)
   if with_meta:
     return images, labels, {key: batch[key] for key in META_KEYS}
   return images, labels

@@ -115,10 +115,46 @@ def classification_report(y_true, y_score, class_names: Sequence[str], *,
   if num_classes == 2:
     report.update(_binary(y_true, probs, per_class, class_names, positive_class))
   if groups is not None:
-    group_report = _group_scores(y_true, y_pred, probs, groups, num_classes)
+    group_report = _group_scores(y_true, y_pred, probs, groups, num_classes,
+                                 class_names)
     if group_report is not None:
       report["group"] = group_report
   return report
+
+
+def subgroup_report(y_true, y_score, subgroups, class_names: Sequence[str]
+                    ) -> dict[str, dict[str, Any]]:
+  """Cell-level scores within each subgroup (an intensity, a specimen, a patient).
+
+  Args:
+    y_true: int class ids (N,).
+    y_score: probabilities (N, K) or predicted ids (N,).
+    subgroups: (N,) str or bytes per cell; "" (unknown) cells are left out.
+    class_names: the K class names.
+
+  Returns:
+    {subgroup: {num_examples, aca, mca, recall: {class: recall or None}}}, sorted by
+    subgroup name; {} when no cell has a known subgroup. Classes absent from a
+    subgroup have recall None and are left out of its MCA.
+  """
+  class_names = [str(name) for name in class_names]
+  num_classes = len(class_names)
+  y_true = _as_ids(y_true, num_classes, "y_true")
+  _, y_pred = _split_scores(y_score, num_classes)
+  subgroups = np.array([_group_name(g) for g in np.asarray(subgroups)], dtype=object)
+  _check_same_length(y_true, subgroups, "subgroups")
+  result = {}
+  for name in sorted(set(subgroups) - {""}, key=_natural):
+    inside = subgroups == name
+    recall = _recalls(_confusion(y_true[inside], y_pred[inside], num_classes))
+    result[name] = {
+        "num_examples": int(inside.sum()),
+        "aca": float(np.mean(y_true[inside] == y_pred[inside])),
+        "mca": float(np.mean(recall[~np.isnan(recall)])),
+        "recall": {c: (None if np.isnan(r) else float(r))
+                   for c, r in zip(class_names, recall)},
+    }
+  return result
 
 
 def _as_ids(values, num_classes: int, what: str) -> np.ndarray:
@@ -239,6 +275,11 @@ def _binary(y_true, probs, per_class, class_names, positive_class) -> dict[str, 
   }
 
 
+def _natural(name: str):
+  """Sort key that puts specimen "2" before "10"."""
+  return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
 def _group_name(group) -> str:
   # Groups parsed from records arrive as tf.string bytes.
   if isinstance(group, (bytes, bytearray)):
@@ -246,8 +287,13 @@ def _group_name(group) -> str:
   return "" if group is None else str(group)
 
 
-def _group_scores(y_true, y_pred, probs, groups, num_classes) -> dict[str, Any] | None:
-  """Group-level accuracy and MCA by voting over each group's cells, or None."""
+def _group_scores(y_true, y_pred, probs, groups, num_classes,
+                  class_names) -> dict[str, Any] | None:
+  """Group-level accuracy and MCA by voting over each group's cells, or None.
+
+  `table` holds one row per group: group, cells, true, voted, vote_share (the voted
+  class's share of the summed probabilities or of the cell votes), correct.
+  """
   groups = np.asarray(groups)
   if groups.ndim != 1 or len(groups) != len(y_true):
     raise InputError(f"groups must have shape ({len(y_true)},), got {groups.shape}")
@@ -257,6 +303,7 @@ def _group_scores(y_true, y_pred, probs, groups, num_classes) -> dict[str, Any] 
     return None
   names, index = np.unique(groups[known], return_inverse=True)
   num_groups = len(names)
+  order = sorted(range(num_groups), key=lambda g: _natural(str(names[g])))
   # votes[g, k]: summed probability (or count of cells predicted as k) in group g.
   votes = np.zeros((num_groups, num_classes))
   cell_votes = probs[known] if probs is not None else np.eye(num_classes)[y_pred[known]]
@@ -265,10 +312,16 @@ def _group_scores(y_true, y_pred, probs, groups, num_classes) -> dict[str, Any] 
   np.add.at(labels, index, np.eye(num_classes)[y_true[known]])
   group_true = np.argmax(labels, axis=1)
   group_pred = np.argmax(votes, axis=1)
+  share = votes.max(axis=1) / votes.sum(axis=1)
+  table = [{"group": str(names[g]), "cells": int(labels[g].sum()),
+            "true": class_names[group_true[g]], "voted": class_names[group_pred[g]],
+            "vote_share": float(share[g]), "correct": bool(group_true[g] == group_pred[g])}
+           for g in order]
   return {
       "num_groups": int(num_groups),
       "accuracy": float(np.mean(group_true == group_pred)),
       "mca": mean_class_accuracy(group_true, group_pred, num_classes),
+      "table": table,
   }
 
 
@@ -322,6 +375,60 @@ def format_report(report: dict[str, Any], title: str | None = None) -> str:
   lines.append("confusion matrix (rows = true, columns = predicted)")
   lines += _format_confusion(report["confusion_matrix"], class_names)
   return "\n".join(lines) + "\n"
+
+
+def format_trust(report: dict[str, Any]) -> str:
+  """The calibration, abstention, subgroup, specimen-vote and explanation parts of an
+  evaluation report (the keys evaluate adds) as plain text; "" when none is present."""
+  lines = []
+  if "ece" in report:
+    line = f"ECE (15 bins)  {_fmt(report['ece'], 4)}"
+    if report.get("temperature") is not None:
+      line += (f"   after temperature scaling (T = {report['temperature']:.3f})  "
+               f"{_fmt(report.get('ece_calibrated'), 4)}")
+    lines.append(line)
+  at = report.get("accuracy_at_coverage")
+  if at:
+    lines.append("accuracy at coverage  " + "  ".join(
+        f"{100 * float(c):.0f}%: {_fmt(v, 4)}" for c, v in at.items())
+        + f"  100%: {_fmt(report['aca'], 4)}")
+  if report.get("abstention"):
+    a = report["abstention"]
+    lines.append(f"min_confidence {a['min_confidence']:.2f}: coverage "
+                 f"{_fmt(a['coverage'], 4)}, accuracy on the kept cells "
+                 f"{_fmt(a['accuracy'], 4)}")
+  for key, title in (("by_intensity", "intensity"), ("by_specimen", "specimen")):
+    if report.get(key):
+      lines += ["", _subgroup_table(report[key], report["class_names"], title)]
+  group = report.get("group")
+  if group and group.get("table"):
+    lines += ["", f"specimen-level pattern by voting: accuracy "
+                  f"{_fmt(group['accuracy'], 4)}  MCA {_fmt(group['mca'], 4)}"]
+    width = max(len("specimen"), *(len(r["group"]) for r in group["table"]))
+    lines.append(f"{'specimen':<{width}}  {'cells':>5}  {'true':<12}  "
+                 f"{'voted':<12}  {'share':>5}")
+    for r in group["table"]:
+      lines.append(f"{r['group']:<{width}}  {r['cells']:>5}  {r['true']:<12}  "
+                   f"{r['voted']:<12}  {r['vote_share']:>5.2f}"
+                   + ("" if r["correct"] else "  wrong"))
+  if report.get("explanations"):
+    e = report["explanations"]
+    lines += ["", f"explanations ({e['method']}, {e['num_cells']} cells): mask_lift "
+                  f"{_fmt(e['mask_lift'])}  intensity_lift {_fmt(e['intensity_lift'])}"
+                  f"  randomisation_rank_corr {_fmt(e['randomisation_rank_corr'])}"]
+  return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _subgroup_table(scores: dict[str, dict[str, Any]], class_names, title: str) -> str:
+  short = abbreviate(class_names)
+  width = max(len(title), *(len(name) for name in scores))
+  rows = [f"{title:<{width}}  {'cells':>5}  {'ACA':>5}  {'MCA':>5}  "
+          + "  ".join(f"{s:>8}" for s in short)]
+  for name, s in scores.items():
+    rows.append(f"{name:<{width}}  {s['num_examples']:>5}  {_fmt(s['aca']):>5}  "
+                f"{_fmt(s['mca']):>5}  "
+                + "  ".join(f"{_fmt(s['recall'][c]):>8}" for c in class_names))
+  return "\n".join(rows)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

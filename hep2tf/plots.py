@@ -1,4 +1,5 @@
-"""Figures for reports and TensorBoard: confusion matrix, learning curves, predictions.
+"""Figures for reports and TensorBoard: confusion matrix, learning curves, predictions,
+reliability diagram, coverage-accuracy curve and attribution maps.
 
 Figures are built as `matplotlib.figure.Figure` objects drawn by the Agg canvas, never
 through pyplot, so they work headless and leave the user's pyplot backend and figure
@@ -221,6 +222,171 @@ def prediction_grid_figure(images, y_true, y_pred, class_names: Sequence[str],
 
 
 # ----------------------------------------------------------------------------------
+# calibration and abstention
+
+
+def reliability_figure(bins, calibrated_bins=None, *, ece: float | None = None,
+                       ece_calibrated: float | None = None,
+                       temperature: float | None = None,
+                       figsize: tuple[float, float] = (5.5, 5.5)) -> Figure:
+  """Reliability diagram: accuracy per confidence bin against the diagonal.
+
+  Args:
+    bins: rows of `calibration.reliability_bins` (lower, upper, count, confidence,
+      accuracy) of the model's own probabilities, drawn as bars.
+    calibrated_bins: the same after temperature scaling, drawn as a line, or None.
+    ece, ece_calibrated, temperature: shown in the legend when given.
+  """
+  if not bins:
+    raise InputError("no bins to draw")
+  fig = _new_figure(figsize)
+  ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+  width = bins[0]["upper"] - bins[0]["lower"]
+  filled = [b for b in bins if b["count"]]
+  label = "model" + (f" (ECE {ece:.3f})" if ece is not None else "")
+  ax.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width,
+         align="edge", color="C0", alpha=0.7, edgecolor="C0", label=label)
+  # The gap between accuracy and mean confidence is what ECE weighs.
+  ax.bar([b["lower"] for b in filled],
+         [b["confidence"] - b["accuracy"] for b in filled],
+         bottom=[b["accuracy"] for b in filled], width=width, align="edge",
+         color="none", edgecolor="C3", hatch="//", label="gap to confidence")
+  if calibrated_bins:
+    points = [b for b in calibrated_bins if b["count"]]
+    label = f"scaled, T = {temperature:.2f}" if temperature is not None else "scaled"
+    if ece_calibrated is not None:
+      label += f" (ECE {ece_calibrated:.3f})"
+    ax.plot([b["confidence"] for b in points], [b["accuracy"] for b in points],
+            "o-", color="C2", label=label)
+  ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  ax.set_ylabel("accuracy")
+  ax.legend(loc="upper left", fontsize="small")
+  ax.set_title("reliability diagram (15 bins of confidence)")
+  hist.bar([b["lower"] for b in bins], [b["count"] for b in bins], width=width,
+           align="edge", color="C7")
+  hist.set_xlabel("confidence (top probability)")
+  hist.set_ylabel("cells")
+  return fig
+
+
+def coverage_accuracy_figure(rows, full_accuracy: float | None = None,
+                             min_confidence: float | None = None, *,
+                             figsize: tuple[float, float] = (5.5, 4.0)) -> Figure:
+  """Accuracy on the most confident cells against the share of cells kept.
+
+  Args:
+    rows: `calibration.coverage_accuracy` rows (coverage, accuracy, min_confidence).
+    full_accuracy: accuracy at full coverage, drawn as a horizontal line.
+    min_confidence: a threshold to mark on the curve (the run's abstention setting).
+  """
+  if not rows:
+    raise InputError("no coverage rows to draw")
+  fig = _new_figure(figsize)
+  ax = fig.add_subplot()
+  coverage = [r["coverage"] for r in rows]
+  ax.plot(coverage, [r["accuracy"] for r in rows], "o-", color="C0",
+          label="accuracy on kept cells")
+  if full_accuracy is not None:
+    ax.axhline(full_accuracy, color="k", linestyle="--", linewidth=1,
+               label=f"all cells ({full_accuracy:.3f})")
+  if min_confidence is not None:
+    kept = [r for r in rows if r["min_confidence"] >= min_confidence]
+    if kept:
+      last = kept[-1]
+      ax.axvline(last["coverage"], color="C3", linestyle=":",
+                 label=f"confidence >= {min_confidence:.2f}")
+  for c in (0.90, 0.95):
+    ax.axvline(c, color="C7", linewidth=0.5)
+  low = min(r["accuracy"] for r in rows)
+  ax.set_ylim(max(0.0, low - 0.05), 1.005)
+  ax.set_xlim(0, 1.02)
+  ax.set_xlabel("coverage (share of cells the model answers)")
+  ax.set_ylabel("accuracy")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower left", fontsize="small")
+  ax.set_title("coverage-accuracy (abstain on the least confident)")
+  return fig
+
+
+# ----------------------------------------------------------------------------------
+# attribution maps
+
+
+def _draw_attribution(ax, image, attribution, mask=None) -> None:
+  shown, cmap = _display_image(image)
+  if shown.ndim == 3:
+    shown = shown[..., :3].mean(axis=-1)
+  ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  positive = np.clip(np.asarray(attribution, dtype=np.float64), 0.0, None)
+  top = np.percentile(positive, 99.5) if positive.any() else 0.0
+  if top > 0:
+    heat = np.clip(positive / top, 0.0, 1.0)
+    # Transparent where the map is 0, so the cell shows through.
+    ax.imshow(np.ma.masked_less(heat, 0.05), cmap="inferno", vmin=0.0, vmax=1.0,
+              alpha=0.6, interpolation="bilinear")
+  if mask is not None and np.asarray(mask).any() and not np.asarray(mask).all():
+    ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="cyan",
+               linewidths=0.6)
+  ax.set_axis_off()
+
+
+def attribution_grid_figure(images, attributions, y_true, y_pred,
+                            class_names: Sequence[str], probs=None, masks=None,
+                            method: str = "smoothgrad", *,
+                            figsize: tuple[float, float] | None = None) -> Figure:
+  """A grid of cells with their positive attribution overlaid (heat) and the cell
+  mask outlined (cyan); titles "true / pred (p)", wrong predictions in red.
+
+  Args:
+    images: (N, H, W[, C]) cells.
+    attributions: (N, H, W) maps (positive = evidence for the predicted class).
+    y_true, y_pred: (N,) class ids.
+    class_names: names in label-id order.
+    probs: optional (N, K) probabilities.
+    masks: optional (N, H, W) boolean cell masks.
+    method: named in the title.
+  """
+  count = len(images)
+  if count == 0:
+    raise InputError("no images to draw")
+  if len(attributions) != count or len(y_true) != count or len(y_pred) != count:
+    raise InputError(f"{count} images but {len(attributions)} maps, {len(y_true)} "
+                     f"labels and {len(y_pred)} predictions")
+  cols = math.ceil(math.sqrt(count))
+  rows = math.ceil(count / cols)
+  fig = _new_figure(figsize or (1.7 * cols, 1.85 * rows + 0.3))
+  for i in range(count):
+    ax = fig.add_subplot(rows, cols, i + 1)
+    _draw_attribution(ax, images[i], attributions[i],
+                      None if masks is None else masks[i])
+    true, pred = int(y_true[i]), int(y_pred[i])
+    title = f"{_short(class_names[true], 9)} / {_short(class_names[pred], 9)}"
+    if probs is not None:
+      title += f" ({np.asarray(probs)[i, pred]:.2f})"
+    ax.set_title(title, fontsize=6.5, color="black" if true == pred else "red")
+  fig.suptitle(f"{method}: evidence for the predicted class (cyan: cell mask)",
+               fontsize=8)
+  return fig
+
+
+def attribution_overlay_figure(image, attribution, title: str, *,
+                               figsize: tuple[float, float] = (5.0, 2.8)) -> Figure:
+  """One cell: the image beside the image with its attribution overlaid."""
+  fig = _new_figure(figsize)
+  left, right = fig.subplots(1, 2)
+  shown, cmap = _display_image(image)
+  left.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+  left.set_axis_off()
+  left.set_title("input (contrast stretched)", fontsize=7)
+  _draw_attribution(right, image, attribution)
+  right.set_title("evidence for the call", fontsize=7)
+  fig.suptitle(title, fontsize=8)
+  return fig
+
+
+# ----------------------------------------------------------------------------------
 # output
 
 
@@ -242,7 +408,11 @@ def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
   """Writes a figure as PNG to `path` atomically (temp file, then rename); closes it."""
-  data = figure_to_png(fig, dpi=dpi)
+  save_png(figure_to_png(fig, dpi=dpi), path)
+
+
+def save_png(data: bytes, path: str | os.PathLike) -> None:
+  """Writes PNG bytes to `path` atomically (temp file, then rename)."""
   path = os.fspath(path)
   if not storage.is_local(path):
     storage.write_atomic(path, data)  # one object, whole or absent (storage.py)

@@ -7,7 +7,8 @@ records folder also loads with `tfds.builder_from_directory` without hep2tf.
 
 One example:
 
-  IMAGE      encoded PNG bytes, uint8, shape (H, W, channels)
+  IMAGE      encoded PNG bytes, uint8 or uint16 (one dtype per dataset, named in
+             hep2tf.json and features.json), shape (H, W, channels)
   LABEL      int64 class id (ClassLabel with the dataset's class names)
   ID         source id as the dataset names it ("00001")
   FILE_NAME  source file, relative to the data folder
@@ -42,8 +43,8 @@ TEXT_KEYS = (ID, FILE_NAME, SHA256, INTENSITY, GROUP)
 
 def make_features(class_names: Sequence[str], channels: int,
                   has_mask: bool = False,
-                  image_shape: tuple[int | None, int | None] = (None, None)
-                  ) -> tfds.features.FeaturesDict:
+                  image_shape: tuple[int | None, int | None] = (None, None),
+                  dtype: str = "uint8") -> tfds.features.FeaturesDict:
   """The TFDS features of one dataset.
 
   Args:
@@ -51,11 +52,12 @@ def make_features(class_names: Sequence[str], channels: int,
     channels: 1 (grey) or 3 (RGB).
     has_mask: whether every example carries a MASK.
     image_shape: (height, width) when all images share it, else (None, None).
+    dtype: "uint8" or "uint16", the images' sample type (masks are always uint8).
   """
   height, width = image_shape
   features = {
       IMAGE: tfds.features.Image(shape=(height, width, channels),
-                                 encoding_format="png"),
+                                 dtype=np.dtype(dtype), encoding_format="png"),
       LABEL: tfds.features.ClassLabel(names=list(class_names)),
       ID: tfds.features.Text(),
       FILE_NAME: tfds.features.Text(),
@@ -120,15 +122,16 @@ def feature_spec(has_mask: bool = False) -> dict[str, tf.io.FixedLenFeature]:
 
 
 def parse_example(serialized: tf.Tensor, channels: int,
-                  has_mask: bool = False) -> dict[str, tf.Tensor]:
+                  has_mask: bool = False, dtype: str = "uint8") -> dict[str, tf.Tensor]:
   """Parses one serialised example into tensors; works eagerly and inside tf.data.
 
-  Returns a dict with IMAGE as uint8 (H, W, channels), LABEL as int64, the text keys as
-  tf.string, DIHEDRAL as int64 and, when `has_mask`, MASK as uint8 (H, W, 1).
+  Returns a dict with IMAGE as `dtype` (H, W, channels; a 16-bit PNG decoded with
+  dtype uint16 keeps every bit), LABEL as int64, the text keys as tf.string, DIHEDRAL
+  as int64 and, when `has_mask`, MASK as uint8 (H, W, 1).
   """
   parsed = tf.io.parse_single_example(serialized, feature_spec(has_mask))
   parsed[IMAGE] = tf.io.decode_png(parsed[IMAGE], channels=channels,
-                                   dtype=tf.uint8)
+                                   dtype=tf.dtypes.as_dtype(dtype))
   if has_mask:
     parsed[MASK] = tf.io.decode_png(parsed[MASK], channels=1, dtype=tf.uint8)
   return parsed

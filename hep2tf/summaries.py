@@ -5,6 +5,8 @@ Layout under the run directory (what `tensorboard --logdir RUN` shows):
   validation/   per-epoch scalars of the validation split; the confusion matrix, the
                 grid of predictions with ground truth and the classification report
   .             HParams (the run's hyper-parameters and its final metrics)
+  eval/<split>/ what `python -m hep2tf.evaluate` measured: scalars (MCA, ACA, ECE,
+                accuracy at coverage, explanation checks), its figures and the report
 """
 
 from __future__ import annotations
@@ -152,6 +154,32 @@ class ImageSummaries(keras.callbacks.Callback):
       tf.summary.text("classification_report",
                       "```\n" + metrics.format_report(report) + "\n```")
     self._val.flush()
+
+
+def write_evaluation(log_dir: str, report: Mapping[str, object],
+                     pngs: Mapping[str, bytes], text: str, step: int = 0) -> None:
+  """Writes one evaluation to TensorBoard: scalars of `report`, the PNG figures as
+  images and the plain-text report."""
+  scalars = {"mca": report.get("mca"), "aca": report.get("aca"),
+             "ece": report.get("ece"), "ece_calibrated": report.get("ece_calibrated"),
+             "temperature": report.get("temperature")}
+  for coverage, value in (report.get("accuracy_at_coverage") or {}).items():
+    scalars[f"accuracy_at_coverage_{coverage}"] = value
+  for key, value in (report.get("explanations") or {}).items():
+    if key in ("mask_lift", "intensity_lift", "randomisation_rank_corr"):
+      scalars[f"explanations/{key}"] = value
+  for intensity, scores in (report.get("by_intensity") or {}).items():
+    scalars[f"by_intensity/{intensity}/mca"] = scores["mca"]
+  writer = tf.summary.create_file_writer(log_dir)
+  with writer.as_default(step=step):
+    for name, value in scalars.items():
+      if value is not None and math.isfinite(float(value)):
+        tf.summary.scalar(name, float(value))
+    for name, png in pngs.items():
+      tf.summary.image(name, _png_to_image(png))
+    tf.summary.text("report", "```\n" + text + "\n```")
+  writer.flush()
+  writer.close()
 
 
 def write_hparams(log_dir: str, hparams: Mapping[str, object],

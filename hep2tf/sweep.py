@@ -4,6 +4,9 @@
       --grid=learning_rate=1e-2,1e-3 --grid=batch_size=16,32 \
       --folds=5 --group_by=specimen --output_dir=sweeps/cnn [--refit] [--parallel]
 
+`--folds=official` cross-validates on the dataset's own folds instead (C-NMC's
+fold_0..2, recorded in the records' manifest).
+
 The base configuration comes from the train flags (a train flagfile works here, and
 train flags on the command line override it); each `--grid=KEY=V1,V2,...` names a train
 flag and its values. Every combination x fold is a normal run directory:
@@ -36,14 +39,14 @@ import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 
-from hep2tf import errors, train, trainer
+from hep2tf import errors, folds, train, trainer
 
 
 def define_flags() -> None:
   """Defines the train flags (the base configuration) and the sweep's own."""
   train.define_flags()
   flags.DEFINE_multi_string("grid", [], "KEY=V1,V2,...: a train flag and the values to try; repeat for more keys (all combinations run).")
-  flags.DEFINE_integer("folds", 5, "Cross-validation folds of the training split; 0 or 1: one run per combination, validated on --eval_split.")
+  flags.DEFINE_string("folds", "5", "Cross-validation folds of the training split; 0 or 1: one run per combination, validated on --eval_split; 'official': the dataset's own folds recorded in the manifest (C-NMC fold_0..2, converted with --layout_option fold_as_split=train --validation_fraction=0).")
   flags.DEFINE_enum("group_by", "specimen", ["specimen", "patient", "none"], "specimen/patient: no group of the records (specimen or patient) in two folds; none: folds ignore groups.")
   flags.DEFINE_string("output_dir", None, "Sweep folder (trials, results tables, refit).")
   flags.DEFINE_boolean("refit", False, "Retrain the best combination on the whole training split and evaluate it on --test_split.")
@@ -61,7 +64,7 @@ TRIAL_FILE = "trial.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 # The sweep sets these on each trial; a grid over them would fight it.
-RESERVED_KEYS = ("num_folds", "fold", "overwrite")
+RESERVED_KEYS = ("num_folds", "fold", "fold_column", "overwrite")
 METRICS = ("hparams/val_mca", "hparams/val_aca")
 
 
@@ -454,6 +457,26 @@ def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
           "mca": float(report["mca"]), "aca": float(report["aca"])}
 
 
+def resolve_folds(text: str, base: trainer.TrainConfig
+                  ) -> tuple[int, trainer.TrainConfig]:
+  """--folds -> (number of folds, base config).
+
+  A number K is K made folds (the base's fold_column is kept, so `--folds=3
+  --fold_column=fold` also works); 'official' counts the dataset's own folds in the
+  training split's manifest and sets fold_column to them. Raises InputError for
+  other text, ValueError when the records have no official folds.
+  """
+  if text.strip().lower() == "official":
+    names = folds.official_folds(base.records_dir, base.train_split)
+    logging.info("Official folds of %s: %s", base.train_split, ", ".join(names))
+    return len(names), dataclasses.replace(base, fold_column=folds.FOLD_COLUMN)
+  try:
+    return int(text), base
+  except ValueError:
+    raise errors.InputError(f"--folds must be a number or 'official', got "
+                            f"{text!r}") from None
+
+
 def run_sweep(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
               output_dir: str, *, num_folds: int = 5, by_group: bool = True,
               refit: bool = False, test_split: str = "test",
@@ -513,9 +536,10 @@ def main(argv):
     if FLAGS.model_dir:
       logging.warning("--model_dir is not used by a sweep; trials go under "
                       "--output_dir")
+    num_folds, base = resolve_folds(FLAGS.folds, train.config_from_flags())
     result = run_sweep(
-        train.config_from_flags(), parse_grid(FLAGS.grid), FLAGS.output_dir,
-        num_folds=FLAGS.folds, by_group=FLAGS.group_by != "none",
+        base, parse_grid(FLAGS.grid), FLAGS.output_dir,
+        num_folds=num_folds, by_group=FLAGS.group_by != "none",
         refit=FLAGS.refit, test_split=FLAGS.test_split, parallel=FLAGS.parallel)
   except (trainer.TrainingError, errors.InputError, FileNotFoundError,
           ValueError) as e:

@@ -64,6 +64,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_folds", _D.num_folds, "Hold out one of this many folds of the training split (stratified, grouped by specimen/patient) for validation; 0 validates on --eval_split.")
   flags.DEFINE_integer("fold", _D.fold, "Which fold to hold out (0 .. num_folds - 1).")
   flags.DEFINE_boolean("fold_by_group", _D.fold_by_group, "Keep each specimen/patient in one fold when groups are known.")
+  flags.DEFINE_string("fold_column", _D.fold_column, "Manifest column whose values are the folds: 'fold' for a dataset's own folds (C-NMC fold_0..2, sorted to 0..num_folds - 1); empty: folds are made (stratified, grouped).")
   # Execution.
   flags.DEFINE_string("model_dir", None, "Run directory (checkpoints, TensorBoard, exports).")
   flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")

@@ -80,6 +80,7 @@ class TrainConfig:
   num_folds: int = 0
   fold: int = 0
   fold_by_group: bool = True     # folds keep each specimen/patient in one fold
+  fold_column: str = ""          # "fold": the dataset's own folds from the manifest
   # Execution.
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
@@ -340,7 +341,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       return None
     return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
                           holdout=holdout, seed=config.seed,
-                          by_group=config.fold_by_group)
+                          by_group=config.fold_by_group,
+                          column=config.fold_column)
 
   def dataset(split, training, fold=None):
     return input_pipeline.create_split(
@@ -383,7 +385,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       "class_names": class_names, "positive_class": info.positive_class,
       "records_dir": storage.abspath(config.records_dir),
       "image_size": list(image_size) if image_size else None,
-      "apply_mask": config.apply_mask, "config": dataclasses.asdict(config)})
+      "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
+      "config": dataclasses.asdict(config)})
 
   nan_guard = NaNGuard()
   callbacks = [
@@ -472,7 +475,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   best = load_model(best_path)
   export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
                         class_names=class_names, channels=info.channels,
-                        image_size=(height, width))
+                        image_size=(height, width), pixels=info.pixels)
   history = read_history(model_dir)
   if history:
     plots.save_figure(plots.learning_curves_figure(history),

@@ -5,8 +5,13 @@
   <name>-<split>.tfrecord-00000-of-00008   shards of tf.train.Example (schema.py)
   dataset_info.json, features.json         TFDS metadata (tfds.builder_from_directory)
   manifest.csv                             one row per record: where it came from
+                                           (and the dataset's own fold, if any)
   class_counts.json                        {split: {class: count}}, balance, copies
-  hep2tf.json                              what the reader and trainer need to know
+  hep2tf.json                              what the reader and trainer need to know,
+                                           including the pixel dtype and intensity
+                                           mapping (`intensity.PixelSpec`)
+  samples.png                              a few cells per class and split, decoded
+                                           as the reader decodes them
   rejects.csv                              inputs skipped under on_error="skip"
 
 Images are loaded and checked in worker processes (`images.py`, no TensorFlow); the
@@ -35,6 +40,8 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from hep2tf import images
+from hep2tf import intensity
+from hep2tf import samples
 from hep2tf import schema
 from hep2tf import storage
 from hep2tf.errors import InputError, Rejects
@@ -63,6 +70,13 @@ class WriteSummary:
   num_bytes: dict[str, int]
   image_shape: list[int] | None
   num_rejected: int = 0
+  # Set with the metadata: the layout's notes (sources.Source.notes) and whether no
+  # group (specimen, patient, slide) is in two splits (False also when some image
+  # has no group).
+  notes: list[str] = dataclasses.field(default_factory=list)
+  group_disjoint: bool | None = None
+  pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
+  warnings: list[str] = dataclasses.field(default_factory=list)
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""
@@ -101,7 +115,9 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                   balance: str = "none", augment_copies: int = 0,
                   data_dir: str | os.PathLike | None = None,
                   dataset: str | None = None,
-                  rejects: Rejects | None = None) -> WriteSummary:
+                  rejects: Rejects | None = None, intensity_mode: str = "keep",
+                  percentiles=intensity.DEFAULT_PERCENTILES,
+                  pixels: intensity.PixelSpec | None = None) -> WriteSummary:
   """Writes `examples` as a records folder at `output_dir`, atomically.
 
   Args:
@@ -119,6 +135,9 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     data_dir: the folder file names are relative to (default: the images' common
       folder). dataset: the source layout's name, recorded (default: source.name).
     rejects: inputs already skipped by earlier stages, written with ours.
+    intensity_mode, percentiles: how source values become stored values (see
+      `intensity`); the pre-scan `intensity.scan_pixels` decides the dtype.
+    pixels: a PixelSpec decided already (skips the pre-scan).
 
   Returns:
     A WriteSummary. Raises InputError for bad input or an existing output_dir.
@@ -162,9 +181,11 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
   staging.mkdir(parents=True)
   try:
     plan = _plan(examples, seed, num_shards)
+    pixels = pixels or prescan(plan, source.channels, intensity_mode, percentiles,
+                               max_megapixels, num_workers)
     load_options = dict(channels=source.channels, image_size=image_size,
                         resize=resize, apply_mask=apply_mask,
-                        max_megapixels=max_megapixels)
+                        max_megapixels=max_megapixels, pixel_spec=pixels)
     tasks = [_task(row, has_mask, load_options)
              for row in plan.to_dict("records")]
     loading = _load_all(tasks, num_workers)
@@ -173,15 +194,16 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                           desc=f"writing {name}", disable=not progress)
       manifest, shard_lengths, num_bytes, shapes = _write_shards(
           staging, name, source, plan, results, has_mask, data_dir, on_error,
-          rejects)
+          rejects, pixels)
     finally:
       loading.close()   # stops the worker pool now, also after an error
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
     summary = _summarise(output_dir, name, class_names, manifest, shard_lengths,
-                         num_bytes, image_shape, len(rejects))
+                         num_bytes, image_shape, len(rejects), pixels)
     _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape)
     _write_tables(staging, source, summary, manifest, has_mask, balance,
                   augment_copies, seed, dataset or name, data_dir, rejects)
+    samples.write_samples(str(staging), summary, source.channels, has_mask)
     _publish(staging, output_dir)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
@@ -214,6 +236,17 @@ def _plan(examples: pd.DataFrame, seed: int, num_shards: int | None) -> pd.DataF
     out["dihedral"] = 0
   out["dihedral"] = out["dihedral"].fillna(0).astype(int)
   return out
+
+
+def prescan(plan: pd.DataFrame, channels: int, intensity_mode: str, percentiles,
+            max_megapixels: float, num_workers: int) -> intensity.PixelSpec:
+  """The dataset's PixelSpec from its sources (each file once; train for rescale)."""
+  paths = list(dict.fromkeys(plan["path"]))
+  train = list(dict.fromkeys(plan.loc[plan["split"] == "train", "path"])) or paths
+  return intensity.scan_pixels(paths, train, channels, intensity=intensity_mode,
+                               percentiles=percentiles,
+                               max_megapixels=max_megapixels,
+                               num_workers=num_workers)
 
 
 def _task(row, has_mask: bool, options: dict) -> tuple:
@@ -252,9 +285,10 @@ def _load_one(task: tuple):
 
 
 def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
-                  on_error, rejects):
+                  on_error, rejects, pixels):
   """Serialises and writes every record; returns manifest rows and shard facts."""
-  features = schema.make_features(source.class_names, source.channels, has_mask)
+  features = schema.make_features(source.class_names, source.channels, has_mask,
+                                  dtype=pixels.dtype)
   manifest, shapes = [], set()
   shard_lengths: dict[str, list[int]] = {}
   num_bytes: dict[str, int] = {}
@@ -276,6 +310,7 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
           raise error
         rejects.add(error)
         continue
+      check_dtype(loaded, pixels, row["path"])
       relative = _relative(row["path"], data_dir)
       example = {schema.IMAGE: loaded.png, schema.LABEL: row["label"],
                  schema.ID: row["id"], schema.FILE_NAME: relative,
@@ -290,7 +325,8 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
                        "shard": file_name, "index": shard_lengths[split][shard],
                        "label": row["label"], "group": row.get("group", "") or "",
                        "intensity": row.get("intensity", "") or "",
-                       "dihedral": int(row["dihedral"])})
+                       "dihedral": int(row["dihedral"]),
+                       "fold": row.get("fold", "") or "", **loaded.stats})
       shard_lengths[split][shard] += 1
       # TFRecord framing: 8-byte length, two 4-byte CRCs around the payload.
       num_bytes[split] += len(record) + 16
@@ -303,8 +339,23 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
   return pd.DataFrame(manifest), shard_lengths, num_bytes, shapes
 
 
+def check_dtype(loaded: images.LoadedImage, pixels: intensity.PixelSpec,
+                path) -> None:
+  """The stored PNG's bit depth must be the dataset's (a file may change mid-run)."""
+  depth = 16 if loaded.png[24] == 16 else 8
+  if depth != (16 if pixels.dtype == "uint16" else 8):
+    raise InputError(f"became a {depth}-bit image after the pre-scan chose "
+                     f"{pixels.dtype} for this dataset (was the file replaced?)",
+                     file=path)
+
+
 def _summarise(output_dir, name, class_names, manifest, shard_lengths, num_bytes,
-               image_shape, num_rejected) -> WriteSummary:
+               image_shape, num_rejected,
+               pixels: intensity.PixelSpec | None = None) -> WriteSummary:
+  pixels = pixels or intensity.PixelSpec()
+  if pixels.dtype == "uint16":
+    pixels = dataclasses.replace(
+        pixels, white_level=intensity.white_level(int(manifest["max_value"].max())))
   splits, counts = {}, {}
   for split in shard_lengths:
     rows = manifest[manifest["split"] == split]
@@ -313,7 +364,8 @@ def _summarise(output_dir, name, class_names, manifest, shard_lengths, num_bytes
     counts[split] = {c: int(per_class.get(c, 0)) for c in class_names}
   return WriteSummary(str(output_dir), name, class_names, splits, counts,
                       {s: len(v) for s, v in shard_lengths.items()}, num_bytes,
-                      image_shape, num_rejected)
+                      image_shape, num_rejected, pixels,
+                      samples.pixel_warnings(manifest, pixels))
 
 
 def _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape):
@@ -325,7 +377,8 @@ def _write_metadata(staging, source, summary, shard_lengths, has_mask, image_sha
         path.unlink()
       del shard_lengths[split]
   features = schema.make_features(source.class_names, source.channels, has_mask,
-                                  tuple(image_shape) if image_shape else (None, None))
+                                  tuple(image_shape) if image_shape else (None, None),
+                                  dtype=summary.pixels.dtype)
   split_infos = [tfds.core.SplitInfo(name=split, shard_lengths=lengths,
                                      num_bytes=summary.num_bytes[split])
                  for split, lengths in shard_lengths.items()]
@@ -339,7 +392,8 @@ def _description(summary: WriteSummary) -> str:
   sizes = ", ".join(f"{s} {n}" for s, n in summary.splits.items())
   lines = [f"{summary.name}: single-cell images written by hep2tf.",
            f"Classes (label ids in this order): {', '.join(summary.class_names)}.",
-           f"Split sizes: {sizes}."]
+           f"Split sizes: {sizes}.",
+           f"Pixels: {summary.pixels.describe()}"]
   for split, counts in summary.class_counts.items():
     lines.append(f"{split} per class: " +
                  ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
@@ -349,6 +403,9 @@ def _description(summary: WriteSummary) -> str:
 def _write_tables(staging, source, summary, manifest, has_mask, balance,
                   augment_copies, seed, dataset, data_dir, rejects):
   manifest.to_csv(staging / MANIFEST, index=False)
+  summary.notes = list(getattr(source, "notes", []))
+  summary.group_disjoint = bool((manifest["group"] != "").all() and (
+      manifest.groupby("group")["split"].nunique() == 1).all())
   counts = dict(summary.class_counts, balance=balance, augment_copies=augment_copies)
   (staging / CLASS_COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
   info = {"name": summary.name, "class_names": summary.class_names,
@@ -356,7 +413,9 @@ def _write_tables(staging, source, summary, manifest, has_mask, balance,
           "has_mask": has_mask, "positive_class": source.positive_class,
           "splits": summary.splits, "class_counts": summary.class_counts,
           "balance": balance, "augment_copies": augment_copies, "seed": seed,
-          "dataset": dataset, "data_dir": str(data_dir)}
+          "dataset": dataset, "data_dir": str(data_dir),
+          "group_disjoint": summary.group_disjoint, "layout_notes": summary.notes,
+          "pixels": summary.pixels.to_json(), "warnings": summary.warnings}
   (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
   if len(rejects):
     rejects.write_csv(staging / REJECTS)
@@ -459,7 +518,8 @@ def verify_records(records_dir: str | os.PathLike) -> list[str]:
       if not path.exists():
         problems.append(f"{file_name}: missing")
         continue
-      count, problem = _read_shard(path, meta["channels"], meta["has_mask"])
+      count, problem = _read_shard(path, meta["channels"], meta["has_mask"],
+                                   (meta.get("pixels") or {}).get("dtype", "uint8"))
       if problem:
         problems.append(f"{file_name}: record {count}: {problem}")
       elif count != expected:
@@ -478,7 +538,8 @@ def verify_records(records_dir: str | os.PathLike) -> list[str]:
   return problems
 
 
-def _read_shard(path: pathlib.Path, channels: int, has_mask: bool):
+def _read_shard(path: pathlib.Path, channels: int, has_mask: bool,
+                dtype: str = "uint8"):
   """(records read, problem or None) for one shard."""
   count = 0
   iterator = iter(tf.data.TFRecordDataset(str(path)))
@@ -490,7 +551,7 @@ def _read_shard(path: pathlib.Path, channels: int, has_mask: bool):
     except tf.errors.DataLossError as e:
       return count, f"corrupted (CRC or framing): {e.message.splitlines()[0]}"
     try:
-      schema.parse_example(serialized, channels, has_mask)
+      schema.parse_example(serialized, channels, has_mask, dtype)
     except (tf.errors.InvalidArgumentError, ValueError) as e:
       message = getattr(e, "message", str(e)).splitlines()[0]
       return count, f"does not parse or decode: {message}"

@@ -63,6 +63,13 @@ def test_ungrouped_folds_mix_specimens(records):
   assert (counts.max(axis=1) - counts.min(axis=1) <= 1).all()
 
 
+def test_records_without_official_folds_say_so(records):
+  with pytest.raises(ValueError, match="no official folds"):
+    folds.official_folds(records)
+  with pytest.raises(ValueError, match="gives 0 folds"):
+    folds.assign_folds(records, "train", 3, column=folds.FOLD_COLUMN)
+
+
 def test_seed_changes_the_folds_and_is_deterministic(records):
   a = folds.assign_folds(records, "train", 3, seed=0)
   assert folds.assign_folds(records, "train", 3, seed=0) == a

@@ -125,6 +125,33 @@ def test_group_vote_can_be_right_when_cells_are_wrong():
   assert report["group"]["accuracy"] == pytest.approx(2 / 3)
   assert report["group"]["mca"] == pytest.approx((1 + 0 + 1) / 3)
   assert report["aca"] == pytest.approx(7 / 11)
+  table = {row["group"]: row for row in report["group"]["table"]}
+  assert table["A"] == {"group": "A", "cells": 5, "true": "Homogeneous",
+                        "voted": "Homogeneous", "vote_share": pytest.approx(3 / 5),
+                        "correct": True}
+  assert table["B"]["voted"] == "Homogeneous" and not table["B"]["correct"]
+  text = metrics.format_trust(report)
+  assert "specimen-level pattern by voting" in text and "wrong" in text
+
+
+def test_subgroup_report_by_intensity_and_specimen():
+  y_true = np.array([0, 0, 1, 1, 2, 0, 1, 2])
+  y_pred = np.array([0, 0, 1, 1, 2, 1, 0, 2])
+  intensity = np.array([b"positive"] * 5 + [b"intermediate"] * 2 + [b""], object)
+  report = metrics.subgroup_report(y_true, y_pred, intensity, NAMES3)
+  assert list(report) == ["intermediate", "positive"]   # unknown ("") left out
+  assert report["positive"]["aca"] == pytest.approx(1.0)
+  dim = report["intermediate"]
+  assert dim["num_examples"] == 2 and dim["aca"] == pytest.approx(0.0)
+  assert dim["recall"] == {"Homogeneous": 0.0, "Speckled": 0.0, "Golgi": None}
+  assert dim["mca"] == pytest.approx(0.0)
+  specimens = metrics.subgroup_report(y_true, np.eye(3)[y_pred], [
+      "10", "10", "2", "2", "2", "10", "2", "2"], NAMES3)
+  assert list(specimens) == ["2", "10"]                # natural order
+  assert specimens["10"]["mca"] == pytest.approx(2 / 3)
+  text = metrics.format_trust({"class_names": NAMES3, "aca": 0.75,
+                               "by_intensity": report})
+  assert "intermediate" in text and "Homogene" in text
 
 
 def test_group_vote_sums_probabilities():

@@ -117,3 +117,47 @@ def test_save_figure_is_atomic_and_leaves_pyplot_alone(tmp_path):
                       tmp_path / "missing" / "x.png")
   assert "matplotlib.pyplot" not in sys.modules or not sys.modules[
       "matplotlib.pyplot"].get_fignums()
+
+
+def test_reliability_and_coverage_figures():
+  from hep2tf import calibration
+  rng = np.random.default_rng(0)
+  logits = rng.normal(0, 3, (200, 4))
+  y_true = rng.integers(0, 4, 200)
+  raw, scaled = calibration.softmax(logits), calibration.softmax(logits, 3.0)
+  fig = plots.reliability_figure(
+      calibration.reliability_bins(raw, y_true), calibration.reliability_bins(
+          scaled, y_true), ece=0.3, ece_calibrated=0.05, temperature=3.0)
+  labels = fig.axes[0].get_legend_handles_labels()[1]
+  assert "model (ECE 0.300)" in labels and "scaled, T = 3.00 (ECE 0.050)" in labels
+  image = _decode(plots.figure_to_png(fig, dpi=60))
+  assert image.size == (330, 330) and _not_blank(image)
+  rows = calibration.coverage_accuracy(raw, y_true)
+  fig = plots.coverage_accuracy_figure(rows, 0.25, min_confidence=0.5)
+  line = fig.axes[0].lines[0]
+  assert list(line.get_xdata()) == [r["coverage"] for r in rows]
+  assert _not_blank(_decode(plots.figure_to_png(fig, dpi=50)))
+  with pytest.raises(InputError):
+    plots.coverage_accuracy_figure([])
+
+
+def test_attribution_grid_and_overlay():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 50, (5, 24, 24, 1)).astype(np.float32)
+  maps = rng.normal(size=(5, 24, 24))
+  masks = np.zeros((5, 24, 24), bool)
+  masks[:, 6:18, 6:18] = True
+  y_true = np.array([0, 1, 2, 3, 4])
+  y_pred = np.array([0, 1, 0, 3, 4])
+  fig = plots.attribution_grid_figure(images, maps, y_true, y_pred, NAMES,
+                                      masks=masks, figsize=(5, 5))
+  titles = [ax.get_title() for ax in fig.axes]
+  assert len(titles) == 5
+  assert [ax.title.get_color() for ax in fig.axes].count("red") == 1
+  image = _decode(plots.figure_to_png(fig, dpi=60))
+  assert image.size == (300, 300) and _not_blank(image)
+  with pytest.raises(InputError, match="maps"):
+    plots.attribution_grid_figure(images, maps[:2], y_true, y_pred, NAMES)
+  fig = plots.attribution_overlay_figure(images[0], maps[0], "00001.png: Golgi")
+  assert fig._suptitle.get_text() == "00001.png: Golgi"
+  assert _not_blank(_decode(plots.figure_to_png(fig, dpi=40)))

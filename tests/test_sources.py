@@ -276,21 +276,25 @@ def test_cnmc_folds_groups_and_test_set(tmp_path):
   assert ex.loc["UID_H10_43_1_hem", "label"] == "hem"
   assert ex.loc["UID_H10_43_1_hem", "group"] == "H10"
   assert ex.loc["1", "label"] == "all" and ex.loc["2", "group"] == "H20"
-  assert ex.loc["UID_57_29_1_all", "split"] == ""
+  # The official folds give train / validation by default; the fold is kept.
+  assert ex.loc["UID_57_29_1_all", "split"] == "train"
+  assert ex.loc["UID_59_3_3_all", "split"] == "validation"
+  assert ex.loc["UID_59_3_3_all", "fold"] == "fold_2"
   assert set(ex.loc[["1", "2"], "split"]) == {"test"}
+  assert set(ex.loc[["1", "2"], "fold"]) == {""}
 
 
 def test_cnmc_fold_as_split(tmp_path):
   _cnmc(tmp_path)
-  ex = sources.read_cnmc(tmp_path, fold_as_split=True,
-                         include_test=False).examples.set_index("id")
-  assert ex.loc["UID_58_1_2_all", "split"] == "train"
-  assert ex.loc["UID_59_3_3_all", "split"] == "validation"
+  ex = sources.read_cnmc(tmp_path, fold_as_split="train",
+                         include_test="false").examples.set_index("id")
+  assert set(ex["split"]) == {"train"} and len(ex) == 6
+  assert sorted(set(ex["fold"])) == ["fold_0", "fold_1", "fold_2"]
   ex = sources.read_cnmc(tmp_path, include_test=False,
                          fold_as_split="fold_0=test,fold_1=train,fold_2=train"
                          ).examples.set_index("id")
   assert ex.loc["UID_57_29_1_all", "split"] == "test"
-  with pytest.raises(InputError, match="names no split for fold2"):
+  with pytest.raises(InputError, match="names no split for fold_2"):
     sources.read_cnmc(tmp_path, fold_as_split={"fold_0": "train", "fold_1": "val"})
 
 

@@ -85,6 +85,7 @@ def test_evaluate_writes_field_metrics(finished_run):
   with open(os.path.join(out, "metrics.json")) as f:
     stored = json.load(f)
   assert {"aca", "mca", "per_class", "confusion_matrix", "class_names"} <= set(stored)
+  assert stored["group_disjoint"] is False   # tiny_records: specimens split at random
   assert stored["mca"] == pytest.approx(report["mca"])
   cm = np.asarray(stored["confusion_matrix"])
   predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
@@ -228,3 +229,59 @@ def test_corrupt_shard_stops_training_with_the_shard_named(tiny_records, tmp_pat
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   message = str(info.value)
   assert os.path.basename(shard) in message and "corrupt" in message
+
+
+def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_run,
+                                                                       tmp_path):
+  run, _, _, source_dir = finished_run
+  report = evaluate.evaluate_run(run, "test", calibrate=True, min_confidence=0.25,
+                                 explain_cells=6)
+  with open(os.path.join(run, "calibration.json")) as f:
+    stored = json.load(f)
+  temperature = stored["temperature"]
+  assert temperature > 0 and report["temperature"] == pytest.approx(temperature)
+  assert stored["split"] == "validation" and 0 <= stored["min_confidence_coverage"] <= 1
+  out = os.path.join(run, "eval", "test")
+  with open(os.path.join(out, "metrics.json")) as f:
+    metrics_json = json.load(f)
+  for key in ("ece", "ece_calibrated", "temperature", "coverage_accuracy",
+              "accuracy_at_coverage", "by_intensity", "by_specimen", "explanations"):
+    assert metrics_json[key] is not None, key
+  # Intensity and specimen come from the records: the synthetic set has both.
+  assert set(metrics_json["by_intensity"]) == {"intermediate", "positive"}
+  predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
+  assert sum(s["num_examples"] for s in metrics_json["by_specimen"].values()) == len(
+      predictions)
+  assert len(metrics_json["group"]["table"]) == len(metrics_json["by_specimen"])
+  assert len(metrics_json["coverage_accuracy"]) == 20
+  explanations = metrics_json["explanations"]
+  assert explanations["num_cells"] == 6 and explanations["mask_lift"] > 0
+  assert explanations["intensity_lift"] > 1.0
+  assert (predictions["uncertain"] == (predictions["confidence"] < 0.25)).all()
+  from PIL import Image
+  for name in ("reliability.png", "coverage_accuracy.png", "attributions.png"):
+    with Image.open(os.path.join(out, name)) as image:
+      assert np.asarray(image.convert("L")).std() > 5, name
+  tags = event_tags(out)
+  assert {"reliability", "coverage_accuracy", "attributions"} <= tags["images"]
+  assert {"ece", "explanations/mask_lift"} <= tags["scalars"]
+
+  # predict and the re-exported SavedModel apply the same temperature.
+  files = [os.path.join(source_dir, name) for name in predictions["file_name"][:5]]
+  frame = predict.predict_files(run, files, explain_dir=str(tmp_path / "why"))
+  assert list(frame["uncertain"]) == list(frame["confidence"] < 0.25)  # stored P
+  probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
+  np.testing.assert_allclose(probs, predictions[[c for c in predictions.columns
+                                                 if c.startswith("p_")]][:5], atol=1e-4)
+  assert len(os.listdir(tmp_path / "why")) == 5
+  assert all(os.path.getsize(p) > 0 for p in frame["explanation"])
+  served = tf.saved_model.load(os.path.join(run, "export"))
+  out_served = served.signatures["serving_default"](
+      tf.constant([open(f, "rb").read() for f in files]))
+  np.testing.assert_allclose(out_served["probabilities"].numpy(), probs, atol=1e-4)
+  # Both are the best model's own probabilities, scaled by 1 / T in log space.
+  model = evaluate.load_run_model(run)
+  batch = np.stack([predict.load_for_model(f, model.input_shape[1:]) for f in files])
+  log_raw = np.log(model(batch, training=False).numpy().astype(np.float64))
+  scaled = np.exp(log_raw / temperature)
+  np.testing.assert_allclose(probs, scaled / scaled.sum(1, keepdims=True), atol=1e-4)

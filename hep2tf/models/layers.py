@@ -1,10 +1,12 @@
 """Input layers the models put in front of themselves: normalisation and scaling.
 
 Every model takes float32 images in [0, 255], shape (N, H, W, C), and normalises them
-inside itself, so a saved model needs no preprocessing code beside it. The layers here
-are registered as Keras serialisables (package "hep2tf"), so a `.keras` file holding
-them loads with `keras.saving.load_model(path, safe_mode=True)` once `hep2tf.models`
-is imported.
+inside itself, so a saved model needs no preprocessing code beside it. Records of
+any bit depth reach them in that range: 16-bit records as `stored * 255 /
+white_level` (`input_pipeline.to_model_input`), a float in which every 16-bit level
+stays distinct. The layers here are registered as Keras serialisables (package
+"hep2tf"), so a `.keras` file holding them loads with
+`keras.saving.load_model(path, safe_mode=True)` once `hep2tf.models` is imported.
 
 IIF images are dark: most pixels are background and a nucleus may sit at 10 to 30% of
 full scale. Fed as they are, activations have a variance near 1e-3 while BatchNorm's
