@@ -151,7 +151,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
             resize=resize, apply_mask=apply_mask, progress=progress,
             max_megapixels=max_megapixels, balance=balance,
             augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-            rejects=rejects))
+            rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles,
+            pixels=pixels))
   name = source.name
   if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
     raise ValueError(f"dataset name must be snake_case, got {name!r}")
@@ -364,8 +365,8 @@ def _summarise(output_dir, name, class_names, manifest, shard_lengths, num_bytes
     counts[split] = {c: int(per_class.get(c, 0)) for c in class_names}
   return WriteSummary(str(output_dir), name, class_names, splits, counts,
                       {s: len(v) for s, v in shard_lengths.items()}, num_bytes,
-                      image_shape, num_rejected, pixels,
-                      samples.pixel_warnings(manifest, pixels))
+                      image_shape, num_rejected, pixels=pixels,
+                      warnings=samples.pixel_warnings(manifest, pixels))
 
 
 def _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape):
