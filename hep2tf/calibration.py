@@ -26,8 +26,10 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from scipy import optimize
 
+from hep2tf import storage
 from hep2tf.errors import InputError
 
 NUM_BINS = 15
@@ -224,12 +226,12 @@ def calibration_report(probs, y_true, calibrated=None,
 def read_run_calibration(model_dir: str) -> dict[str, Any]:
   """RUN/calibration.json as a dict; {} when the run has none."""
   path = os.path.join(model_dir, CALIBRATION_FILE)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return {}
   try:
-    with open(path) as f:
+    with storage.open_file(path) as f:
       stored = json.load(f)
-  except (OSError, ValueError) as e:
+  except (OSError, ValueError, tf.errors.OpError) as e:
     raise InputError(f"cannot read {CALIBRATION_FILE}: {e}", file=path) from e
   temperature = stored.get("temperature")
   if temperature is not None and not (isinstance(temperature, (int, float))
@@ -248,8 +250,5 @@ def update_run_calibration(model_dir: str, **values) -> dict[str, Any]:
   """Merges `values` into RUN/calibration.json (written atomically); returns it."""
   stored = {**read_run_calibration(model_dir), **values}
   path = os.path.join(model_dir, CALIBRATION_FILE)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(stored, f, indent=2)
-  os.replace(tmp, path)
+  storage.write_atomic(path, json.dumps(stored, indent=2))
   return stored

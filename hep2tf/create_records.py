@@ -31,6 +31,7 @@ from hep2tf import images
 from hep2tf import intensity
 from hep2tf import sources
 from hep2tf import splits
+from hep2tf import storage
 from hep2tf import synth
 from hep2tf import writer
 
@@ -183,7 +184,7 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
                                name=name, **(source_options or {}))
   output_dir = output_dir or os.path.join("records", source.name)
-  if os.path.exists(output_dir) and not overwrite:
+  if storage.exists(output_dir) and not overwrite:
     # Fail before hashing and splitting; the writer checks again before publishing.
     raise errors.InputError("the records folder exists; pass --overwrite to replace "
                             "it", file=output_dir)

@@ -30,7 +30,8 @@ import pandas as pd
 from absl import app, flags
 
 from hep2tf import (augment, calibration, errors, explain, export, folds, intensity,
-                    input_pipeline, metrics, plots, schema, summaries, trainer)
+                    input_pipeline, metrics, plots, schema, storage, summaries,
+                    trainer)
 
 
 def define_flags() -> None:
@@ -56,17 +57,17 @@ GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
 
 def read_run_config(model_dir: str) -> dict:
   path = os.path.join(model_dir, trainer.CONFIG_FILE)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{model_dir} is not a hep2tf run directory "
                             f"({trainer.CONFIG_FILE} is missing)")
-  with open(path) as f:
+  with storage.open_file(path) as f:
     return json.load(f)
 
 
 def load_run_model(model_dir: str, checkpoint: str = "best"):
   name = trainer.BEST_MODEL if checkpoint == "best" else trainer.FINAL_MODEL
   path = os.path.join(model_dir, name)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{path} does not exist; has the run finished an epoch?")
   return trainer.load_model(path)
 
@@ -222,9 +223,9 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
       y_true, probs, class_names, groups=meta.get(schema.GROUP),
       positive_class=run.get("positive_class"))
   report.update(split=split, tta=tta, checkpoint=checkpoint,
-                records_dir=os.path.abspath(records_dir))
+                records_dir=storage.abspath(records_dir))
   # Whether the converter could keep every specimen/patient/slide in one split.
-  with open(os.path.join(records_dir, "hep2tf.json")) as f:
+  with storage.open_file(os.path.join(records_dir, "hep2tf.json")) as f:
     report["group_disjoint"] = json.load(f).get("group_disjoint")
   report.update(calibration.calibration_report(raw, y_true, scaled, temperature))
   report["by_intensity"] = metrics.subgroup_report(
@@ -263,12 +264,9 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
                   explained=None) -> str:
   """Writes RUN/eval/<split>/ (see the module docstring) and its TensorBoard events."""
   out = os.path.join(model_dir, "eval", split)
-  os.makedirs(out, exist_ok=True)
+  storage.makedirs(out)
   class_names = report["class_names"]
-  tmp = os.path.join(out, f".metrics.json.tmp-{os.getpid()}")
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=2)
-  os.replace(tmp, os.path.join(out, "metrics.json"))
+  storage.write_atomic(os.path.join(out, "metrics.json"), json.dumps(report, indent=2))
   frame = pd.DataFrame({
       "file_name": meta.get(schema.FILE_NAME), "id": meta.get(schema.ID),
       "group": meta.get(schema.GROUP), "intensity": meta.get(schema.INTENSITY),
@@ -279,10 +277,11 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
     frame["uncertain"] = probs.max(axis=1) < report["abstention"]["min_confidence"]
   for k, name in enumerate(class_names):
     frame[f"p_{name}"] = probs[:, k]
-  frame.to_csv(os.path.join(out, "predictions.csv"), index=False)
+  storage.write_atomic(os.path.join(out, "predictions.csv"),
+                       frame.to_csv(index=False))
   if report.get("group", {}).get("table"):
-    pd.DataFrame(report["group"]["table"]).to_csv(
-        os.path.join(out, "specimen_votes.csv"), index=False)
+    storage.write_atomic(os.path.join(out, "specimen_votes.csv"),
+                         pd.DataFrame(report["group"]["table"]).to_csv(index=False))
   figures = {
       "confusion_matrix": plots.confusion_matrix_figure(
           np.asarray(report["confusion_matrix"]), class_names),

@@ -26,7 +26,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from hep2tf import calibration, intensity
+from hep2tf import calibration, intensity, storage
 
 
 def decode_for_model(encoded: tf.Tensor, channels: int,
@@ -114,6 +114,11 @@ def export_serving(model: keras.Model, path: str, *, class_names, channels: int,
   archive.temperature = scale
   archive.add_endpoint(name="serving_default", fn=serve,
                        input_signature=[tf.TensorSpec([None], tf.string)])
+  if not storage.is_local(path):
+    # No folder rename on object stores: replaced in place (storage.py).
+    storage.rmtree(path, ignore_errors=True)
+    archive.write_out(path, verbose=False)
+    return path
   tmp = f"{path}.tmp-{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
   archive.write_out(tmp, verbose=False)

@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from hep2tf import schema
+from hep2tf import schema, storage
 
 MANIFEST = "manifest.csv"
 # The manifest column with a dataset's own folds (C-NMC fold_0..2); "" elsewhere.
@@ -45,10 +45,11 @@ class FoldSpec:
 
 def _read_manifest(records_dir: str) -> pd.DataFrame:
   path = os.path.join(records_dir, MANIFEST)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f"{records_dir}: {MANIFEST} is missing; folds are made "
                             "from the manifest the converter writes")
-  return pd.read_csv(path, dtype=str, keep_default_na=False)
+  with storage.open_file(path) as f:
+    return pd.read_csv(f, dtype=str, keep_default_na=False)
 
 
 def official_folds(records_dir: str, split: str = "train") -> list[str]:
@@ -127,8 +128,7 @@ def fold_size(records_dir: str, split: str, spec: FoldSpec) -> int:
   """Examples (copies included) of `split` that the spec selects."""
   folds = assign_folds(os.fspath(records_dir), split, spec.num_folds, spec.seed,
                        spec.by_group, spec.column)
-  manifest = pd.read_csv(os.path.join(records_dir, MANIFEST), dtype=str,
-                         keep_default_na=False)
+  manifest = _read_manifest(records_dir)
   ids = manifest.loc[manifest["split"] == split, "id"]
   in_fold = ids.map(folds).to_numpy() == spec.index
   return int(in_fold.sum() if spec.holdout else (~in_fold).sum())

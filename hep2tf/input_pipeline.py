@@ -35,6 +35,7 @@ from hep2tf import augment
 from hep2tf import folds
 from hep2tf import intensity
 from hep2tf import schema
+from hep2tf import storage
 from hep2tf.errors import InputError
 
 INFO_FILE = "hep2tf.json"
@@ -85,16 +86,16 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
   """
   records_dir = os.fspath(records_dir)
   path = os.path.join(records_dir, INFO_FILE)
-  if not os.path.isdir(records_dir):
+  if not storage.isdir(records_dir):
     raise InputError("records folder does not exist", file=records_dir)
-  if not os.path.isfile(path):
+  if not storage.exists(path):
     raise InputError(
         f"not a hep2tf records folder: no {INFO_FILE} (make one with "
         "`python -m hep2tf.create_records`)", file=records_dir)
   try:
-    with open(path, encoding="utf-8") as f:
+    with storage.open_file(path) as f:
       raw = json.load(f)
-  except (OSError, ValueError) as e:
+  except (OSError, ValueError, tf.errors.OpError) as e:
     raise InputError(f"cannot read {INFO_FILE}: {e}", file=path) from e
   if not isinstance(raw, dict):
     raise InputError(f"{INFO_FILE} must hold a JSON object", file=path)
@@ -140,7 +141,7 @@ def shard_files(records_dir: str | os.PathLike, split: str) -> list[str]:
   """
   info = load_info(records_dir)
   found: dict[str, list[tuple[int, int, str]]] = {}
-  for entry in sorted(os.listdir(info.records_dir)):
+  for entry in sorted(storage.listdir(info.records_dir)):
     match = _SHARD_RE.match(entry)
     if match and match["name"] == info.name:
       found.setdefault(match["split"], []).append(

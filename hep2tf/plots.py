@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hep2tf import storage
 from hep2tf.errors import InputError
 
 # Base names of history columns drawn on the accuracy axis; "val_" marks validation.
@@ -413,6 +414,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
 def save_png(data: bytes, path: str | os.PathLike) -> None:
   """Writes PNG bytes to `path` atomically (temp file, then rename)."""
   path = os.fspath(path)
+  if not storage.is_local(path):
+    storage.write_atomic(path, data)  # one object, whole or absent (storage.py)
+    return
   folder = os.path.dirname(os.path.abspath(path))
   handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
   try:

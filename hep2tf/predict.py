@@ -26,7 +26,8 @@ import pandas as pd
 from absl import app, flags
 from PIL import Image
 
-from hep2tf import augment, calibration, errors, evaluate, explain, images, intensity, plots
+from hep2tf import (augment, calibration, errors, evaluate, explain, images, intensity,
+                    plots, storage)
 
 
 def define_flags() -> None:
@@ -52,8 +53,9 @@ def load_for_model(path: str, input_shape,
   """
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
-  loaded = images.load_image(path, channels, image_size=(height, width),
-                             resize="pad", pixel_spec=pixels)
+  with storage.local_copy(path) as local:  # images.py opens local files
+    loaded = images.load_image(local, channels, image_size=(height, width),
+                               resize="pad", pixel_spec=pixels)
   array = images.decode_png(loaded.png).astype(np.float32)
   return array * np.float32(255.0 / pixels.white_level)
 
@@ -109,7 +111,7 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
 def write_overlays(model, batch, probs, names, start: int, class_names,
                    explain_dir: str) -> list[str]:
   """One PNG per image: the cell and its SmoothGrad map for the predicted class."""
-  os.makedirs(explain_dir, exist_ok=True)
+  storage.makedirs(explain_dir)
   predicted = probs.argmax(axis=1)
   maps = explain.smoothgrad(model, batch, predicted)
   paths = []
@@ -141,7 +143,7 @@ def main(argv):
   if FLAGS.output == "-":
     frame.to_csv(sys.stdout, index=False, float_format="%.6f")
   else:
-    frame.to_csv(FLAGS.output, index=False, float_format="%.6f")
+    storage.write_atomic(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
     print(f"{len(frame)} predictions written to {FLAGS.output}")
 
 

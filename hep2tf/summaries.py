@@ -12,6 +12,8 @@ Layout under the run directory (what `tensorboard --logdir RUN` shows):
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from typing import Callable, Mapping, Sequence
@@ -21,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from hep2tf import metrics, plots
+from hep2tf import metrics, plots, storage
 
 
 def current_learning_rate(optimizer) -> float:
@@ -56,6 +58,37 @@ class ScalarSummaries(keras.callbacks.Callback):
           tf.summary.scalar(key[len("val_"):], float(value))
     self._train.flush()
     self._val.flush()
+
+
+class HistoryCSV(keras.callbacks.Callback):
+  """history.csv as Keras's CSVLogger(append=True) writes it (`epoch`, then the
+  logged keys sorted), but rewritten whole after each epoch with
+  `storage.write_atomic`, so it also works on object stores, which cannot append,
+  and a crash never leaves half a row."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._path = path
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = dict(logs or {})
+    text = ""
+    if storage.exists(self._path):
+      with storage.open_file(self._path) as f:
+        text = f.read()
+    buffer = io.StringIO()
+    if text.strip():
+      fields = next(csv.reader([text.splitlines()[0]]))
+      buffer.write(text if text.endswith("\n") else text + "\n")
+      writer = csv.DictWriter(buffer, fields, lineterminator="\n",
+                              extrasaction="ignore")
+    else:
+      fields = ["epoch"] + sorted(logs)
+      writer = csv.DictWriter(buffer, fields, lineterminator="\n")
+      writer.writeheader()
+    writer.writerow({key: (epoch if key == "epoch" else logs.get(key, "NA"))
+                     for key in fields})
+    storage.write_atomic(self._path, buffer.getvalue())
 
 
 def _png_to_image(png: bytes) -> tf.Tensor:

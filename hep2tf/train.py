@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import distribute, errors, hardware, trainer
+from hep2tf import distribute, errors, hardware, storage, trainer
 
 _D = trainer.TrainConfig()
 
@@ -79,6 +79,7 @@ def define_flags() -> None:
   # Distribution.
   flags.DEFINE_enum("distribution", _D.distribution, list(distribute.STRATEGIES), "default: one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG (worker 0 or the chief writes the run); tpu. --batch_size is the global batch, split across replicas; --learning_rate is for that global batch: scale it linearly when you scale the batch with the number of replicas.")
   flags.DEFINE_string("tpu", _D.tpu, "TPU name or address for --distribution=tpu ('' = the attached one).")
+  flags.DEFINE_enum("training_loop", _D.training_loop, ["auto", "fit", "custom"], "fit: Keras Model.fit; custom: hep2tf's own loop (hep2tf/loop.py), which also runs under multi_worker; auto: custom (the same step time as fit on the smoke config).")
   flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into this many logical devices (to try mirrored training without GPUs).")
 
 
@@ -87,14 +88,18 @@ FLAGS = flags.FLAGS
 
 def check_paths(config: trainer.TrainConfig, model_dir: str) -> None:
   """Rejects path flags that cannot be right, before anything is written."""
-  if not os.path.isdir(config.records_dir):
+  if not storage.isdir(config.records_dir):
     raise FileNotFoundError(f"--records_dir={config.records_dir} is not a folder; "
                             "make records with python -m hep2tf.create_records")
-  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+  if storage.exists(model_dir) and not storage.isdir(model_dir):
     raise ValueError(f"--model_dir={model_dir} is a file, not a run directory")
-  if os.path.realpath(model_dir) == os.path.realpath(config.records_dir):
+  if storage.is_local(model_dir) and storage.is_local(config.records_dir):
+    same = os.path.realpath(model_dir) == os.path.realpath(config.records_dir)
+  else:
+    same = model_dir.rstrip("/") == config.records_dir.rstrip("/")
+  if same:
     raise ValueError("--model_dir must not be the records folder")
-  if config.weights not in ("none", "", "imagenet") and not os.path.exists(config.weights):
+  if config.weights not in ("none", "", "imagenet") and not storage.exists(config.weights):
     raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
                             "directory (expected none, imagenet, a .keras/.weights.h5 "
                             "file or an earlier run)")
@@ -109,10 +114,9 @@ def write_flagfile(path: str) -> None:
   """The resolved train flags, as a flagfile that reproduces the run."""
   names = [f.name for f in dataclasses.fields(trainer.TrainConfig)
            if f.name != "overwrite"] + ["model_dir"]
-  with open(path, "w") as f:
-    f.write("# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS\n")
-    for flag in (FLAGS[name] for name in names):
-      f.write(flag.serialize() + "\n")
+  lines = ["# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS"]
+  lines += [FLAGS[name].serialize() for name in names]
+  storage.write_atomic(path, "\n".join(lines) + "\n")
 
 
 def main(argv):

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import (augment, distribute, export, folds, hardware, input_pipeline,
-                    metrics, models, plots, summaries)
+from hep2tf import (augment, distribute, export, folds, hardware, input_pipeline, loop,
+                    metrics, models, plots, storage, summaries)
 
 CONFIG_FILE = "config.json"
 BEST_MODEL = "best.keras"
@@ -99,6 +99,7 @@ class TrainConfig:
   distribution: str = "default"  # default | mirrored | multi_worker | tpu
   tpu: str = ""
   cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
+  training_loop: str = "auto"    # auto (= custom) | fit | custom: hep2tf/loop.py
 
 
 SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
@@ -248,7 +249,7 @@ def atomic_save(model: keras.Model, path: str) -> None:
   tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
                      os.path.basename(path))
   model.save(tmp)
-  os.replace(tmp, path)
+  storage.replace(tmp, path)
 
 
 class BestModel(keras.callbacks.Callback):
@@ -263,8 +264,8 @@ class BestModel(keras.callbacks.Callback):
     self._monitor = monitor
     self._state_path = os.path.join(model_dir, BEST_STATE)
     self.best = -math.inf
-    if os.path.exists(self._state_path):
-      with open(self._state_path) as f:
+    if storage.exists(self._state_path):
+      with storage.open_file(self._state_path) as f:
         self.best = json.load(f)["value"]
 
   def on_epoch_end(self, epoch, logs=None):
@@ -279,10 +280,7 @@ class BestModel(keras.callbacks.Callback):
 
 
 def _write_json(path: str, obj) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  storage.write_atomic(path, json.dumps(obj, indent=2))
 
 
 # --- The run ------------------------------------------------------------------------
@@ -290,13 +288,13 @@ def _write_json(path: str, obj) -> None:
 
 def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
   """A finished run is only replaced with overwrite; an unfinished one resumes."""
-  if os.path.exists(os.path.join(model_dir, COMPLETE_FILE)):
+  if storage.exists(os.path.join(model_dir, COMPLETE_FILE)):
     if not overwrite:
       raise FileExistsError(
           f"{model_dir} holds a finished run; pass --overwrite to train it again "
           "or choose another --model_dir")
-    shutil.rmtree(model_dir)
-  os.makedirs(model_dir, exist_ok=True)
+    storage.rmtree(model_dir)
+  storage.makedirs(model_dir)
 
 
 def setup_execution(config: TrainConfig) -> tuple[str, str]:
@@ -354,27 +352,28 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
   distribute.split_cpu(config.cpu_devices)
   strategy = distribute.make_strategy(config.distribution, config.tpu)
   chief = distribute.is_chief(strategy)
+  restore_root = os.path.join(model_dir, CHECKPOINT_DIR)
   if chief:
     prepare_run_dir(model_dir, config.overwrite)
     run_dir = model_dir
-    backup_root = os.path.join(model_dir, CHECKPOINT_DIR)
+    backup_root = restore_root
   else:
     # Other workers compute the same things but write them to a scratch folder;
-    # they keep their resume state beside the chief's, as Keras did for them.
+    # they resume from the chief's checkpoints (hep2tf/loop.py).
     run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
-    backup_root = os.path.join(model_dir, CHECKPOINT_DIR,
-                               f"workertemp_{distribute.task_id()[1]}")
+    backup_root = os.path.join(run_dir, CHECKPOINT_DIR)
   # The precision policy is Keras-global; it is the run's, so it ends with the run.
   previous_policy = keras.mixed_precision.global_policy()
   try:
-    return _train(config, strategy, run_dir, backup_root)
+    return _train(config, strategy, run_dir, backup_root, restore_root)
   finally:
     keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
       shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> dict:
+def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
+           restore_root: str) -> dict:
   policy, policy_reason = setup_execution(config)
   info = input_pipeline.load_info(config.records_dir)
   class_names = list(info.class_names)
@@ -434,7 +433,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
   _write_json(os.path.join(model_dir, CONFIG_FILE), {
       "model": config.model, "input_shape": list(input_shape),
       "class_names": class_names, "positive_class": info.positive_class,
-      "records_dir": os.path.abspath(config.records_dir),
+      "records_dir": storage.abspath(config.records_dir),
       "image_size": list(image_size) if image_size else None,
       "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
       "mixed_precision": policy, "mixed_precision_reason": policy_reason,
@@ -444,11 +443,11 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
   nan_guard = NaNGuard()
   callbacks = [
       nan_guard,
-      keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+      summaries.HistoryCSV(os.path.join(model_dir, HISTORY_FILE)),
       summaries.ScalarSummaries(model_dir),
       BestModel(model_dir, model),
   ]
-  if config.image_summary_every > 0:
+  if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         model_dir, next(iter(train_ds)), augmenter,
         lambda: _predict_split(model, val_ds), class_names,
@@ -461,17 +460,28 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
 
+  weights = (class_weights(info.class_counts.get(config.train_split, {}), class_names)
+             if config.class_weights else None)
+
   def fit(epochs, backup_dir, initial_epoch=0):
     # Each phase backs up on its own: the optimizer of the unfrozen phase has other
     # variables than the frozen one's. A finished phase restores and runs no epoch.
+    if loop.uses_custom(config.training_loop, config.distribution):
+      loop.fit(strategy, train_model, train_ds, val_ds, epochs=epochs,
+               initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+               global_batch_size=config.batch_size, class_weight=weights,
+               recall_names=[f"recall_{_slug(c)}" for c in class_names],
+               callbacks=callbacks, checkpoint_dir=os.path.join(backup_root, backup_dir),
+               restore_dir=os.path.join(restore_root, backup_dir),
+               chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
+               verbose=fit_verbosity())
+      return
     backup = SafeBackupAndRestore(os.path.join(backup_root, backup_dir),
                                   delete_checkpoint=False)
     train_model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
         callbacks=[backup] + callbacks, verbose=fit_verbosity(), shuffle=False,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=(class_weights(info.class_counts.get(config.train_split, {}),
-                                    class_names) if config.class_weights else None))
+        steps_per_epoch=steps_per_epoch, class_weight=weights)
 
   start = time.time()
   try:
@@ -501,10 +511,19 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
         f"{model_dir}/{CHECKPOINT_DIR} to resume). Lower --learning_rate or check "
         "the input.")
 
+  if not distribute.is_chief(strategy):
+    # The chief writes the run's outputs; another worker only reports.
+    y_true, probs, _ = _predict_split(model, val_ds)
+    report = metrics.classification_report(y_true, probs, class_names,
+                                           positive_class=info.positive_class)
+    report.update(epochs_run=len(read_history(model_dir).get("epoch", [])),
+                  train_seconds=train_seconds)
+    return report
+
   # --- Outputs of a finished run --------------------------------------------------
   atomic_save(model, os.path.join(model_dir, FINAL_MODEL))
   best_path = os.path.join(model_dir, BEST_MODEL)
-  if not os.path.exists(best_path):
+  if not storage.exists(best_path):
     atomic_save(model, best_path)
   best = load_model(best_path)
   export.export_serving(best, os.path.join(model_dir, EXPORT_DIR),
@@ -530,7 +549,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str) -> d
   _write_json(os.path.join(model_dir, COMPLETE_FILE),
               {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})
-  shutil.rmtree(backup_root, ignore_errors=True)
+  storage.rmtree(backup_root, ignore_errors=True)
   return report
 
 
@@ -543,10 +562,11 @@ def load_model(path: str) -> keras.Model:
 def read_history(model_dir: str) -> dict:
   """The run's per-epoch metrics (history.csv) as {column: list}; {} if none yet."""
   path = os.path.join(model_dir, HISTORY_FILE)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return {}
   import pandas as pd
-  frame = pd.read_csv(path)
+  with storage.open_file(path) as f:
+    frame = pd.read_csv(f)
   # A resumed run may have logged an epoch twice; the later row is the one kept.
   frame = frame.drop_duplicates(subset="epoch", keep="last")
   return {k: frame[k].tolist() for k in frame.columns}

@@ -43,6 +43,7 @@ from hep2tf import images
 from hep2tf import intensity
 from hep2tf import samples
 from hep2tf import schema
+from hep2tf import storage
 from hep2tf.errors import InputError, Rejects
 
 SPLIT_ORDER = ("train", "validation", "test")
@@ -141,6 +142,17 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
   Returns:
     A WriteSummary. Raises InputError for bad input or an existing output_dir.
   """
+  if not storage.is_local(output_dir):
+    return _write_through_local(
+        os.fspath(output_dir), overwrite,
+        lambda local: write_records(
+            source, examples, local, num_shards=num_shards, num_workers=num_workers,
+            seed=seed, overwrite=False, on_error=on_error, image_size=image_size,
+            resize=resize, apply_mask=apply_mask, progress=progress,
+            max_megapixels=max_megapixels, balance=balance,
+            augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
+            rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles,
+            pixels=pixels))
   name = source.name
   if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
     raise ValueError(f"dataset name must be snake_case, got {name!r}")
@@ -408,6 +420,27 @@ def _write_tables(staging, source, summary, manifest, has_mask, balance,
   (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
   if len(rejects):
     rejects.write_csv(staging / REJECTS)
+
+
+def _write_through_local(url: str, overwrite: bool, write) -> WriteSummary:
+  """A records folder at a tf.io.gfile URL (gs://, hdfs://, ram://): built whole
+  in a local scratch folder by `write(local_dir)` (the parallel loaders and the
+  rename-based publish need a local disk), then copied file by file with the
+  metadata last (`storage.copy_tree`): not atomic, see docs/CLUSTER.md."""
+  url = url.rstrip("/")
+  if storage.exists(url) and not overwrite:
+    raise InputError("the records folder exists; pass overwrite (--overwrite) to "
+                     "replace it", file=url)
+  scratch = storage.local_staging(prefix="hep2tf-records-")
+  try:
+    summary = write(os.path.join(scratch, url.rsplit("/", 1)[-1]))
+    if storage.exists(url):
+      storage.rmtree(url)
+    storage.copy_tree(os.fspath(summary.output_dir), url,
+                      last=(REJECTS, "dataset_info.json", HEP2TF_JSON))
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  return dataclasses.replace(summary, output_dir=url)
 
 
 def _publish(staging: pathlib.Path, output_dir: pathlib.Path) -> None:

@@ -164,6 +164,7 @@ def test_nan_loss_stops_with_a_clear_message(tiny_records, tmp_path):
   # The epoch that went NaN was not backed up for resuming.
   assert not os.path.exists(os.path.join(run, "checkpoints", "main",
                                          "latest.weights.h5"))
+  assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints", "main")) is None
 
 
 def _train_command(records_dir, run, *extra):

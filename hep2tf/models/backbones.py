@@ -36,6 +36,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
+from hep2tf import storage
 from hep2tf.errors import InputError
 from hep2tf.models import is_weights_path, register
 from hep2tf.models import layers as hep2tf_layers
@@ -309,14 +310,14 @@ def load_pretrained(model: keras.Model, source: str | os.PathLike) -> list[str]:
 
 
 def _resolve_source(source: str) -> str:
-  if os.path.isdir(source):
+  if storage.isdir(source):
     for name in RUN_CHECKPOINTS:
       candidate = os.path.join(source, name)
-      if os.path.isfile(candidate):
+      if storage.exists(candidate):
         return candidate
     raise InputError(f"run directory holds neither {' nor '.join(RUN_CHECKPOINTS)}",
                      file=source)
-  if not os.path.isfile(source):
+  if not storage.exists(source) or storage.isdir(source):
     raise InputError("weights file not found", file=source)
   if not source.endswith((".keras", ".h5")):
     raise InputError("weights must be a .keras file, a .weights.h5 file or a run "
@@ -335,7 +336,8 @@ def _read_stores(path: str) -> dict[str, dict[str, np.ndarray]]:
         layer.save_own_variables(store)
         stores[name] = {k: np.asarray(v) for k, v in store.items()}
       return stores
-    return _read_weights_h5(path)
+    with storage.local_copy(path) as local:  # h5py reads local files only
+      return _read_weights_h5(local)
   except InputError:
     raise
   except Exception as e:  # h5py, zipfile and Keras raise many kinds

@@ -1,0 +1,298 @@
+"""A custom training loop that runs under every tf.distribute strategy.
+
+Keras 3's `Model.fit` cannot train under `MultiWorkerMirroredStrategy`
+(keras-team/keras#20585: it reduces scalar metrics and the first data batch across
+workers in ways that fail). This loop is the TensorFlow `multi_worker_with_ctl`
+pattern with a Keras 3 model:
+
+- the model and its optimizer are built under `strategy.scope()` (by the trainer);
+- one `tf.function` step runs `strategy.run` on each replica: the per-example loss
+  (class-weighted) is averaged over the GLOBAL batch with `tf.nn.compute_average_loss`,
+  the model's regularisation losses are divided by the replicas with
+  `tf.nn.scale_regularization_loss`, and the optimizer all-reduces the gradients
+  (sum) before applying them, so a step is the same update as one process with the
+  same global batch;
+- metrics stay out of the replicated state: each replica returns its loss and a
+  (class-weighted) confusion matrix, which are summed across replicas with
+  `strategy.reduce` and turned into accuracy, MCA and per-class recall on the host.
+  No Keras metric variable is mirrored, so the NaN metrics of keras-team/keras#21467
+  (a mirrored `Mean` accumulator) cannot happen here;
+- every worker validates on the whole validation split with the inference-mode model,
+  and the chief's numbers are then broadcast (an all-reduce in which only replica 0
+  contributes), so that decisions taken from them (reduce-on-plateau, early stopping,
+  the NaN stop) are the same on every worker even if their arithmetic differs;
+- the run's Keras callbacks (history.csv, summaries, best model, schedules, early
+  stopping, the NaN guard) are driven with the same logs `fit` gives them;
+- after each epoch whose loss is finite, a `tf.train.Checkpoint` (model, optimizer,
+  epoch) is written. The chief writes to the run's checkpoint folder; other workers
+  must take part in the save but write to a scratch folder they delete at once (as
+  the TensorFlow multi-worker guide does). On start, every worker restores from the
+  chief's folder, so a job restarted after a kill continues from the last epoch all
+  workers finished.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+EPOCH_VARIABLE = "epoch"
+LOOPS = ("auto", "fit", "custom")
+# Keras fit cannot run under these strategies (keras-team/keras#20585).
+FIT_FAILS_UNDER = ("multi_worker",)
+
+
+def uses_custom(training_loop: str, distribution: str) -> bool:
+  """Whether `--training_loop` with `--distribution` trains with this loop.
+
+  `auto` is this loop under every strategy: one loop everywhere, since its step
+  costs what fit's does (benchmarks/multi_worker.py: 1.02x fit's step time on the
+  smoke config, docs/CLUSTER.md). `fit` keeps Keras's own loop where it works.
+  """
+  if training_loop not in LOOPS:
+    raise ValueError(f"unknown training_loop {training_loop!r}: expected one of "
+                     f"{LOOPS}")
+  if training_loop == "fit" and distribution in FIT_FAILS_UNDER:
+    raise ValueError(f"--training_loop=fit cannot train with "
+                     f"--distribution={distribution} (keras-team/keras#20585); use "
+                     "auto or custom")
+  return training_loop in ("auto", "custom")
+
+
+def confusion_logs(confusion: np.ndarray, recall_names: Sequence[str],
+                   prefix: str = "") -> dict[str, float]:
+  """accuracy, mca and recall_<class> from a (K, K) confusion matrix (rows = true).
+
+  The same definitions as the compiled metrics of the fit path (`metrics.py`):
+  argmax-based, classes without true examples left out of the MCA.
+  """
+  confusion = np.asarray(confusion, np.float64)
+  total = confusion.sum()
+  support = confusion.sum(axis=1)
+  hits = np.diag(confusion)
+  recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+  present = support > 0
+  logs = {f"{prefix}accuracy": float(hits.sum() / total) if total else 0.0,
+          f"{prefix}mca": float(recall[present].mean()) if present.any() else 0.0}
+  for name, value in zip(recall_names, recall):
+    logs[f"{prefix}{name}"] = float(value)
+  return logs
+
+
+class Loop:
+  """The compiled steps of one training model under one strategy.
+
+  Args:
+    strategy: the strategy the model and optimizer were built under.
+    train_model: compiled (for its optimizer and loss) training model: augmenter ->
+      inference model, so augmentation runs inside the step.
+    global_batch_size: examples per step over all replicas.
+    class_weight: {class id: weight} or None, as `fit` takes it.
+    jit_compile: compile the forward and backward pass with XLA (the gradient
+      all-reduce and the update stay outside XLA).
+  """
+
+  def __init__(self, strategy: tf.distribute.Strategy, train_model: keras.Model, *,
+               global_batch_size: int, class_weight: dict | None = None,
+               jit_compile: bool = False):
+    self.strategy = strategy
+    self.model = train_model
+    self.optimizer = train_model.optimizer
+    self.num_classes = int(train_model.output_shape[-1])
+    self.global_batch_size = int(global_batch_size)
+    config = dict(train_model.loss.get_config(), reduction=None)
+    self._loss = type(train_model.loss).from_config(config)
+    self._class_weight = None
+    if class_weight:
+      self._class_weight = tf.constant(
+          [float(class_weight.get(k, 1.0)) for k in range(self.num_classes)],
+          tf.float32)
+    with strategy.scope():
+      # Slots exist before any restore, so the checkpoint restores them eagerly.
+      self.optimizer.build(train_model.trainable_variables)
+    if jit_compile and not getattr(train_model, "jit_compile", True):
+      # Keras's compile found ops XLA cannot compile (the rotation layer on CPU)
+      # and turned it off, with a warning; fit would run without XLA, and so do we.
+      jit_compile = False
+    self._jit_compile = jit_compile
+    self._forward_backward = tf.function(self._forward_backward_fn,
+                                         jit_compile=jit_compile or None)
+    self._train_step = tf.function(self._train_step_fn)
+    self._predict = tf.function(lambda images: train_model(images, training=False))
+    self._broadcast = tf.function(self._broadcast_fn)
+
+  # --- Training ---------------------------------------------------------------------
+
+  def _confusion(self, labels, probs, weights):
+    true = tf.one_hot(tf.argmax(labels, axis=-1), self.num_classes, dtype=tf.float32)
+    pred = tf.one_hot(tf.argmax(probs, axis=-1), self.num_classes, dtype=tf.float32)
+    return tf.matmul(true * weights[:, tf.newaxis], pred, transpose_a=True)
+
+  def _forward_backward_fn(self, images, labels):
+    model = self.model
+    with tf.GradientTape() as tape:
+      probs = model(images, training=True)
+      per_example = tf.cast(self._loss(labels, probs), tf.float32)
+      if self._class_weight is not None:
+        weights = tf.gather(self._class_weight, tf.argmax(labels, axis=-1))
+      else:
+        weights = tf.ones_like(per_example)
+      loss = tf.nn.compute_average_loss(per_example * weights,
+                                        global_batch_size=self.global_batch_size)
+      if model.losses:
+        loss += tf.nn.scale_regularization_loss(
+            tf.add_n([tf.cast(l, tf.float32) for l in model.losses]))
+      scaled = self.optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, model.trainable_variables)
+    return loss, grads, self._confusion(labels, tf.cast(probs, tf.float32), weights)
+
+  def _train_step_fn(self, iterator):
+    def replica_step(images, labels):
+      loss, grads, confusion = self._forward_backward(images, labels)
+      # Keras's optimizer all-reduces (sums) the gradients over the replicas here.
+      self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+      return loss, confusion
+
+    loss, confusion = self.strategy.run(replica_step, args=next(iterator))
+    # Each replica's loss is its share of the global mean: the sum is the mean.
+    return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+            self.strategy.reduce(tf.distribute.ReduceOp.SUM, confusion, axis=None))
+
+  def train_step(self, iterator) -> tuple[float, np.ndarray]:
+    """One global step; returns (the step's loss, its summed confusion matrix)."""
+    loss, confusion = self._train_step(iterator)
+    return float(loss), confusion.numpy()
+
+  # --- Validation --------------------------------------------------------------------
+
+  def evaluate(self, dataset: tf.data.Dataset, recall_names) -> dict[str, float]:
+    """Inference-mode loss and metrics over a finite dataset, on this worker.
+
+    The loss is the mean per-example loss plus the regularisation losses, as
+    Keras's `evaluate` reports it (no class weights in validation).
+    """
+    loss_sum, count = 0.0, 0
+    confusion = np.zeros((self.num_classes, self.num_classes))
+    for images, labels in dataset:
+      probs = tf.cast(self._predict(images), tf.float32)
+      loss_sum += float(tf.reduce_sum(tf.cast(self._loss(labels, probs),
+                                              tf.float32)))
+      count += int(labels.shape[0])
+      confusion += self._confusion(labels, probs, tf.ones(labels.shape[0])).numpy()
+    regularization = sum(float(l) for l in self.model.losses)
+    logs = {"val_loss": (loss_sum / count if count else math.nan) + regularization}
+    logs.update(confusion_logs(confusion, recall_names, prefix="val_"))
+    return logs
+
+  def _broadcast_fn(self, values):
+    def keep_first(values):
+      context = tf.distribute.get_replica_context()
+      first = tf.equal(context.replica_id_in_sync_group, 0)
+      return tf.where(first, values, tf.zeros_like(values))
+
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                self.strategy.run(keep_first, args=(values,)),
+                                axis=None)
+
+  def broadcast(self, logs: dict[str, float]) -> dict[str, float]:
+    """The first replica's (the chief's) values of `logs`, on every worker."""
+    keys = sorted(logs)
+    values = self._broadcast(tf.constant([logs[k] for k in keys], tf.float32))
+    return dict(zip(keys, (float(v) for v in values.numpy())))
+
+
+def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
+        train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *, epochs: int,
+        steps_per_epoch: int, global_batch_size: int, recall_names: Sequence[str],
+        callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: str,
+        restore_dir: str, chief: bool, initial_epoch: int = 0,
+        class_weight: dict | None = None, jit_compile: bool = False,
+        verbose: int = 2) -> int:
+  """Trains `train_model` as `Model.fit` would, epochs initial_epoch+1 .. epochs.
+
+  Args:
+    train_ds: endless training batches of the GLOBAL batch size (the strategy
+      splits them over the replicas and, across workers, shards them as the
+      dataset's auto-shard policy says).
+    val_ds: finite validation batches, read whole by every worker.
+    recall_names: the log names of the per-class recalls, in class order.
+    callbacks: Keras callbacks, called with the logs `fit` would give them; a
+      callback that sets `model.stop_training` ends the run after that batch/epoch.
+    checkpoint_dir: where this worker writes the resume state; `restore_dir`:
+      where it is read from (the chief's folder; the same folder on the chief).
+    chief: whether this worker's checkpoint folder is the real one. Other workers
+      delete what they wrote after each save.
+    verbose: 1, a progress bar with ETA (a terminal); 2, one line per epoch.
+
+  Returns:
+    The number of the last epoch run (or restored).
+  """
+  loop = Loop(strategy, train_model, global_batch_size=global_batch_size,
+              class_weight=class_weight, jit_compile=jit_compile)
+  epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_VARIABLE)
+  checkpoint = tf.train.Checkpoint(model=train_model, optimizer=loop.optimizer,
+                                   epoch=epoch_var)
+  latest = tf.train.latest_checkpoint(restore_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("Restored %s (epoch %d)", latest, int(epoch_var))
+    initial_epoch = max(initial_epoch, int(epoch_var))
+  manager = (tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
+             if chief else None)
+
+  callback_list = keras.callbacks.CallbackList(
+      list(callbacks), model=train_model, epochs=epochs, steps=steps_per_epoch,
+      verbose=2)
+  train_model.stop_training = False
+  iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+  callback_list.on_train_begin()
+  epoch = initial_epoch
+  for epoch in range(initial_epoch, epochs):
+    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+    start = time.time()
+    callback_list.on_epoch_begin(epoch)
+    loss_sum, steps = 0.0, 0
+    confusion = np.zeros((loop.num_classes, loop.num_classes))
+    bar = keras.utils.Progbar(steps_per_epoch, verbose=1) if verbose == 1 else None
+    for step in range(steps_per_epoch):
+      callback_list.on_train_batch_begin(step)
+      loss, step_confusion = loop.train_step(iterator)
+      loss_sum += loss
+      steps += 1
+      confusion += step_confusion
+      callback_list.on_train_batch_end(step, {"loss": loss})
+      if bar is not None:
+        bar.update(step + 1, [("loss", loss)])
+      if train_model.stop_training:
+        break
+    logs = {"loss": loss_sum / max(1, steps)}
+    logs.update(confusion_logs(confusion, recall_names))
+    logs.update(loop.broadcast(loop.evaluate(val_ds, recall_names)))
+    callback_list.on_epoch_end(epoch, logs)
+    print(f"{steps}/{steps_per_epoch} - {time.time() - start:.0f}s - " +
+          " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+    if math.isfinite(logs["loss"]):
+      # Only finished, finite epochs are kept for resuming.
+      epoch_var.assign(epoch + 1)
+      if chief:
+        manager.save(checkpoint_number=epoch + 1)
+      else:
+        # A fresh manager each time: the last one's files are gone.
+        tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1).save(
+            checkpoint_number=epoch + 1)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if train_model.stop_training:
+      break
+  callback_list.on_train_end()
+  sys.stdout.flush()
+  return epoch + 1
+

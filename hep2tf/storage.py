@@ -1,0 +1,141 @@
+"""Paths that may be local or any `tf.io.gfile` URL (gs://, hdfs://, s3://, ram://).
+
+Every path flag of hep2tf (records, run directories, weights, outputs) goes through
+these helpers, so a cluster can keep its records and runs on shared storage, as Model
+Garden and TFDS do.
+
+What is atomic where:
+- a local (POSIX) path: whole files are written to a temporary sibling and renamed
+  into place (`os.replace`), folders likewise; a crash leaves the old or the new
+  version, never half of one. A shared POSIX filesystem (NFS, Lustre) keeps this
+  as long as its rename is atomic.
+- a URL: a file is written as a temporary sibling and renamed over the target
+  (`tf.io.gfile.rename`). On object stores (gs://, s3://) that rename is a
+  server-side copy and an object appears whole when it is complete, so a single
+  file is still all-or-nothing; HDFS renames files atomically. Folders are never
+  atomic on URLs: they are copied object by object (see `copy_tree`), and a reader
+  must wait for the file that is written last (`hep2tf.json` for records,
+  `complete.json` for a run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import tensorflow as tf
+
+
+def is_local(path: str | os.PathLike) -> bool:
+  """Whether `path` is a local path (no URL scheme other than file://)."""
+  path = os.fspath(path)
+  return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str | os.PathLike) -> str:
+  path = os.fspath(path)
+  return path[len("file://"):] if path.startswith("file://") else path
+
+
+def abspath(path: str | os.PathLike) -> str:
+  """os.path.abspath for local paths; a URL is already absolute."""
+  return os.path.abspath(_local(path)) if is_local(path) else os.fspath(path)
+
+
+def exists(path) -> bool:
+  return tf.io.gfile.exists(os.fspath(path))
+
+
+def isdir(path) -> bool:
+  return tf.io.gfile.isdir(os.fspath(path))
+
+
+def makedirs(path) -> None:
+  tf.io.gfile.makedirs(os.fspath(path))
+
+
+def listdir(path) -> list[str]:
+  """Entry names of a folder (without the trailing '/' some filesystems add)."""
+  return [name.rstrip("/") for name in tf.io.gfile.listdir(os.fspath(path))]
+
+
+def rmtree(path, ignore_errors: bool = False) -> None:
+  path = os.fspath(path)
+  if is_local(path):
+    shutil.rmtree(_local(path), ignore_errors=ignore_errors)
+    return
+  try:
+    tf.io.gfile.rmtree(path)
+  except tf.errors.OpError:
+    if not ignore_errors:
+      raise
+
+
+def open_file(path, mode: str = "r"):
+  """A file object: the built-in open for local paths, tf.io.gfile.GFile for URLs."""
+  path = os.fspath(path)
+  if is_local(path):
+    return open(_local(path), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+  return tf.io.gfile.GFile(path, mode)
+
+
+def write_atomic(path, data: str | bytes) -> None:
+  """Writes a whole file as a temporary sibling, then `replace`s the file with it.
+
+  (Also on URLs: TensorFlow's ram:// filesystem appends when a GFile opens an
+  existing file for writing, and a rename is what object stores make whole.)
+  """
+  path = os.fspath(path)
+  mode = "wb" if isinstance(data, bytes) else "w"
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open_file(tmp, mode) as f:
+    f.write(data)
+  replace(tmp, path)
+
+
+def replace(src, dst) -> None:
+  """Moves a file over `dst`: atomic on local paths; copy + delete on object stores."""
+  if is_local(src) and is_local(dst):
+    os.replace(_local(src), _local(dst))
+  else:
+    tf.io.gfile.rename(os.fspath(src), os.fspath(dst), overwrite=True)
+
+
+def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
+  """Copies the local folder `src` to `dst` (a URL) file by file; the names in
+  `last` (relative paths) are copied after all others, so their presence tells a
+  reader that the rest is there."""
+  files = []
+  for root, _, names in os.walk(src):
+    for name in names:
+      files.append(os.path.relpath(os.path.join(root, name), src))
+  files.sort(key=lambda rel: (rel in last, last.index(rel) if rel in last else 0, rel))
+  for rel in files:
+    target = "/".join([dst.rstrip("/")] + rel.split(os.sep))
+    tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+    tf.io.gfile.copy(os.path.join(src, rel), target, overwrite=True)
+
+
+def local_staging(prefix: str = "hep2tf-") -> str:
+  """A fresh local scratch folder (for outputs that are built locally first)."""
+  return tempfile.mkdtemp(prefix=prefix)
+
+
+@contextlib.contextmanager
+def local_copy(path) -> Iterator[str]:
+  """Yields a local path holding the file `path`: itself when local, else a scratch
+  copy (for readers that open local files only: PIL, h5py), removed afterwards."""
+  path = os.fspath(path)
+  if is_local(path):
+    yield _local(path)
+    return
+  scratch = local_staging()
+  try:
+    local = os.path.join(scratch, path.rstrip("/").rsplit("/", 1)[-1])
+    tf.io.gfile.copy(path, local)
+    yield local
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
