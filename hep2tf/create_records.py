@@ -55,6 +55,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
                        "synthetic: cells to draw.")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
+  flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
+                    "synthetic: default, or stress (specimen shift: its test "
+                    "specimens are out of focus, dimmer and noisier; the split "
+                    "comes from its folders; into data/ and records/"
+                    f"{SYNTHETIC_NAME}_stress).")
   # Output.
   flags.DEFINE_string("output_dir", None, "Records folder (default records/<name>).")
   flags.DEFINE_string("name", None, "Dataset name, snake_case (default: the "
@@ -106,7 +111,7 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    output_dir: str | None = None, name: str | None = None,
                    overwrite: bool = False, source_options: dict | None = None,
                    synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
-                   synth_seed: int = 0,
+                   synth_seed: int = 0, synth_profile: str = "default",
                    validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
                    test_fraction: float = splits.DEFAULT_TEST_FRACTION,
                    group_split: bool = True, balance: str = "none",
@@ -127,14 +132,15 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   rejects = errors.Rejects()
   layout = dataset
   if dataset == SYNTHETIC:
-    data_dir = data_dir or SYNTHETIC_DIR
-    name = name or SYNTHETIC_NAME
+    suffix = "" if synth_profile == "default" else f"_{synth_profile}"
+    data_dir = data_dir or SYNTHETIC_DIR + suffix
+    name = name or SYNTHETIC_NAME + suffix
     if not synth.matches(data_dir, synth_num_images, synth_seed,
-                         SYNTHETIC_IMAGE_SIZE):
+                         SYNTHETIC_IMAGE_SIZE, profile=synth_profile):
       logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
       synth.generate(data_dir, synth_num_images, seed=synth_seed,
                      image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
-                     overwrite=True)
+                     overwrite=True, profile=synth_profile)
     layout = "icpr2014"
   elif not data_dir:
     raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
@@ -179,6 +185,7 @@ def main(argv: Sequence[str]) -> int:
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
         synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
+        synth_profile=FLAGS.synth_profile,
         validation_fraction=FLAGS.validation_fraction,
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
         balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
