@@ -72,6 +72,11 @@ def define_flags() -> None:
                      "Fraction of all examples for test when splits are made.")
   flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
                        "split when groups are known.")
+  flags.DEFINE_enum("small_groups", "carve", list(splits.SMALL_GROUP_MODES),
+                    "When some class has too few specimens/patients for grouped "
+                    "train/validation/test (fewer than 3): carve validation from "
+                    "the training cells of training groups (said at conversion and "
+                    "recorded in hep2tf.json as not group-disjoint), or fail.")
   flags.DEFINE_enum("balance", "none", list(splits.BALANCE_MODES),
                     "Equal class counts in train by over- or undersampling.")
   flags.DEFINE_integer("augment_copies", 0, "Extra dihedral copies (0..7) of each "
@@ -114,7 +119,8 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    synth_seed: int = 0, synth_profile: str = "default",
                    validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
                    test_fraction: float = splits.DEFAULT_TEST_FRACTION,
-                   group_split: bool = True, balance: str = "none",
+                   group_split: bool = True, small_groups: str = "carve",
+                   balance: str = "none",
                    augment_copies: int = 0, seed: int = 0,
                    image_size: tuple[int, int] | None = None, resize: str = "pad",
                    apply_mask: bool = False,
@@ -154,7 +160,8 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   examples = splits.assign_splits(
       source.examples, validation_fraction=validation_fraction,
       test_fraction=test_fraction, seed=seed, by_group=group_split,
-      on_error=on_error, rejects=rejects)
+      on_error=on_error, rejects=rejects, small_groups=small_groups)
+  split_notes = list(examples.attrs.get("split_notes", []))
   examples = splits.balance(examples, balance, seed=seed)
   examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
   summary = writer.write_records(
@@ -163,7 +170,7 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
       resize=resize, apply_mask=apply_mask, progress=progress,
       max_megapixels=max_megapixels, balance=balance,
       augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-      rejects=rejects)
+      rejects=rejects, split_notes=split_notes)
   return summary, rejects
 
 
@@ -188,6 +195,7 @@ def main(argv: Sequence[str]) -> int:
         synth_profile=FLAGS.synth_profile,
         validation_fraction=FLAGS.validation_fraction,
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
+        small_groups=FLAGS.small_groups,
         balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
         image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
         apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
@@ -204,6 +212,8 @@ def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int
   print(f"Records in {summary.output_dir} ({summary.name}, classes "
         f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
   print(summary.table())
+  for note in summary.split_notes:
+    print(f"split note: {note}")
   if len(rejects):
     # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "

@@ -54,6 +54,9 @@ class DatasetInfo:
   seed: int | None = None
   dataset: str | None = None
   data_dir: str | None = None
+  # What the converter's splitter gave up, e.g. a validation split carved from the
+  # training groups of a small grouped set; [] when the splits are group-disjoint.
+  split_notes: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def num_classes(self) -> int:
@@ -101,6 +104,7 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
       seed=raw.get("seed"),
       dataset=raw.get("dataset"),
       data_dir=raw.get("data_dir"),
+      split_notes=[str(n) for n in raw.get("split_notes") or []],
   )
 
 

@@ -269,11 +269,11 @@ def stress_specimen_params(seed: int, specimen: int, intensity: str,
       "read_noise": READ_NOISE_DN,
   }
   if split == "test":
-    spec.update(gain=spec["gain"] * rng.uniform(0.45, 0.7),
-                background=rng.uniform(0.03, 0.07),
-                blur=rng.uniform(1.5, 2.5),
-                photons_per_dn=rng.uniform(0.5, 0.8),
-                read_noise=rng.uniform(2.5, 4.0))
+    spec.update(gain=spec["gain"] * rng.uniform(0.6, 0.85),
+                background=rng.uniform(0.02, 0.045),
+                blur=rng.uniform(1.5, 2.0),
+                photons_per_dn=rng.uniform(0.8, 1.1),
+                read_noise=rng.uniform(1.8, 2.8))
   return spec
 
 

@@ -62,6 +62,8 @@ class WriteSummary:
   num_bytes: dict[str, int]
   image_shape: list[int] | None
   num_rejected: int = 0
+  # What the splitter had to give up (splits.assign_splits' attrs["split_notes"]).
+  split_notes: list[str] = dataclasses.field(default_factory=list)
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""
@@ -100,7 +102,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                   balance: str = "none", augment_copies: int = 0,
                   data_dir: str | os.PathLike | None = None,
                   dataset: str | None = None,
-                  rejects: Rejects | None = None) -> WriteSummary:
+                  rejects: Rejects | None = None,
+                  split_notes: Sequence[str] = ()) -> WriteSummary:
   """Writes `examples` as a records folder at `output_dir`, atomically.
 
   Args:
@@ -118,6 +121,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     data_dir: the folder file names are relative to (default: the images' common
       folder). dataset: the source layout's name, recorded (default: source.name).
     rejects: inputs already skipped by earlier stages, written with ours.
+    split_notes: what the splitter gave up (e.g. validation not group-disjoint),
+      recorded in hep2tf.json.
 
   Returns:
     A WriteSummary. Raises InputError for bad input or an existing output_dir.
@@ -168,6 +173,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
     summary = _summarise(output_dir, name, class_names, manifest, shard_lengths,
                          num_bytes, image_shape, len(rejects))
+    summary.split_notes = list(split_notes)
     _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape)
     _write_tables(staging, source, summary, manifest, has_mask, balance,
                   augment_copies, seed, dataset or name, data_dir, rejects)
@@ -345,7 +351,8 @@ def _write_tables(staging, source, summary, manifest, has_mask, balance,
           "has_mask": has_mask, "positive_class": source.positive_class,
           "splits": summary.splits, "class_counts": summary.class_counts,
           "balance": balance, "augment_copies": augment_copies, "seed": seed,
-          "dataset": dataset, "data_dir": str(data_dir)}
+          "dataset": dataset, "data_dir": str(data_dir),
+          "split_notes": summary.split_notes}
   (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
   if len(rejects):
     rejects.write_csv(staging / REJECTS)

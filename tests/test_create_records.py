@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import pandas as pd
 import pytest
@@ -28,11 +29,32 @@ def test_default_pipeline_keeps_specimens_and_hashes_apart(synthetic):
   assert summary.name == "synthetic_hep2" and sum(summary.splits.values()) == 60
   manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
                          keep_default_na=False)
-  assert (manifest.groupby("group")["split"].nunique() == 1).all()
+  # 12 specimens, 2 per class: too few for three grouped splits. Specimens keep
+  # train and test apart; validation is carved from training specimens, and says so.
+  outer = manifest[manifest["split"] != "validation"]
+  assert (outer.groupby("group")["split"].nunique() == 1).all()
   assert (manifest.groupby("sha256")["split"].nunique() == 1).all()
+  assert set(summary.splits) == {"train", "validation", "test"}
+  for split in ("train", "validation", "test"):
+    assert all(summary.class_counts[split][c] > 0 for c in summary.class_names), split
+  train_groups = set(manifest[manifest["split"] == "train"]["group"])
+  assert set(manifest[manifest["split"] == "validation"]["group"]) <= train_groups
+  meta = json.loads((pathlib.Path(summary.output_dir) / writer.HEP2TF_JSON
+                     ).read_text())
+  assert any("Golgi has 2 groups" in n for n in meta["split_notes"])
+  assert any("NOT group-disjoint" in n for n in meta["split_notes"])
   builder = tfds.builder_from_directory(summary.output_dir)
   record = next(iter(tfds.as_numpy(builder.as_dataset(split="train"))))
   assert record["image"].shape == (78, 78, 1)
+
+
+def test_small_grouped_set_can_stop_instead(synthetic, tmp_path):
+  folder, _ = synthetic
+  with pytest.raises(errors.InputError, match="--small_groups=carve"):
+    create_records.create_records(
+        data_dir=str(folder), output_dir=str(tmp_path / "rec"), synth_num_images=60,
+        small_groups="fail", num_workers=1, progress=False)
+  assert not (tmp_path / "rec").exists()
 
 
 def test_balance_and_copies_give_the_promised_counts(synthetic, tmp_path):
