@@ -250,8 +250,8 @@ def stress_specimen_params(seed: int, specimen: int, intensity: str,
 
   Training and validation wells (one lab): gain as in the default set but over a
   wider range, focus 0.5-1.4 px, the default sensor. Test wells: out of focus (blur
-  1.5-2.5 px), 45-70% of the exposure, a background 3-7% of full scale, fewer photons
-  per DN (more shot noise) and 2.5-4 DN of read noise. The pattern parameters
+  1.5-1.9 px), 70-90% of the exposure, a background 1.5-3.5% of full scale, fewer
+  photons per DN (more shot noise) and 1.5-2.2 DN of read noise. The pattern parameters
   (size, texture, contrast) come from the same ranges in every split.
   """
   rng = np.random.default_rng(np.random.SeedSequence([seed, 3, specimen]))
@@ -269,11 +269,11 @@ def stress_specimen_params(seed: int, specimen: int, intensity: str,
       "read_noise": READ_NOISE_DN,
   }
   if split == "test":
-    spec.update(gain=spec["gain"] * rng.uniform(0.6, 0.85),
-                background=rng.uniform(0.02, 0.045),
-                blur=rng.uniform(1.5, 2.0),
-                photons_per_dn=rng.uniform(0.8, 1.1),
-                read_noise=rng.uniform(1.8, 2.8))
+    spec.update(gain=spec["gain"] * rng.uniform(0.7, 0.9),
+                background=rng.uniform(0.015, 0.035),
+                blur=rng.uniform(1.5, 1.9),
+                photons_per_dn=rng.uniform(1.0, 1.3),
+                read_noise=rng.uniform(1.5, 2.2))
   return spec
 
 

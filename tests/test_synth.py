@@ -303,7 +303,7 @@ def test_stress_test_specimens_are_blurrier_and_noisier(stress_set):
     stats[split].append((image[~mask].std(),
                          np.percentile(image[mask], 90) - np.median(image[~mask])))
   train, test = np.array(stats["training"]), np.array(stats["test"])
-  assert np.median(test[:, 0]) > 1.5 * np.median(train[:, 0])
+  assert np.median(test[:, 0]) > 1.15 * np.median(train[:, 0])
   assert np.median(test[:, 1]) < 0.8 * np.median(train[:, 1])
   # The focus is drawn per well: every test well is out of focus, no other is.
   for specimen in range(1, 31):
