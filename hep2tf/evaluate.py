@@ -112,7 +112,14 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
       y_true, probs, run["class_names"], groups=groups,
       positive_class=run.get("positive_class"))
   report.update(split=split, tta=tta, checkpoint=checkpoint,
-                records_dir=os.path.abspath(records_dir))
+                records_dir=os.path.abspath(records_dir), split_notes=info.split_notes)
+  # Beside the training's validation MCA of the best checkpoint, when it is known.
+  complete = os.path.join(model_dir, trainer.COMPLETE_FILE)
+  if (checkpoint == "best" and os.path.exists(complete)
+      and split != run.get("config", {}).get("eval_split", "validation")):
+    with open(complete) as f:
+      report["val_test_gap"] = metrics.val_test_gap(json.load(f)["val_mca"],
+                                                    report["mca"])
   if write:
     write_results(model_dir, split, report, y_true, probs, meta, shown)
   return report
@@ -165,6 +172,12 @@ def main(argv):
   title = f"{FLAGS.model_dir} on {FLAGS.split}" + (" (TTA)" if FLAGS.tta else "")
   print(metrics.format_report(report, title=title))
   print(f"{FLAGS.split}: MCA {report['mca']:.4f}  ACA {report['aca']:.4f}")
+  gap = report.get("val_test_gap")
+  if gap:
+    print(f"validation MCA {gap['validation_mca']:.4f}, gap {gap['gap']:+.4f}"
+          + (f"  WARNING: {gap['warning']}" if gap["warning"] else ""))
+  for note in report["split_notes"]:
+    print(f"split note (from the converter): {note}")
   print(f"written to {os.path.join(FLAGS.model_dir, 'eval', FLAGS.split)}")
 
 

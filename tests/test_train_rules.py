@@ -1,5 +1,6 @@
-"""Train length that scales with the set (--min_steps) and automatic class weights
-(--auto_class_weights) in hep2tf.trainer."""
+"""Rules for small and shifted sets: train length that scales with the set
+(--min_steps), automatic class weights (--auto_class_weights), and the
+validation-test gap that evaluate reports."""
 
 import json
 import logging
@@ -7,7 +8,7 @@ import os
 
 import pytest
 
-from hep2tf import input_pipeline, trainer
+from hep2tf import evaluate, input_pipeline, metrics, trainer
 
 CLASSES = ["a", "b", "c"]
 
@@ -63,3 +64,19 @@ def test_a_short_imbalanced_run_trains_longer_and_weights_its_classes(
     assert json.load(f)["config"]["epochs"] == 2
   assert "under --min_steps" in caplog.text
   assert "weighting the loss by class" in caplog.text
+  # Evaluate puts the test MCA beside the validation MCA of the best checkpoint.
+  test = evaluate.evaluate_run(run, "test", write=False)
+  gap = test["val_test_gap"]
+  assert gap["validation_mca"] == pytest.approx(report["mca"])
+  assert gap["gap"] == pytest.approx(report["mca"] - test["mca"])
+  assert "val_test_gap" not in evaluate.evaluate_run(run, "validation", write=False)
+
+
+def test_val_test_gap_warns_above_the_threshold():
+  small = metrics.val_test_gap(0.95, 0.93)
+  assert small["gap"] == pytest.approx(0.02) and small["warning"] is None
+  large = metrics.val_test_gap(0.904, 0.753)
+  assert large["gap"] == pytest.approx(0.151) and "0.151" in large["warning"]
+  # A test split easier than validation is no warning.
+  assert metrics.val_test_gap(0.80, 0.90)["warning"] is None
+  assert metrics.val_test_gap(0.90, 0.87, threshold=0.02)["warning"]
