@@ -67,7 +67,9 @@ def test_tfds_reads_the_records_and_labels_match_the_manifest(tmp_path):
   meta = json.loads((tmp_path / "rec" / writer.HEP2TF_JSON).read_text())
   assert set(meta) == {"name", "class_names", "channels", "image_shape", "has_mask",
                        "positive_class", "splits", "class_counts", "balance",
-                       "augment_copies", "seed", "dataset", "data_dir"}
+                       "augment_copies", "seed", "dataset", "data_dir",
+                       "split_notes"}
+  assert meta["split_notes"] == []
   assert meta["class_counts"]["test"] == {"Homogeneous": 4, "Golgi": 4}
   assert "Golgi" in builder.info.description
 
