@@ -165,3 +165,18 @@ def test_sigkill_mid_write_leaves_previous_dataset_and_rerun_completes(tmp_path)
   after = _manifest(out)
   assert (after["dihedral"] != "0").any() and not after.equals(before)
   assert not glob.glob(staging), "the killed run's staging folder was left behind"
+
+
+def test_stress_profile_keeps_its_specimen_split(tmp_path):
+  summary, _ = create_records.create_records(
+      data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "rec"),
+      synth_num_images=60, synth_profile="stress", num_workers=1, progress=False)
+  assert summary.name == "synthetic_hep2_stress"
+  assert set(summary.splits) == {"train", "validation", "test"}
+  manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
+                         keep_default_na=False)
+  # The folders give the split, by specimen; the converter keeps it as it is.
+  assert (manifest.groupby("group")["split"].nunique() == 1).all()
+  test_files = {f"{i}.png" for i in manifest[manifest["split"] == "test"]["id"]}
+  assert test_files == {p.name for p in (tmp_path / "data" / "test").glob("?????.png")}
+  assert summary.split_notes == []
