@@ -1,14 +1,15 @@
 """Rules for small and shifted sets: train length that scales with the set
 (--min_steps), automatic class weights (--auto_class_weights), and the
-validation-test gap that evaluate reports."""
+validation-test gap that evaluate and the sweep's refit report."""
 
 import json
 import logging
 import os
 
+import pandas as pd
 import pytest
 
-from hep2tf import evaluate, input_pipeline, metrics, trainer
+from hep2tf import evaluate, input_pipeline, metrics, sweep, trainer
 
 CLASSES = ["a", "b", "c"]
 
@@ -80,3 +81,13 @@ def test_val_test_gap_warns_above_the_threshold():
   # A test split easier than validation is no warning.
   assert metrics.val_test_gap(0.80, 0.90)["warning"] is None
   assert metrics.val_test_gap(0.90, 0.87, threshold=0.02)["warning"]
+
+
+def test_sweep_results_show_the_refits_gap(tmp_path):
+  table = pd.DataFrame({"rank": [1], "learning_rate": [1e-3], "mean_val_mca": [0.9]})
+  refit = {"combination": {"learning_rate": 1e-3}, "run_dir": "r", "split": "test",
+           "mca": 0.75, "aca": 0.8,
+           "val_test_gap": metrics.val_test_gap(0.904, 0.75)}
+  sweep.write_results(str(tmp_path), table, 3, {}, refit=refit)
+  text = (tmp_path / sweep.RESULTS_MD).read_text()
+  assert "validation - test gap +0.1540" in text and "**Warning:**" in text
