@@ -9,8 +9,11 @@ Images are float32 in [0, 255], shape (N, H, W, C) (a few functions also take on
   labels and therefore run on the host after batching);
 - Keras layers that run inside the compiled training step, on the accelerator when
   there is one, and are the identity at inference: `RandomDihedral`, `RandomErasing`,
-  and `build_augmenter`, which stacks them with Keras' own rotation and colour layers
-  into the Sequential named "augment" that the trainer puts in front of the model.
+  the specimen-level layers (what differs between IIF slides, exposures and
+  microscopes: `RandomDefocus`, `RandomGainGamma`, `RandomBackgroundOffset`,
+  `RandomSensorNoise`), and `build_augmenter`, which stacks them with Keras' own
+  rotation and colour layers into the Sequential named "augment" that the trainer
+  puts in front of the model.
 """
 
 from __future__ import annotations
@@ -328,16 +331,209 @@ class RandomErasing(keras.layers.Layer):
             "seed": self.seed}
 
 
+# ---------------------------------------------------------------------------------
+# Specimen-level layers: what varies between slides, exposures and microscopes. Each
+# draws one setting per image (a cell crop stands for its specimen) and keeps the
+# 0..255 range.
+
+
+def _uniform(seed, n, low, high) -> tf.Tensor:
+  return tf.random.stateless_uniform([n], seed=seed, minval=low, maxval=high)
+
+
+def _check_nonnegative(**values) -> None:
+  for name, value in values.items():
+    if value < 0:
+      raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+@keras.saving.register_keras_serializable(package="hep2tf")
+class RandomDefocus(keras.layers.Layer):
+  """Gaussian blur with a random sigma per image, uniform in [0, max_sigma] pixels.
+
+  Stands for the focus of a slide. Separable convolution with one kernel per image
+  (the batch is folded into the channels of a depthwise convolution), reflecting at
+  the border so the background does not darken there. Sigma 0 is the identity.
+
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
+  """
+
+  def __init__(self, max_sigma: float = 1.5, seed: int | None = None, **kwargs):
+    super().__init__(**kwargs)
+    _check_nonnegative(max_sigma=max_sigma)
+    self.max_sigma = float(max_sigma)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def call(self, inputs, training=False):
+    if not training or self.max_sigma == 0:
+      return inputs
+    images = tf.convert_to_tensor(inputs)
+    n = tf.shape(images)[0]
+    sigma = _uniform(_seed_pair(self.generator), n, 0.0, self.max_sigma)
+    return gaussian_blur(images, sigma, radius=math.ceil(3 * self.max_sigma))
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "max_sigma": self.max_sigma, "seed": self.seed}
+
+
+def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
+  """Blurs image i of (N, H, W, C) with a Gaussian of sigma[i] pixels (N,).
+
+  Kernels span 2 * radius + 1 taps, normalised to sum 1; sigma near 0 leaves the
+  image as it is. Borders are reflected (radius must be < H and < W).
+  """
+  images = tf.convert_to_tensor(images)
+  shape = tf.shape(images)
+  n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+  taps = tf.range(-radius, radius + 1, dtype=images.dtype)
+  sigma = tf.maximum(tf.cast(sigma, images.dtype), 1e-3)
+  kernel = tf.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)      # (N, K)
+  kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)
+  # One kernel per (image, channel): the channels of a depthwise convolution.
+  kernel = tf.reshape(tf.repeat(kernel, c, axis=0), [-1, 2 * radius + 1])  # (N*C, K)
+  folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, h, w, n * c])
+  padded = tf.pad(folded, [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                  mode="REFLECT")
+  along_w = tf.transpose(kernel)[None, :, :, None]                  # (1, K, N*C, 1)
+  along_h = tf.transpose(kernel)[:, None, :, None]                  # (K, 1, N*C, 1)
+  out = tf.nn.depthwise_conv2d(padded, along_w, [1, 1, 1, 1], "VALID")
+  out = tf.nn.depthwise_conv2d(out, along_h, [1, 1, 1, 1], "VALID")
+  out = tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3])
+  return tf.ensure_shape(out, images.shape)
+
+
+@keras.saving.register_keras_serializable(package="hep2tf")
+class RandomGainGamma(keras.layers.Layer):
+  """Exposure and camera response: x -> 255 * g * (x / 255) ** gamma, clipped.
+
+  Per image, g is log-uniform in [1 / (1 + gain), 1 + gain] and gamma log-uniform in
+  [1 / (1 + gamma), 1 + gamma]; 0 turns either off. Unlike RandomBrightness, which
+  adds, a gain multiplies: the dark background stays dark, as on a longer exposure.
+
+  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  """
+
+  def __init__(self, gain: float = 0.5, gamma: float = 0.0, seed: int | None = None,
+               **kwargs):
+    super().__init__(**kwargs)
+    _check_nonnegative(gain=gain, gamma=gamma)
+    self.gain = float(gain)
+    self.gamma = float(gamma)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def call(self, inputs, training=False):
+    if not training or (self.gain == 0 and self.gamma == 0):
+      return inputs
+    images = tf.convert_to_tensor(inputs)
+    n = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 2)
+    log_g, log_gamma = math.log1p(self.gain), math.log1p(self.gamma)
+    gain = tf.exp(_uniform(seeds[0], n, -log_g, log_g))[:, None, None, None]
+    gamma = tf.exp(_uniform(seeds[1], n, -log_gamma, log_gamma))[:, None, None, None]
+    scaled = tf.clip_by_value(images / 255.0, 0.0, 1.0)
+    return tf.clip_by_value(255.0 * gain * tf.pow(scaled, gamma), 0.0, 255.0)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "gain": self.gain, "gamma": self.gamma,
+            "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="hep2tf")
+class RandomBackgroundOffset(keras.layers.Layer):
+  """Adds a uniform offset in [0, max_offset] DN to each image (out-of-focus haze,
+  unbound conjugate, camera black level), clipped at 255.
+
+  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  """
+
+  def __init__(self, max_offset: float = 10.0, seed: int | None = None, **kwargs):
+    super().__init__(**kwargs)
+    _check_nonnegative(max_offset=max_offset)
+    self.max_offset = float(max_offset)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def call(self, inputs, training=False):
+    if not training or self.max_offset == 0:
+      return inputs
+    images = tf.convert_to_tensor(inputs)
+    offset = _uniform(_seed_pair(self.generator), tf.shape(images)[0], 0.0,
+                      self.max_offset)
+    return tf.clip_by_value(images + offset[:, None, None, None], 0.0, 255.0)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "max_offset": self.max_offset, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="hep2tf")
+class RandomSensorNoise(keras.layers.Layer):
+  """Shot and read noise of a camera, drawn per image.
+
+  Shot noise is signal dependent: Gaussian with variance k * x, where k (DN per
+  photon) is uniform in [0, shot] per image, the normal approximation of Poisson
+  counting. Read noise is Gaussian with a standard deviation uniform in [0, read] DN
+  per image. The sum is clipped to [0, 255].
+
+  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  """
+
+  def __init__(self, shot: float = 1.0, read: float = 2.0, seed: int | None = None,
+               **kwargs):
+    super().__init__(**kwargs)
+    _check_nonnegative(shot=shot, read=read)
+    self.shot = float(shot)
+    self.read = float(read)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def call(self, inputs, training=False):
+    if not training or (self.shot == 0 and self.read == 0):
+      return inputs
+    images = tf.convert_to_tensor(inputs)
+    shape = tf.shape(images)
+    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 4)
+    k = _uniform(seeds[0], shape[0], 0.0, self.shot)[:, None, None, None]
+    read = _uniform(seeds[1], shape[0], 0.0, self.read)[:, None, None, None]
+    shot_std = tf.sqrt(k * tf.maximum(images, 0.0))
+    noise = (shot_std * tf.random.stateless_normal(shape, seed=seeds[2],
+                                                   dtype=images.dtype)
+             + read * tf.random.stateless_normal(shape, seed=seeds[3],
+                                                 dtype=images.dtype))
+    return tf.clip_by_value(images + noise, 0.0, 255.0)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "shot": self.shot, "read": self.read,
+            "seed": self.seed}
+
+
 def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = True,
                     rotation_fill: str = "constant", brightness: float = 0.0,
                     contrast: float = 0.0, erasing: float = 0.0,
+                    defocus: float = 0.0, gain: float = 0.0, gamma: float = 0.0,
+                    background_offset: float = 0.0, shot_noise: float = 0.0,
+                    read_noise: float = 0.0,
                     seed: int | None = None) -> keras.Sequential:
   """The training-time augmentation stack, a Sequential named "augment".
 
   Order: arbitrary-angle rotation (full circle, background filled with 0 because IIF
-  background is dark), the dihedral group (quarter turns and flips), brightness,
-  contrast, random erasing. Each part is left out when switched off; with everything
-  off the Sequential is the identity.
+  background is dark), the dihedral group (quarter turns and flips), then the
+  specimen-level layers in the order of image formation (defocus, background offset,
+  gain and gamma, sensor noise), brightness, contrast, random erasing. Each part is
+  left out when switched off; with everything off the Sequential is the identity.
 
   Args:
     rotation: keras RandomRotation over the full circle.
@@ -348,6 +544,11 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     brightness: RandomBrightness factor (fraction of the 0..255 range); 0 = off.
     contrast: RandomContrast factor; 0 = off.
     erasing: RandomErasing probability; 0 = off.
+    defocus: RandomDefocus max_sigma, pixels; 0 = off.
+    gain, gamma: RandomGainGamma ranges (1 + x as the largest factor); 0 = off.
+    background_offset: RandomBackgroundOffset max_offset, DN; 0 = off.
+    shot_noise, read_noise: RandomSensorNoise shot (DN per photon) and read (DN);
+      0 = off.
     seed: base seed; each layer gets its own derived seed.
 
   Always call it with an explicit `training=` (Keras' fit and predict do): Keras' own
@@ -373,6 +574,18 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     layers.append(keras.layers.RandomFlip("horizontal_and_vertical",
                                           seed=layer_seed(1), dtype="float32",
                                           name="flips"))
+  if defocus > 0:
+    layers.append(RandomDefocus(defocus, seed=layer_seed(5), dtype="float32",
+                                name="defocus"))
+  if background_offset > 0:
+    layers.append(RandomBackgroundOffset(background_offset, seed=layer_seed(6),
+                                         dtype="float32", name="background_offset"))
+  if gain > 0 or gamma > 0:
+    layers.append(RandomGainGamma(gain, gamma, seed=layer_seed(7), dtype="float32",
+                                  name="gain_gamma"))
+  if shot_noise > 0 or read_noise > 0:
+    layers.append(RandomSensorNoise(shot_noise, read_noise, seed=layer_seed(8),
+                                    dtype="float32", name="sensor_noise"))
   if brightness > 0:
     layers.append(keras.layers.RandomBrightness(
         brightness, value_range=(0, 255), seed=layer_seed(2), dtype="float32",

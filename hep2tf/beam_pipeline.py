@@ -106,8 +106,11 @@ def prepare_examples(dataset: str = create_records.SYNTHETIC,
       source.examples, validation_fraction=validation_fraction,
       test_fraction=test_fraction, seed=seed, by_group=group_split,
       on_error=on_error, rejects=rejects)
+  notes = list(examples.attrs.get("split_notes", []))
   examples = splits.balance(examples, balance, seed=seed)
   examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
+  # Carried for convert(), which records them in hep2tf.json as the local writer does.
+  examples.attrs["split_notes"] = notes
   return source, examples, data_dir, rejects
 
 
@@ -310,6 +313,7 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
     summary = writer._summarise(output_dir, source.name, list(source.class_names),
                                 manifest, shard_lengths, num_bytes, image_shape,
                                 len(rejects), pixels)
+    summary.split_notes = list(examples.attrs.get("split_notes", []))
     _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
                     image_shape, balance, augment_copies, seed,
                     dataset or source.name, data_dir, rejects)

@@ -64,6 +64,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
                        "synthetic: cells to draw.")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
+  flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
+                    "synthetic: default, or stress (specimen shift: its test "
+                    "specimens are out of focus, dimmer and noisier; the split "
+                    "comes from its folders; into data/ and records/"
+                    f"{SYNTHETIC_NAME}_stress).")
   # Output.
   flags.DEFINE_string("output_dir", None, "Records folder (default records/<name>).")
   flags.DEFINE_string("name", None, "Dataset name, snake_case (default: the "
@@ -76,6 +81,11 @@ def define_flags() -> None:
                      "Fraction of all examples for test when splits are made.")
   flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
                        "split when groups are known.")
+  flags.DEFINE_enum("small_groups", "carve", list(splits.SMALL_GROUP_MODES),
+                    "When some class has too few specimens/patients for grouped "
+                    "train/validation/test (fewer than 3): carve validation from "
+                    "the training cells of training groups (said at conversion and "
+                    "recorded in hep2tf.json as not group-disjoint), or fail.")
   flags.DEFINE_enum("balance", "none", list(splits.BALANCE_MODES),
                     "Equal class counts in train by over- or undersampling.")
   flags.DEFINE_integer("augment_copies", 0, "Extra dihedral copies (0..7) of each "
@@ -144,10 +154,11 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    output_dir: str | None = None, name: str | None = None,
                    overwrite: bool = False, source_options: dict | None = None,
                    synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
-                   synth_seed: int = 0,
+                   synth_seed: int = 0, synth_profile: str = "default",
                    validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
                    test_fraction: float = splits.DEFAULT_TEST_FRACTION,
-                   group_split: bool = True, balance: str = "none",
+                   group_split: bool = True, small_groups: str = "carve",
+                   balance: str = "none",
                    augment_copies: int = 0, seed: int = 0,
                    image_size: tuple[int, int] | None = None, resize: str = "pad",
                    apply_mask: bool = False,
@@ -167,14 +178,15 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   rejects = errors.Rejects()
   layout = dataset
   if dataset == SYNTHETIC:
-    data_dir = data_dir or SYNTHETIC_DIR
-    name = name or SYNTHETIC_NAME
+    suffix = "" if synth_profile == "default" else f"_{synth_profile}"
+    data_dir = data_dir or SYNTHETIC_DIR + suffix
+    name = name or SYNTHETIC_NAME + suffix
     if not synth.matches(data_dir, synth_num_images, synth_seed,
-                         SYNTHETIC_IMAGE_SIZE):
+                         SYNTHETIC_IMAGE_SIZE, profile=synth_profile):
       logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
       synth.generate(data_dir, synth_num_images, seed=synth_seed,
                      image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
-                     overwrite=True)
+                     overwrite=True, profile=synth_profile)
     layout = "icpr2014"
   elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
     # --csv_path alone: the paths in it are relative to its folder.
@@ -191,7 +203,8 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   examples = splits.assign_splits(
       source.examples, validation_fraction=validation_fraction,
       test_fraction=test_fraction, seed=seed, by_group=group_split,
-      on_error=on_error, rejects=rejects)
+      on_error=on_error, rejects=rejects, small_groups=small_groups)
+  split_notes = list(examples.attrs.get("split_notes", []))
   examples = splits.balance(examples, balance, seed=seed)
   examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
   summary = writer.write_records(
@@ -200,7 +213,8 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
       resize=resize, apply_mask=apply_mask, progress=progress,
       max_megapixels=max_megapixels, balance=balance,
       augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-      rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles)
+      rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles,
+      split_notes=split_notes)
   return summary, rejects
 
 
@@ -232,8 +246,10 @@ def main(argv: Sequence[str]) -> int:
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
         synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
+        synth_profile=FLAGS.synth_profile,
         validation_fraction=FLAGS.validation_fraction,
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
+        small_groups=FLAGS.small_groups,
         balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
         image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
         apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
@@ -260,6 +276,8 @@ def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int
   print(f"Pixels: {summary.pixels.describe()}")
   for warning in summary.warnings:
     print(f"warning: {warning}", file=sys.stderr)
+  for note in summary.split_notes:
+    print(f"split note: {note}")
   if len(rejects):
     # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "

@@ -223,10 +223,17 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
       y_true, probs, class_names, groups=meta.get(schema.GROUP),
       positive_class=run.get("positive_class"))
   report.update(split=split, tta=tta, checkpoint=checkpoint,
-                records_dir=storage.abspath(records_dir))
+                records_dir=storage.abspath(records_dir), split_notes=info.split_notes)
   # Whether the converter could keep every specimen/patient/slide in one split.
   with storage.open_file(os.path.join(records_dir, "hep2tf.json")) as f:
     report["group_disjoint"] = json.load(f).get("group_disjoint")
+  # Beside the training's validation MCA of the best checkpoint, when it is known.
+  complete = os.path.join(model_dir, trainer.COMPLETE_FILE)
+  if (checkpoint == "best" and storage.exists(complete)
+      and split != run.get("config", {}).get("eval_split", "validation")):
+    with storage.open_file(complete) as f:
+      report["val_test_gap"] = metrics.val_test_gap(json.load(f)["val_mca"],
+                                                    report["mca"])
   report.update(calibration.calibration_report(raw, y_true, scaled, temperature))
   report["by_intensity"] = metrics.subgroup_report(
       y_true, probs, meta.get(schema.INTENSITY, [""] * len(y_true)), class_names)
@@ -335,6 +342,12 @@ def main(argv):
   if report.get("group_disjoint") is False:
     print("note: the records' splits are not specimen/patient/slide-disjoint "
           "(group_disjoint: false in hep2tf.json); these figures may be optimistic")
+  gap = report.get("val_test_gap")
+  if gap:
+    print(f"validation MCA {gap['validation_mca']:.4f}, gap {gap['gap']:+.4f}"
+          + (f"  WARNING: {gap['warning']}" if gap["warning"] else ""))
+  for note in report["split_notes"]:
+    print(f"split note (from the converter): {note}")
   print(f"written to {os.path.join(FLAGS.model_dir, 'eval', FLAGS.split)}")
 
 

@@ -71,6 +71,9 @@ class DatasetInfo:
   dataset: str | None = None
   data_dir: str | None = None
   pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
+  # What the converter's splitter gave up, e.g. a validation split carved from the
+  # training groups of a small grouped set; [] when the splits are group-disjoint.
+  split_notes: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def num_classes(self) -> int:
@@ -119,6 +122,7 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
       dataset=raw.get("dataset"),
       data_dir=raw.get("data_dir"),
       pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
+      split_notes=[str(n) for n in raw.get("split_notes") or []],
   )
 
 

@@ -53,6 +53,29 @@ def mean_class_accuracy(y_true, y_pred, num_classes: int) -> float:
   return float(np.mean(recall[~np.isnan(recall)]))
 
 
+GAP_WARNING = 0.05   # a validation-test MCA gap above this is worth a warning
+
+
+def val_test_gap(validation_mca: float, test_mca: float,
+                 threshold: float = GAP_WARNING) -> dict[str, Any]:
+  """How much better a model does on its validation split than on test.
+
+  On sets split by specimen a large positive gap means the model (or the model
+  selection on validation) learnt the training specimens rather than the patterns.
+
+  Returns {validation_mca, test_mca, gap (= validation - test), warning (a sentence
+  when gap > threshold, else None)}.
+  """
+  gap = float(validation_mca) - float(test_mca)
+  warning = None
+  if gap > threshold:
+    warning = (f"validation MCA exceeds test MCA by {gap:.3f} (> {threshold:.2f}): "
+               "the model does not carry over to the test specimens as validation "
+               "suggests")
+  return {"validation_mca": float(validation_mca), "test_mca": float(test_mca),
+          "gap": gap, "warning": warning}
+
+
 def classification_report(y_true, y_score, class_names: Sequence[str], *,
                           groups=None, positive_class: str | int | None = None
                           ) -> dict[str, Any]:

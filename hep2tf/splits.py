@@ -13,13 +13,21 @@ Rules, from the design brief:
   (specimen, patient) are known and by_group, grouped: no group in two splits;
 - no source image (by content hash) in two splits: identical files are tied into one
   group before splitting, and a layout that puts one file's content in two splits is an
-  InputError (a reject under on_error="skip").
+  InputError (a reject under on_error="skip");
+- small grouped sets: when some class has fewer groups than the grouped splits need (3
+  for train / validation / test), whole groups go to train and test only and
+  validation is carved from the training cells of training groups, stratified by class
+  (small_groups="carve", logged and recorded: validation is then not group-disjoint
+  from train), or the conversion stops (small_groups="fail"). The returned table's
+  `attrs["split_notes"]` says what was done (empty when nothing was).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from absl import logging
 
 from hep2tf import images
 from hep2tf.errors import InputError, Rejects
@@ -29,6 +37,7 @@ SPLITS = (TRAIN, VALIDATION, TEST)
 BALANCE_MODES = ("none", "oversample", "undersample")
 DEFAULT_VALIDATION_FRACTION = 0.16
 DEFAULT_TEST_FRACTION = 0.2
+SMALL_GROUP_MODES = ("carve", "fail")
 
 
 def add_hashes(examples: pd.DataFrame, *, on_error: str = "fail",
@@ -55,7 +64,8 @@ def assign_splits(examples: pd.DataFrame, *,
                   validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                   test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0,
                   by_group: bool = True, on_error: str = "fail",
-                  rejects: Rejects | None = None) -> pd.DataFrame:
+                  rejects: Rejects | None = None,
+                  small_groups: str = "carve") -> pd.DataFrame:
   """Gives every example a split; see the module docstring for the rules.
 
   Args:
@@ -67,10 +77,17 @@ def assign_splits(examples: pd.DataFrame, *,
     seed: makes the assignment repeatable.
     by_group: keep each non-empty `group` in one split.
     on_error, rejects: "fail" raises InputError; "skip" drops rows into `rejects`.
+    small_groups: "carve" or "fail", for classes with too few groups (see the module
+      docstring).
 
   Returns:
-    A new table with `split` in {train, validation, test} and `sha256` set.
+    A new table with `split` in {train, validation, test} and `sha256` set, and
+    `attrs["split_notes"]`: a list of sentences, one per class that had too few
+    groups, plus the rule applied; [] when every split is group-disjoint.
   """
+  if small_groups not in SMALL_GROUP_MODES:
+    raise ValueError(f"small_groups must be one of {SMALL_GROUP_MODES}, got "
+                     f"{small_groups!r}")
   if not 0 <= validation_fraction < 1 or not 0 <= test_fraction < 1 or (
       validation_fraction + test_fraction >= 1):
     raise ValueError("fractions must be in [0, 1) and leave some for train, got "
@@ -89,19 +106,68 @@ def assign_splits(examples: pd.DataFrame, *,
     if unknown:
       raise InputError(f"unknown split name(s) {unknown}; expected {list(SPLITS)}")
     examples = _drop_cross_split_duplicates(examples, on_error, rejects)
+    notes = []
     if validation_fraction > 0 and not (examples["split"] == VALIDATION).any():
       is_train = examples["split"] == TRAIN
       part = validation_fraction / (1 - test_fraction)
       train = examples[is_train]
+      notes = _small_group_notes(train, [TRAIN, VALIDATION], by_group, small_groups)
       chosen = _grouped_assignment(train, {TRAIN: 1 - part, VALIDATION: part},
-                                   seed, by_group)
+                                   seed, by_group and not notes)
       examples.loc[is_train, "split"] = chosen
+    examples.attrs["split_notes"] = notes
     return examples
   fractions = {TRAIN: 1 - validation_fraction - test_fraction,
                VALIDATION: validation_fraction, TEST: test_fraction}
   fractions = {name: f for name, f in fractions.items() if f > 0}
-  examples["split"] = _grouped_assignment(examples, fractions, seed, by_group)
+  notes = _small_group_notes(examples, list(fractions), by_group, small_groups)
+  if notes and VALIDATION in fractions:
+    # Whole groups to train and test; validation from the training cells.
+    outer = {name: f for name, f in fractions.items() if name != VALIDATION}
+    outer[TRAIN] += validation_fraction
+    examples["split"] = _grouped_assignment(examples, outer, seed, by_group)
+    is_train = examples["split"] == TRAIN
+    part = validation_fraction / outer[TRAIN]
+    examples.loc[is_train, "split"] = _grouped_assignment(
+        examples[is_train], {TRAIN: 1 - part, VALIDATION: part}, seed, False)
+  else:
+    examples["split"] = _grouped_assignment(examples, fractions, seed, by_group)
+  examples.attrs["split_notes"] = notes
   return examples
+
+
+def _small_group_notes(examples: pd.DataFrame, names: list[str], by_group: bool,
+                       small_groups: str) -> list[str]:
+  """Sentences naming the classes with fewer groups than `names` (the splits to
+  fill) and the rule that follows; [] when groups are unknown or suffice. Raises
+  InputError under small_groups="fail"."""
+  if (not by_group or VALIDATION not in names or "group" not in examples.columns
+      or not (examples["group"].fillna("").astype(str) != "").any()):
+    return []
+  keys = group_keys(examples, by_group)
+  pairs = pd.DataFrame({"key": keys, "label": examples["label"].astype(str)})
+  per_class = pairs.drop_duplicates().groupby("label")["key"].count()
+  short = per_class[per_class < len(names)]
+  if short.empty:
+    return []
+  listed = ", ".join(f"{label} ({n} group{'s' if n > 1 else ''})"
+                     for label, n in short.items())
+  needed = f"{len(names)} that {' / '.join(names)} need"
+  if small_groups == "fail":
+    raise InputError(
+        f"too few specimens/patients to split by group: {listed}, fewer than the "
+        f"{needed}. Pass --small_groups=carve to carve validation from the training "
+        "cells of training groups (not group-disjoint), --nogroup_split to split "
+        "by cell, or --validation_fraction=0 for no validation split")
+  notes = [f"{label} has {n} group{'s' if n > 1 else ''}, fewer than the {needed}"
+           for label, n in short.items()]
+  rule = ("validation carved from the training cells of training groups, "
+          "stratified by class: validation is NOT group-disjoint from train"
+          + ("; whole groups go to train and test" if TEST in names else ""))
+  for note in notes:
+    logging.warning("small grouped set: %s", note)
+  logging.warning("small grouped set: %s (--small_groups=fail stops instead)", rule)
+  return notes + [rule]
 
 
 def balance(examples: pd.DataFrame, mode: str = "none",

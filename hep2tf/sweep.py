@@ -371,6 +371,11 @@ def write_results(output_dir: str, table: pd.DataFrame, num_folds: int,
     text.append(f"Trained on the whole training split in `{refit['run_dir']}` "
                 f"with {refit['combination']}; on {refit['split']}: "
                 f"MCA {refit['mca']:.4f}, ACA {refit['aca']:.4f}.")
+    gap = refit.get("val_test_gap")
+    if gap:
+      text.append(f"Its validation MCA {gap['validation_mca']:.4f}; validation - "
+                  f"{refit['split']} gap {gap['gap']:+.4f}."
+                  + (f" **Warning:** {gap['warning']}." if gap["warning"] else ""))
     text.append("")
   _atomic_write(os.path.join(output_dir, RESULTS_MD), "\n".join(text))
 
@@ -443,7 +448,8 @@ def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
   """Retrains `combination` on the whole training split (validated on the eval split,
   best checkpoint by its MCA) in DIR/refit and evaluates it on `test_split`.
 
-  Returns {combination, run_dir, split, mca, aca}. A finished refit is not retrained.
+  Returns {combination, run_dir, split, mca, aca, val_test_gap (see
+  metrics.val_test_gap)}. A finished refit is not retrained.
   """
   from hep2tf import evaluate
   combination = dict(combination)
@@ -454,7 +460,8 @@ def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
   run_trial(trial)
   report = evaluate.evaluate_run(trial.run_dir, test_split)
   return {"combination": combination, "run_dir": trial.run_dir, "split": test_split,
-          "mca": float(report["mca"]), "aca": float(report["aca"])}
+          "mca": float(report["mca"]), "aca": float(report["aca"]),
+          "val_test_gap": report.get("val_test_gap")}
 
 
 def resolve_folds(text: str, base: trainer.TrainConfig

@@ -13,6 +13,13 @@ gain, background, focus and texture, so a split by specimen is harder than a ran
 Cells are dark like real IIF: background near 0, a nucleus at 10-30% of full scale for
 `intermediate` and brighter for `positive`, with Poisson-like shot noise plus read noise.
 
+`profile="stress"` (`--profile=stress`) draws a harder set for specimen shift: stronger
+specimen effects, and split folders (`training/`, `validation/`, `test/`, which the ICPR
+2014 reader keeps) whose test specimens come from another "microscope" than the training
+and validation ones: out of focus, dimmer, with a brighter background and more shot and
+read noise. A recipe that learns its training specimens scores well on validation and
+poorly on test there; see docs/RESULTS.md.
+
 Everything is drawn from seeds derived from (seed, specimen, image) with
 `numpy.random.SeedSequence`, so the bytes do not depend on the number of workers.
 This module does not import TensorFlow, so worker processes start fast.
@@ -49,8 +56,17 @@ INTENSITIES = ("positive", "intermediate")
 CSV_NAME = "gt_training.csv"
 CSV_HEADER = ("Image ID", "Image class", "Intensity", "Specimen")
 PARAMS_NAME = "synth.json"
-# Bump whenever the drawing changes, so an old folder no longer `matches`.
+# Bump whenever the drawing changes, so an old folder no longer `matches`. Each
+# profile has its own version, so a change to one leaves the other's folders valid.
 GENERATOR_VERSION = 1
+PROFILES = ("default", "stress")
+STRESS_VERSION = 1
+# The stress profile's split by specimen, as fractions of each class's specimens
+# (about 44 / 36 / 20% of the cells, as in an independent 3,000-cell set), and the
+# folders that carry it.
+STRESS_SPLITS = (("train", "training", 0.44), ("validation", "validation", 0.36),
+                 ("test", "test", 0.20))
+STRESS_MIN_SPECIMENS_PER_CLASS = 5
 
 # Sensor model, in 8-bit digital numbers (DN): photons per DN sets the shot noise,
 # READ_NOISE_DN the Gaussian read noise added on top.
@@ -97,8 +113,10 @@ def default_num_specimens(num_images: int) -> int:
   return int(min(num_images, max(floor, scaled)))
 
 
-def _specimens_per_class(counts: dict[str, int], num_specimens: int) -> list[int]:
-  """Splits `num_specimens` over the classes, proportionally, each within [1, cells]."""
+def _specimens_per_class(counts: dict[str, int], num_specimens: int,
+                         minimum: int = 2) -> list[int]:
+  """Splits `num_specimens` over the classes, proportionally, each within [1, cells];
+  `minimum` wells per class where the cells and `num_specimens` allow."""
   present = [c for c in CLASS_NAMES if counts[c] > 0]
   if not len(present) <= num_specimens <= sum(counts.values()):
     raise ValueError(
@@ -106,7 +124,8 @@ def _specimens_per_class(counts: dict[str, int], num_specimens: int) -> list[int
         f"{sum(counts.values())} (one per cell), got {num_specimens}")
   cells = np.array([counts[c] for c in CLASS_NAMES])
   # Two wells per class where possible, so a split by specimen can hold each out.
-  least = np.minimum(cells, 2 if num_specimens >= np.minimum(cells, 2).sum() else 1)
+  least = np.minimum(cells, minimum if num_specimens >= np.minimum(
+      cells, minimum).sum() else 1)
   wanted = cells * num_specimens / cells.sum()
   alloc = np.maximum(least, np.minimum(cells, np.floor(wanted))).astype(int)
   while alloc.sum() < num_specimens:
@@ -128,8 +147,16 @@ def _split_cells(rng: np.random.Generator, num_cells: int, parts: int) -> list[i
   return [int(s) + 1 for s in sizes]
 
 
-def make_plan(num_images: int, seed: int,
-              num_specimens: int | None = None) -> list[dict]:
+def stress_num_specimens(num_images: int) -> int:
+  """Specimens of a stress set: the default's, but at least 5 per class (30), so that
+  each class has specimens in all three splits."""
+  floor = sum(min(STRESS_MIN_SPECIMENS_PER_CLASS, n)
+              for n in class_counts(num_images).values())
+  return int(min(num_images, max(floor, default_num_specimens(num_images))))
+
+
+def make_plan(num_images: int, seed: int, num_specimens: int | None = None,
+              profile: str = "default") -> list[dict]:
   """The cells to draw, in file order.
 
   Returns one dict per cell with `image_id` (1-based int), `label` (class name),
@@ -137,11 +164,18 @@ def make_plan(num_images: int, seed: int,
   specimen holds one class and one intensity; where a class has two or more
   specimens both intensities occur. Cell order is shuffled, so neither the image id
   nor the specimen id tells the class.
+
+  With profile "stress" each cell also has a `split` (train / validation / test,
+  whole specimens, every class in every split where it has three specimens).
   """
+  _check_profile(profile)
   counts = class_counts(num_images)
+  stress = profile == "stress"
   if num_specimens is None:
-    num_specimens = default_num_specimens(num_images)
-  per_class = _specimens_per_class(counts, num_specimens)
+    num_specimens = (stress_num_specimens if stress else default_num_specimens)(
+        num_images)
+  per_class = _specimens_per_class(
+      counts, num_specimens, STRESS_MIN_SPECIMENS_PER_CLASS if stress else 2)
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
   specimen_ids = rng.permutation(num_specimens) + 1
   cells = []
@@ -151,14 +185,38 @@ def make_plan(num_images: int, seed: int,
       continue
     first = int(rng.integers(2))
     sizes = _split_cells(rng, counts[name], num_spec)
+    split_of = _stress_splits(num_spec) if stress else [""] * num_spec
     for k, size in enumerate(sizes):
       specimen = int(specimen_ids[next_specimen])
       next_specimen += 1
       intensity = INTENSITIES[(first + k) % 2]
-      cells.extend([(name, intensity, specimen)] * size)
+      cells.extend([(name, intensity, specimen, split_of[k])] * size)
   order = rng.permutation(len(cells))
-  return [{"image_id": i + 1, "label": cells[j][0], "intensity": cells[j][1],
+  plan = [{"image_id": i + 1, "label": cells[j][0], "intensity": cells[j][1],
            "specimen": cells[j][2]} for i, j in enumerate(order)]
+  if stress:
+    for cell, j in zip(plan, order):
+      cell["split"] = cells[j][3]
+  return plan
+
+
+def _stress_splits(num_spec: int) -> list[str]:
+  """Split of each of a class's `num_spec` specimens (in their drawing order, which
+  is random): test and validation get at least one each where there are three."""
+  if num_spec < 3:
+    return ["train"] * num_spec
+  n_test = max(1, round(STRESS_SPLITS[2][2] * num_spec))
+  n_val = max(1, round(STRESS_SPLITS[1][2] * num_spec))
+  n_val = min(n_val, num_spec - n_test - 1)
+  n_train = num_spec - n_test - n_val
+  # Intensity alternates along the list, so each split with two or more specimens
+  # of a class holds both intensities.
+  return ["train"] * n_train + ["validation"] * n_val + ["test"] * n_test
+
+
+def _check_profile(profile: str) -> None:
+  if profile not in PROFILES:
+    raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -183,6 +241,40 @@ def specimen_params(seed: int, specimen: int, intensity: str) -> dict[str, float
       "contrast": rng.uniform(0.0, 1.0),         # weak (0) to strong (1) pattern
       "cytoplasm": rng.uniform(0.02, 0.08),      # cytoplasmic haze, rel. to nucleus
   }
+
+
+def stress_specimen_params(seed: int, specimen: int, intensity: str,
+                           split: str) -> dict[str, float]:
+  """A stress-set well: `specimen_params` with stronger effects, and for `test`
+  specimens those of another microscope and exposure.
+
+  Training and validation wells (one lab): gain as in the default set but over a
+  wider range, focus 0.5-1.4 px, the default sensor. Test wells: out of focus (blur
+  1.5-1.9 px), 70-90% of the exposure, a background 1.5-3.5% of full scale, fewer
+  photons per DN (more shot noise) and 1.5-2.2 DN of read noise. The pattern parameters
+  (size, texture, contrast) come from the same ranges in every split.
+  """
+  rng = np.random.default_rng(np.random.SeedSequence([seed, 3, specimen]))
+  low, high = (0.20, 0.45) if intensity == "positive" else (0.08, 0.20)
+  spec = {
+      "gain": rng.uniform(low, high),
+      "background": rng.uniform(0.004, 0.03),
+      "blur": rng.uniform(0.5, 1.4),
+      "radius": rng.uniform(0.27, 0.35),
+      "elongation": rng.uniform(0.0, 0.25),
+      "texture": rng.uniform(0.0, 1.0),
+      "contrast": rng.uniform(0.0, 1.0),
+      "cytoplasm": rng.uniform(0.02, 0.08),
+      "photons_per_dn": PHOTONS_PER_DN,
+      "read_noise": READ_NOISE_DN,
+  }
+  if split == "test":
+    spec.update(gain=spec["gain"] * rng.uniform(0.7, 0.9),
+                background=rng.uniform(0.015, 0.035),
+                blur=rng.uniform(1.5, 1.9),
+                photons_per_dn=rng.uniform(1.0, 1.3),
+                read_noise=rng.uniform(1.5, 2.2))
+  return spec
 
 
 def _nucleus(rng: np.random.Generator, size: int, spec: dict[str, float],
@@ -381,8 +473,11 @@ def draw_cell(label: str, spec: dict[str, float], size: int,
   level = 255.0 * spec["gain"] * rng.lognormal(0.0, 0.25)
   background = 255.0 * spec["background"] * rng.lognormal(0.0, 0.1)
   signal = background + level * field
-  photons = rng.poisson(np.clip(signal, 0, None) * PHOTONS_PER_DN)
-  counts = photons / PHOTONS_PER_DN + rng.normal(0.0, READ_NOISE_DN, signal.shape)
+  # The default set's wells use the module's sensor; stress wells carry their own.
+  photons_per_dn = spec.get("photons_per_dn", PHOTONS_PER_DN)
+  photons = rng.poisson(np.clip(signal, 0, None) * photons_per_dn)
+  counts = photons / photons_per_dn + rng.normal(
+      0.0, spec.get("read_noise", READ_NOISE_DN), signal.shape)
   image = np.clip(np.rint(counts), 0, 255).astype(np.uint8)
   return image, mask.astype(np.uint8) * 255
 
@@ -395,35 +490,55 @@ def _draw_and_write(job: tuple) -> int:
   """Draws and writes the cells of one chunk; a top-level function for workers."""
   folder, seed, size, cells = job
   for cell in cells:
-    spec = specimen_params(seed, cell["specimen"], cell["intensity"])
+    if "split" in cell:
+      spec = stress_specimen_params(seed, cell["specimen"], cell["intensity"],
+                                    cell["split"])
+      where = os.path.join(folder, _stress_folder(cell["split"]))
+    else:
+      spec = specimen_params(seed, cell["specimen"], cell["intensity"])
+      where = folder
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, cell["image_id"]]))
     image, mask = draw_cell(cell["label"], spec, size, rng)
-    stem = os.path.join(folder, f"{cell['image_id']:05d}")
+    stem = os.path.join(where, f"{cell['image_id']:05d}")
     Image.fromarray(image).save(stem + ".png")
     Image.fromarray(mask).save(stem + "_Mask.png")
   return len(cells)
 
 
+def _stress_folder(split: str) -> str:
+  return {name: folder for name, folder, _ in STRESS_SPLITS}[split]
+
+
 def _params(num_images: int, seed: int, image_size: int,
-            num_specimens: int | None) -> dict:
+            num_specimens: int | None, profile: str = "default") -> dict:
+  _check_profile(profile)
+  stress = profile == "stress"
   if num_specimens is None:
-    num_specimens = default_num_specimens(num_images)
-  return {"generator": "hep2tf.synth", "version": GENERATOR_VERSION,
-          "num_images": int(num_images), "seed": int(seed),
-          "image_size": int(image_size), "num_specimens": int(num_specimens)}
+    num_specimens = (stress_num_specimens if stress else default_num_specimens)(
+        num_images)
+  params = {"generator": "hep2tf.synth",
+            "version": STRESS_VERSION if stress else GENERATOR_VERSION,
+            "num_images": int(num_images), "seed": int(seed),
+            "image_size": int(image_size), "num_specimens": int(num_specimens)}
+  if stress:
+    # Only here: the default set's synth.json (and so its bytes) stay as they were.
+    params["profile"] = profile
+  return params
 
 
 def matches(output_dir: str | os.PathLike, num_images: int, seed: int,
-            image_size: int, num_specimens: int | None = None) -> bool:
+            image_size: int, num_specimens: int | None = None,
+            profile: str = "default") -> bool:
   """Whether `output_dir` holds a complete synthetic set made with these parameters.
 
-  Compares synth.json (including the generator version) and checks that the CSV
-  lists `num_images` cells whose image and mask files exist.
+  Compares synth.json (including the profile's generator version) and checks that
+  the CSV lists `num_images` cells whose image and mask files exist.
   """
   folder = pathlib.Path(output_dir)
+  _check_profile(profile)
   try:
     stored = json.loads((folder / PARAMS_NAME).read_text(encoding="utf-8"))
-    wanted = _params(num_images, seed, image_size, num_specimens)
+    wanted = _params(num_images, seed, image_size, num_specimens, profile)
   except (OSError, ValueError):
     return False
   if stored != wanted:
@@ -436,6 +551,10 @@ def matches(output_dir: str | os.PathLike, num_images: int, seed: int,
   if not rows or tuple(rows[0]) != CSV_HEADER or len(rows) - 1 != num_images:
     return False
   names = set(os.listdir(folder))
+  if profile == "stress":
+    for _, sub, _ in STRESS_SPLITS:
+      if (folder / sub).is_dir():
+        names |= set(os.listdir(folder / sub))
   try:
     stems = [f"{int(r[0]):05d}" for r in rows[1:]]
   except (ValueError, IndexError):
@@ -467,7 +586,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES,
              seed: int = 0, image_size: int = 78, num_specimens: int | None = None,
-             num_workers: int = 1, overwrite: bool = False) -> pathlib.Path:
+             num_workers: int = 1, overwrite: bool = False,
+             profile: str = "default") -> pathlib.Path:
   """Writes a synthetic HEp-2 set in the ICPR 2014 layout; returns the CSV path.
 
   Args:
@@ -480,6 +600,8 @@ def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES
     num_specimens: wells; None scales the real set's 83 to `num_images`.
     num_workers: processes drawing in parallel (does not change the bytes).
     overwrite: replace an existing `output_dir` that is not this very set.
+    profile: "default", or "stress" for the specimen-shift set (split folders,
+      test specimens from another microscope; see `stress_specimen_params`).
 
   Raises:
     FileExistsError: `output_dir` exists (and is not empty), is not a synthetic set
@@ -489,21 +611,24 @@ def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES
   folder = pathlib.Path(output_dir)
   if image_size < 32:
     raise ValueError(f"image_size must be >= 32, got {image_size}")
-  params = _params(num_images, seed, image_size, num_specimens)
+  params = _params(num_images, seed, image_size, num_specimens, profile)
   csv_path = folder / CSV_NAME
-  if matches(folder, num_images, seed, image_size, num_specimens):
+  if matches(folder, num_images, seed, image_size, num_specimens, profile):
     return csv_path
   exists = folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
   if exists and not overwrite:
     raise FileExistsError(
         f"{folder} exists and is not a synthetic set with {params}; "
         "pass overwrite=True (--overwrite) to replace it")
-  plan = make_plan(num_images, seed, num_specimens)
+  plan = make_plan(num_images, seed, num_specimens, profile)
 
   folder.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-",
                                           dir=folder.parent))
   try:
+    if profile == "stress":
+      for _, sub, _ in STRESS_SPLITS:
+        (staging / sub).mkdir()
     jobs = [(str(staging), seed, image_size, chunk)
             for chunk in _chunks(plan, max(1, num_workers) * 8)]
     if num_workers > 1:
@@ -551,6 +676,10 @@ def define_flags() -> None:
                        "Specimens (wells); default scales 83 to --num_images.")
   flags.DEFINE_integer("num_workers", 1, "Processes drawing in parallel.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing, different output_dir.")
+  flags.DEFINE_enum("profile", "default", list(PROFILES),
+                    "default: the embedded set; stress: specimen shift, with "
+                    "training/ validation/ test/ folders whose test specimens are "
+                    "out of focus, dimmer and noisier (small: --num_images=3000).")
 
 
 FLAGS = flags.FLAGS
@@ -561,9 +690,10 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   folder = pathlib.Path(FLAGS.output_dir)
   was_there = matches(folder, FLAGS.num_images, FLAGS.seed, FLAGS.image_size,
-                      FLAGS.num_specimens)
+                      FLAGS.num_specimens, FLAGS.profile)
   csv_path = generate(folder, FLAGS.num_images, FLAGS.seed, FLAGS.image_size,
-                      FLAGS.num_specimens, FLAGS.num_workers, FLAGS.overwrite)
+                      FLAGS.num_specimens, FLAGS.num_workers, FLAGS.overwrite,
+                      FLAGS.profile)
   verb = "already holds" if was_there else "wrote"
   counts = ", ".join(f"{k} {v}" for k, v in class_counts(FLAGS.num_images).items())
   print(f"{folder}: {verb} {FLAGS.num_images} synthetic HEp-2 cells ({counts}); "

@@ -67,6 +67,13 @@ class TrainConfig:
   brightness: float = 0.0
   contrast: float = 0.0
   erasing: float = 0.0
+  # Specimen-level augmentation (what differs between slides and microscopes).
+  defocus: float = 0.0           # max Gaussian blur sigma, pixels
+  gain: float = 0.0              # exposure factor in [1 / (1 + gain), 1 + gain]
+  gamma: float = 0.0             # gamma in [1 / (1 + gamma), 1 + gamma]
+  background_offset: float = 0.0  # max added background, DN
+  shot_noise: float = 0.0        # max DN per photon of added shot noise
+  read_noise: float = 0.0        # max std of added read noise, DN
   mixup: float = 0.0
   cutmix: float = 0.0
   # Optimisation.
@@ -78,7 +85,9 @@ class TrainConfig:
   warmup_epochs: int = 0
   label_smoothing: float = 0.0
   class_weights: bool = False
+  auto_class_weights: float = 0.0  # >0: class weights on when largest/smallest > this
   epochs: int = 10
+  min_steps: int = 0             # epochs raised so that a run takes at least this
   batch_size: int = 64
   steps_per_epoch: int = 0       # 0: one pass over the training split
   early_stopping_patience: int = 0
@@ -158,7 +167,10 @@ def build_models(config: TrainConfig, input_shape, num_classes: int
   augmenter = augment.build_augmenter(
       rotation=config.rotation, rot90=config.rot90, flips=config.flips,
       brightness=config.brightness, contrast=config.contrast,
-      erasing=config.erasing, seed=config.seed)
+      erasing=config.erasing, defocus=config.defocus, gain=config.gain,
+      gamma=config.gamma, background_offset=config.background_offset,
+      shot_noise=config.shot_noise, read_noise=config.read_noise,
+      seed=config.seed)
   inputs = keras.Input(shape=input_shape, name="image")
   outputs = model(augmenter(inputs))
   return keras.Model(inputs, outputs, name="train_model"), model, augmenter
@@ -210,6 +222,27 @@ def class_weights(counts: dict, class_names) -> dict[int, float]:
   k = len(class_names)
   return {i: (total / (k * counts[c]) if counts.get(c) else 0.0)
           for i, c in enumerate(class_names)}
+
+
+def train_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
+  """Epochs to run: config.epochs, raised where that is under config.min_steps
+  optimisation steps, so one flagfile trains a 400-cell and a 13,596-cell set."""
+  if config.min_steps <= 0 or config.epochs * steps_per_epoch >= config.min_steps:
+    return config.epochs
+  return math.ceil(config.min_steps / max(1, steps_per_epoch))
+
+
+def use_class_weights(config: TrainConfig, counts: dict, class_names) -> bool:
+  """Whether to weight the loss by class: --class_weights, or --auto_class_weights=R
+  and the training split is imbalanced (its largest class more than R times its
+  smallest). Balanced sampling already evens the classes, so it never adds weights."""
+  if config.class_weights or config.auto_class_weights <= 0:
+    return config.class_weights
+  sizes = [counts.get(c, 0) for c in class_names]
+  present = [n for n in sizes if n > 0]
+  if config.balanced_sampling or len(present) < 2:
+    return False
+  return max(present) > config.auto_class_weights * min(present)
 
 
 # --- Callbacks ----------------------------------------------------------------------
@@ -424,6 +457,18 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       math.ceil(num_val / config.batch_size)))
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
+  epochs = train_epochs(config, steps_per_epoch)
+  if epochs != config.epochs:
+    logging.info("%d epochs of %d steps are under --min_steps=%d: training %d "
+                 "epochs instead", config.epochs, steps_per_epoch, config.min_steps,
+                 epochs)
+    config = dataclasses.replace(config, epochs=epochs)
+  train_counts = info.class_counts.get(config.train_split, {})
+  weighted = use_class_weights(config, train_counts, class_names)
+  if weighted and not config.class_weights:
+    logging.info("training split is imbalanced (%s; largest over smallest > %g): "
+                 "weighting the loss by class", train_counts,
+                 config.auto_class_weights)
 
   with strategy.scope():
     train_model, model, augmenter = build_models(config, input_shape,
@@ -460,8 +505,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
 
-  weights = (class_weights(info.class_counts.get(config.train_split, {}), class_names)
-             if config.class_weights else None)
+  weights = class_weights(train_counts, class_names) if weighted else None
 
   def fit(epochs, backup_dir, initial_epoch=0):
     # Each phase backs up on its own: the optimizer of the unfrozen phase has other

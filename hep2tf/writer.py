@@ -77,6 +77,8 @@ class WriteSummary:
   group_disjoint: bool | None = None
   pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
   warnings: list[str] = dataclasses.field(default_factory=list)
+  # What the splitter had to give up (splits.assign_splits' attrs["split_notes"]).
+  split_notes: list[str] = dataclasses.field(default_factory=list)
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""
@@ -117,7 +119,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                   dataset: str | None = None,
                   rejects: Rejects | None = None, intensity_mode: str = "keep",
                   percentiles=intensity.DEFAULT_PERCENTILES,
-                  pixels: intensity.PixelSpec | None = None) -> WriteSummary:
+                  pixels: intensity.PixelSpec | None = None,
+                  split_notes: Sequence[str] = ()) -> WriteSummary:
   """Writes `examples` as a records folder at `output_dir`, atomically.
 
   Args:
@@ -138,6 +141,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     intensity_mode, percentiles: how source values become stored values (see
       `intensity`); the pre-scan `intensity.scan_pixels` decides the dtype.
     pixels: a PixelSpec decided already (skips the pre-scan).
+    split_notes: what the splitter gave up (e.g. validation not group-disjoint),
+      recorded in hep2tf.json.
 
   Returns:
     A WriteSummary. Raises InputError for bad input or an existing output_dir.
@@ -201,6 +206,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
     summary = _summarise(output_dir, name, class_names, manifest, shard_lengths,
                          num_bytes, image_shape, len(rejects), pixels)
+    summary.split_notes = list(split_notes)
     _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape)
     _write_tables(staging, source, summary, manifest, has_mask, balance,
                   augment_copies, seed, dataset or name, data_dir, rejects)
@@ -416,7 +422,8 @@ def _write_tables(staging, source, summary, manifest, has_mask, balance,
           "balance": balance, "augment_copies": augment_copies, "seed": seed,
           "dataset": dataset, "data_dir": str(data_dir),
           "group_disjoint": summary.group_disjoint, "layout_notes": summary.notes,
-          "pixels": summary.pixels.to_json(), "warnings": summary.warnings}
+          "pixels": summary.pixels.to_json(), "warnings": summary.warnings,
+          "split_notes": summary.split_notes}
   (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
   if len(rejects):
     rejects.write_csv(staging / REJECTS)

@@ -71,6 +71,13 @@ LAYERS = {
     "erasing": lambda: augment.RandomErasing(1.0, scale=(0.1, 0.3), seed=3),
     "augmenter": lambda: augment.build_augmenter(brightness=0.2, contrast=0.2,
                                                  erasing=0.5, seed=4),
+    "defocus": lambda: augment.RandomDefocus(2.0, seed=5),
+    "gain_gamma": lambda: augment.RandomGainGamma(0.5, 0.3, seed=6),
+    "background_offset": lambda: augment.RandomBackgroundOffset(20.0, seed=7),
+    "sensor_noise": lambda: augment.RandomSensorNoise(1.0, 2.0, seed=8),
+    "specimen_augmenter": lambda: augment.build_augmenter(
+        rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
+        background_offset=10.0, shot_noise=1.0, read_noise=2.0, seed=9),
 }
 
 
@@ -151,6 +158,120 @@ def test_build_augmenter_composition_and_name():
   nothing = augment.build_augmenter(rotation=False, rot90=False, flips=False)
   batch = identical_batch(2)
   np.testing.assert_array_equal(nothing(batch, training=True), batch)
+
+
+# ---------------------------------------------------------------- specimen layers
+
+
+def _high_frequency_energy(images):
+  """Mean squared difference between neighbouring pixels, per image."""
+  dy = np.diff(images, axis=1) ** 2
+  dx = np.diff(images, axis=2) ** 2
+  return dy.mean(axis=(1, 2, 3)) + dx.mean(axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+def test_defocus_removes_fine_detail_keeps_the_mean_and_varies_per_image(mode):
+  rng = np.random.default_rng(0)
+  batch = (rng.uniform(0, 200, (32, 24, 24, 1))).astype(np.float32)
+  layer = augment.RandomDefocus(2.0, seed=1)
+  out = run_in(mode, lambda x: layer(x, training=True), batch)
+  before, after = _high_frequency_energy(batch), _high_frequency_energy(out)
+  assert np.median(after / before) < 0.3
+  # Reflecting borders: the blur moves light around, it neither adds nor removes it.
+  np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), batch.mean(axis=(1, 2, 3)),
+                             rtol=0.03)
+  # Sigma is drawn per image, so the loss of detail differs from image to image.
+  assert np.ptp(after / before) > 0.1
+
+
+def test_gaussian_blur_matches_scipy():
+  from scipy import ndimage
+  rng = np.random.default_rng(1)
+  batch = rng.uniform(0, 255, (2, 16, 16, 2)).astype(np.float32)
+  got = augment.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
+  for i, sigma in enumerate((0.8, 1.6)):
+    for c in range(2):
+      want = ndimage.gaussian_filter(batch[i, :, :, c], sigma, mode="mirror",
+                                     truncate=5 / sigma)
+      np.testing.assert_allclose(got[i, :, :, c], want, atol=0.05)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+def test_gain_scales_each_image_by_one_factor_in_range(mode):
+  batch = np.full((64, 8, 8, 1), 50.0, np.float32)
+  batch[:, :4] = 20.0
+  layer = augment.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
+  out = run_in(mode, lambda x: layer(x, training=True), batch)
+  factors = out / batch
+  # One factor per image (the mean scales with it), within [1/2, 2], both ways.
+  np.testing.assert_allclose(factors, factors[:, :1, :1, :] * np.ones_like(factors),
+                             rtol=1e-5)
+  per_image = factors[:, 0, 0, 0]
+  assert per_image.min() >= 0.5 - 1e-6 and per_image.max() <= 2.0 + 1e-6
+  assert (per_image < 0.8).any() and (per_image > 1.25).any()
+  np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 35.0 * per_image, rtol=1e-5)
+
+
+def test_gamma_is_a_power_law_per_image():
+  batch = np.full((32, 4, 4, 1), 255 * 0.2, np.float32)
+  batch[:, 2:] = 255 * 0.6
+  out = augment.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
+      batch, training=True).numpy()
+  # x -> 255 (x / 255) ** g: the exponent recovered from either level agrees.
+  from_dark = np.log(out[:, 0, 0, 0] / 255) / np.log(0.2)
+  from_bright = np.log(out[:, 3, 0, 0] / 255) / np.log(0.6)
+  np.testing.assert_allclose(from_dark, from_bright, rtol=1e-3)
+  assert from_dark.min() >= 0.5 - 1e-4 and from_dark.max() <= 2.0 + 1e-4
+  assert np.ptp(from_dark) > 0.5
+
+
+def test_background_offset_adds_one_constant_per_image():
+  rng = np.random.default_rng(4)
+  batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
+  out = augment.RandomBackgroundOffset(15.0, seed=4)(batch, training=True).numpy()
+  offset = out - batch
+  np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
+                             atol=1e-4)
+  assert offset.min() >= 0 and offset.max() <= 15.0 + 1e-4
+  assert np.ptp(offset[:, 0, 0, 0]) > 5
+
+
+def _noise_variance(layer, level, n=64, size=16):
+  batch = np.full((n, size, size, 1), level, np.float32)
+  out = layer(batch, training=True).numpy()
+  return (out - batch).var()
+
+
+def test_shot_noise_grows_with_signal_read_noise_does_not():
+  shot = augment.RandomSensorNoise(shot=2.0, read=0.0, seed=5)
+  dark, bright = _noise_variance(shot, 20.0), _noise_variance(shot, 180.0)
+  # Variance k * x: nine times the signal, about nine times the variance.
+  assert 6 < bright / dark < 12
+  # E[k] = 1 for k uniform in [0, 2]: the variance is about the signal in DN.
+  assert 120 < bright < 240
+  read = augment.RandomSensorNoise(shot=0.0, read=4.0, seed=6)
+  ratio = _noise_variance(read, 180.0) / _noise_variance(read, 20.0)
+  assert 0.7 < ratio < 1.4
+  # std uniform in [0, 4]: E[std^2] = 16 / 3.
+  assert 3.5 < _noise_variance(read, 100.0) < 7.5
+
+
+def test_specimen_layers_stay_in_range_and_are_serialisable():
+  batch = np.concatenate([np.zeros((4, 8, 8, 1)), np.full((4, 8, 8, 1), 255.0)]
+                         ).astype(np.float32)
+  aug = augment.build_augmenter(
+      rotation=False, rot90=False, flips=False, defocus=1.0, gain=1.0, gamma=0.5,
+      background_offset=30.0, shot_noise=3.0, read_noise=5.0, seed=0)
+  assert [l.name for l in aug.layers] == [
+      "defocus", "background_offset", "gain_gamma", "sensor_noise"]
+  out = aug(batch, training=True).numpy()
+  assert out.min() >= 0 and out.max() <= 255
+  for layer in aug.layers:
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+  with pytest.raises(ValueError, match="must be >= 0"):
+    augment.RandomSensorNoise(shot=-1.0)
 
 
 def test_rotation_fills_corners_with_black():

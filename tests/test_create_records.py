@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import pandas as pd
 import pytest
@@ -28,11 +29,32 @@ def test_default_pipeline_keeps_specimens_and_hashes_apart(synthetic):
   assert summary.name == "synthetic_hep2" and sum(summary.splits.values()) == 60
   manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
                          keep_default_na=False)
-  assert (manifest.groupby("group")["split"].nunique() == 1).all()
+  # 12 specimens, 2 per class: too few for three grouped splits. Specimens keep
+  # train and test apart; validation is carved from training specimens, and says so.
+  outer = manifest[manifest["split"] != "validation"]
+  assert (outer.groupby("group")["split"].nunique() == 1).all()
   assert (manifest.groupby("sha256")["split"].nunique() == 1).all()
+  assert set(summary.splits) == {"train", "validation", "test"}
+  for split in ("train", "validation", "test"):
+    assert all(summary.class_counts[split][c] > 0 for c in summary.class_names), split
+  train_groups = set(manifest[manifest["split"] == "train"]["group"])
+  assert set(manifest[manifest["split"] == "validation"]["group"]) <= train_groups
+  meta = json.loads((pathlib.Path(summary.output_dir) / writer.HEP2TF_JSON
+                     ).read_text())
+  assert any("Golgi has 2 groups" in n for n in meta["split_notes"])
+  assert any("NOT group-disjoint" in n for n in meta["split_notes"])
   builder = tfds.builder_from_directory(summary.output_dir)
   record = next(iter(tfds.as_numpy(builder.as_dataset(split="train"))))
   assert record["image"].shape == (78, 78, 1)
+
+
+def test_small_grouped_set_can_stop_instead(synthetic, tmp_path):
+  folder, _ = synthetic
+  with pytest.raises(errors.InputError, match="--small_groups=carve"):
+    create_records.create_records(
+        data_dir=str(folder), output_dir=str(tmp_path / "rec"), synth_num_images=60,
+        small_groups="fail", num_workers=1, progress=False)
+  assert not (tmp_path / "rec").exists()
 
 
 def test_balance_and_copies_give_the_promised_counts(synthetic, tmp_path):
@@ -143,3 +165,18 @@ def test_sigkill_mid_write_leaves_previous_dataset_and_rerun_completes(tmp_path)
   after = _manifest(out)
   assert (after["dihedral"] != "0").any() and not after.equals(before)
   assert not glob.glob(staging), "the killed run's staging folder was left behind"
+
+
+def test_stress_profile_keeps_its_specimen_split(tmp_path):
+  summary, _ = create_records.create_records(
+      data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "rec"),
+      synth_num_images=60, synth_profile="stress", num_workers=1, progress=False)
+  assert summary.name == "synthetic_hep2_stress"
+  assert set(summary.splits) == {"train", "validation", "test"}
+  manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
+                         keep_default_na=False)
+  # The folders give the split, by specimen; the converter keeps it as it is.
+  assert (manifest.groupby("group")["split"].nunique() == 1).all()
+  test_files = {f"{i}.png" for i in manifest[manifest["split"] == "test"]["id"]}
+  assert test_files == {p.name for p in (tmp_path / "data" / "test").glob("?????.png")}
+  assert summary.split_notes == []

@@ -126,3 +126,38 @@ def test_dihedral_copies_are_distinct_and_counted():
   per_id = out[out.split == "train"].groupby("id")["dihedral"]
   assert (per_id.nunique() == 4).all() and (per_id.min() == 0).all()
   assert out["dihedral"].max() <= 7
+
+
+def test_small_grouped_set_carves_validation_from_training_groups():
+  table = _table(groups_per_class=2)            # 2 specimens per class, 3 splits
+  out = splits.assign_splits(table, validation_fraction=0.16, test_fraction=0.2,
+                             seed=0)
+  notes = out.attrs["split_notes"]
+  assert len(notes) == 4 and "a has 2 groups" in notes[0]
+  assert "NOT group-disjoint" in notes[-1]
+  outer = out[out["split"] != "validation"]
+  assert (outer.groupby("group")["split"].nunique() == 1).all()
+  for split in splits.SPLITS:
+    assert set(out[out["split"] == split]["label"]) == set(CLASSES), split
+  train_groups = set(out[out["split"] == "train"]["group"])
+  assert set(out[out["split"] == "validation"]["group"]) <= train_groups
+  # Validation is about validation_fraction / (1 - test share) of the train cells.
+  in_train = out["split"].isin(["train", "validation"])
+  share = (out["split"] == "validation").sum() / in_train.sum()
+  assert 0.12 < share < 0.28
+  assert (out.groupby("sha256")["split"].nunique() == 1).all()
+
+
+def test_enough_groups_leave_no_notes_and_fail_mode_names_the_flag():
+  out = splits.assign_splits(_table(groups_per_class=4), seed=0)
+  assert out.attrs["split_notes"] == []
+  with pytest.raises(InputError, match="small_groups=carve") as info:
+    splits.assign_splits(_table(groups_per_class=2), small_groups="fail")
+  assert "a (2 groups)" in str(info.value)
+  # Layout splits: validation carved from a train split with one group per class.
+  table = _table(groups_per_class=1, split="train")
+  table.loc[table.index % 5 == 0, "split"] = "test"
+  table.loc[table.index % 5 == 0, "group"] = "held-out"
+  out = splits.assign_splits(table, validation_fraction=0.16, test_fraction=0.2)
+  assert out.attrs["split_notes"] and (out["split"] == "validation").sum() > 0
+  assert set(out[out["split"] == "validation"]["label"]) == set(CLASSES)

@@ -233,3 +233,91 @@ def test_command_line(tmp_path):
       capture_output=True, text=True, timeout=120, check=True)
   assert str(out) in result.stdout and "8" in result.stdout
   assert synth.matches(out, 8, 2, 78)
+
+
+# ---------------------------------------------------------------- stress profile
+
+# Decoded pixels and CSV of the default 36-cell set with seed 3, generator version 1:
+# the stress profile must leave the default set exactly as it was.
+DEFAULT_SET_PIXELS_SHA256 = (
+    "1d693204681de8f3b03d062a408517ab8c6d92f2dcd902e7d0761dd0c9c42527")
+
+
+def _pixel_digest(folder):
+  h = hashlib.sha256()
+  for path in sorted(pathlib.Path(folder).iterdir()):
+    h.update(path.name.encode())
+    h.update(np.asarray(Image.open(path)).tobytes() if path.suffix == ".png"
+             else path.read_bytes())
+  return h.hexdigest()
+
+
+def test_default_set_is_unchanged(small_set):
+  assert _pixel_digest(small_set) == DEFAULT_SET_PIXELS_SHA256
+  params = json.loads((small_set / synth.PARAMS_NAME).read_text())
+  assert "profile" not in params and params["version"] == synth.GENERATOR_VERSION
+
+
+STRESS_NUM = 90
+
+
+@pytest.fixture(scope="module")
+def stress_set(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("stress") / "set"
+  synth.generate(folder, num_images=STRESS_NUM, seed=1, profile="stress")
+  return folder
+
+
+def _stress_cells(folder):
+  """{image id: (label, specimen, split folder)} from the CSV and the folders."""
+  where = {p.stem: sub for sub in ("training", "validation", "test")
+           for p in (folder / sub).glob("?????.png")}
+  return {r[0]: (r[1], r[3], where[f"{int(r[0]):05d}"]) for r in _rows(folder)[1:]}
+
+
+def test_stress_layout_splits_by_specimen_with_every_class_everywhere(stress_set):
+  cells = _stress_cells(stress_set)
+  assert len(cells) == STRESS_NUM
+  split_of_specimen = {}
+  for label, specimen, split in cells.values():
+    assert split_of_specimen.setdefault(specimen, split) == split
+  for split in ("training", "validation", "test"):
+    assert {l for l, _, s in cells.values() if s == split} == set(synth.CLASS_NAMES)
+  assert len(split_of_specimen) == synth.stress_num_specimens(STRESS_NUM) == 30
+  params = json.loads((stress_set / synth.PARAMS_NAME).read_text())
+  assert params["profile"] == "stress" and params["version"] == synth.STRESS_VERSION
+  assert synth.matches(stress_set, STRESS_NUM, 1, 78, profile="stress")
+  assert not synth.matches(stress_set, STRESS_NUM, 1, 78)
+
+
+def test_stress_test_specimens_are_blurrier_and_noisier(stress_set):
+  cells = _stress_cells(stress_set)
+  stats = {"training": [], "test": []}
+  for image_id, (_, _, split) in cells.items():
+    if split not in stats:
+      continue
+    stem = stress_set / split / f"{int(image_id):05d}"
+    image = np.asarray(Image.open(f"{stem}.png"), np.float64)
+    mask = np.asarray(Image.open(f"{stem}_Mask.png")) > 0
+    # Background noise, and the cell's level above the background.
+    stats[split].append((image[~mask].std(),
+                         np.percentile(image[mask], 90) - np.median(image[~mask])))
+  train, test = np.array(stats["training"]), np.array(stats["test"])
+  assert np.median(test[:, 0]) > 1.15 * np.median(train[:, 0])
+  assert np.median(test[:, 1]) < 0.8 * np.median(train[:, 1])
+  # The focus is drawn per well: every test well is out of focus, no other is.
+  for specimen in range(1, 31):
+    for split in ("train", "validation"):
+      assert synth.stress_specimen_params(1, specimen, "positive", split)["blur"] < 1.5
+    assert synth.stress_specimen_params(1, specimen, "positive", "test")["blur"] >= 1.5
+
+
+def test_stress_same_seed_same_bytes(tmp_path, stress_set):
+  again = tmp_path / "again"
+  synth.generate(again, num_images=STRESS_NUM, seed=1, profile="stress",
+                 num_workers=2)
+  assert _pixel_digest(again / "test") == _pixel_digest(stress_set / "test")
+  assert (again / synth.CSV_NAME).read_bytes() == (
+      stress_set / synth.CSV_NAME).read_bytes()
+  with pytest.raises(ValueError, match="profile"):
+    synth.make_plan(12, 0, profile="harsh")

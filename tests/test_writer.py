@@ -68,8 +68,10 @@ def test_tfds_reads_the_records_and_labels_match_the_manifest(tmp_path):
   assert set(meta) == {"name", "class_names", "channels", "image_shape", "has_mask",
                        "positive_class", "splits", "class_counts", "balance",
                        "augment_copies", "seed", "dataset", "data_dir",
-                       "group_disjoint", "layout_notes", "pixels", "warnings"}
+                       "group_disjoint", "layout_notes", "pixels", "warnings",
+                       "split_notes"}
   assert meta["pixels"]["dtype"] == "uint8" and meta["pixels"]["white_level"] == 255
+  assert meta["split_notes"] == []
   assert meta["class_counts"]["test"] == {"Homogeneous": 4, "Golgi": 4}
   assert "Golgi" in builder.info.description
 
