@@ -561,7 +561,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     report = metrics.classification_report(y_true, probs, class_names,
                                            positive_class=info.positive_class)
     report.update(epochs_run=len(read_history(model_dir).get("epoch", [])),
-                  train_seconds=train_seconds)
+                  train_seconds=train_seconds, mixed_precision=policy)
     return report
 
   # --- Outputs of a finished run --------------------------------------------------

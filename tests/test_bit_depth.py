@@ -341,7 +341,7 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
         records_dir=str(records), model="cnn", epochs=3, steps_per_epoch=15,
         batch_size=16,
         learning_rate=1e-3, shuffle_buffer=256, seed=0, deterministic=True,
-        image_summary_every=100)
+        mixed_precision="float32", image_summary_every=100)
     trainer.train_and_evaluate(config, run)
     mca[name] = evaluate.evaluate_run(run, "test")["mca"]
   info = input_pipeline.load_info(str(tmp_path / "rec_deep"))

@@ -71,7 +71,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
     assert len(pd.read_csv(f)) == 8
 
   # Weights from the earlier run by URL (--weights=RUN).
-  fresh = models.build_model("cnn", (78, 78, 1), 6)
+  fresh = models.build_model("cnn", (78, 78, 1), 6, **trainer.model_hparams(config))
   assert "logits" in " ".join(models.load_pretrained(fresh, run))
   assert os.listdir(tmp_path) == []
   probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()

@@ -130,7 +130,7 @@ def one_shard_records(tiny_records, tmp_path_factory):
 
 FIXED_ORDER = ("--norotation", "--norot90", "--noflips", "--dropout=0",
                "--shuffle_buffer=1", "--seed=1", "--epochs=1", "--steps_per_epoch=4",
-               "--optimizer=sgd", "--learning_rate=0.01")
+               "--optimizer=sgd", "--learning_rate=0.01", "--mixed_precision=float32")
 
 
 def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
@@ -145,7 +145,8 @@ def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
     config = trainer.TrainConfig(
         records_dir=records_dir, model="cnn", batch_size=16, image_summary_every=0,
         rotation=False, rot90=False, flips=False, dropout=0.0, shuffle_buffer=1,
-        seed=1, epochs=1, steps_per_epoch=4, optimizer="sgd", learning_rate=0.01)
+        seed=1, epochs=1, steps_per_epoch=4, optimizer="sgd", learning_rate=0.01,
+        mixed_precision="float32")
     trainer.train_and_evaluate(config, single)
     _wait_all(processes, str(tmp_path), "b")
   one = trainer.load_model(os.path.join(single, "model.keras")).get_weights()
@@ -183,13 +184,13 @@ def test_a_killed_worker_and_a_restarted_job_end_with_all_epochs(tiny_records,
   records_dir, _ = tiny_records
   run = str(tmp_path / "mw")
   command = _command(records_dir, run, "--distribution=multi_worker",
-                     "--epochs=3", "--steps_per_epoch=4")
+                     "--epochs=3", "--steps_per_epoch=30")
   with _workers(command, str(tmp_path), "c1") as processes:
     deadline = time.time() + TIMEOUT
     while not _ready_to_kill(run) and time.time() < deadline and all(
         p.poll() is None for p in processes):
       time.sleep(0.1)
-    time.sleep(2)  # into the second epoch's steps
+    time.sleep(1)  # into the second epoch's 30 steps
     assert all(p.poll() is None for p in processes), "the job ended before the kill"
     os.killpg(processes[1].pid, signal.SIGKILL)
     # The survivor blocks in a collective with a dead peer; a scheduler would

@@ -55,7 +55,7 @@ def test_a_short_imbalanced_run_trains_longer_and_weights_its_classes(
   assert max(counts.values()) > 3 * min(counts.values())   # Golgi is rare
   steps = input_pipeline.num_examples(records_dir, "train") // 16
   run = str(tmp_path / "run")
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     report = trainer.train_and_evaluate(trainer.TrainConfig(
         records_dir=records_dir, model="cnn", epochs=1, batch_size=16,
         min_steps=steps + 1, auto_class_weights=3.0, shuffle_buffer=256,
