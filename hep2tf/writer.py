@@ -157,7 +157,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
             max_megapixels=max_megapixels, balance=balance,
             augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
             rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles,
-            pixels=pixels))
+            pixels=pixels, split_notes=split_notes))
   name = source.name
   if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
     raise ValueError(f"dataset name must be snake_case, got {name!r}")

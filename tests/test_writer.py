@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -74,6 +75,15 @@ def test_tfds_reads_the_records_and_labels_match_the_manifest(tmp_path):
   assert meta["split_notes"] == []
   assert meta["class_counts"]["test"] == {"Homogeneous": 4, "Golgi": 4}
   assert "Golgi" in builder.info.description
+
+
+def test_split_notes_reach_hep2tf_json_locally_and_through_a_url(tmp_path):
+  source = _dataset(tmp_path / "src")
+  notes = ["validation carved from training groups"]
+  for out in (str(tmp_path / "local"), "ram://hep2tf-writer-notes/out"):
+    _write(source, out, split_notes=notes)
+    with tf.io.gfile.GFile(f"{out}/{writer.HEP2TF_JSON}") as f:
+      assert json.load(f)["split_notes"] == notes, out
 
 
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
