@@ -225,8 +225,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   report.update(split=split, tta=tta, checkpoint=checkpoint,
                 records_dir=storage.abspath(records_dir), split_notes=info.split_notes)
   # Whether the converter could keep every specimen/patient/slide in one split.
-  with storage.open_file(os.path.join(records_dir, "hep2tf.json")) as f:
-    report["group_disjoint"] = json.load(f).get("group_disjoint")
+  report["group_disjoint"] = info.group_disjoint
   # Beside the training's validation MCA of the best checkpoint, when it is known.
   complete = os.path.join(model_dir, trainer.COMPLETE_FILE)
   if (checkpoint == "best" and storage.exists(complete)

@@ -74,6 +74,8 @@ class DatasetInfo:
   # What the converter's splitter gave up, e.g. a validation split carved from the
   # training groups of a small grouped set; [] when the splits are group-disjoint.
   split_notes: list[str] = dataclasses.field(default_factory=list)
+  # Whether no group (specimen, patient, slide) is in two splits; None when unknown.
+  group_disjoint: bool | None = None
 
   @property
   def num_classes(self) -> int:
@@ -123,6 +125,7 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
       data_dir=raw.get("data_dir"),
       pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
       split_notes=[str(n) for n in raw.get("split_notes") or []],
+      group_disjoint=raw.get("group_disjoint"),
   )
 
 
