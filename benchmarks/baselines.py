@@ -71,9 +71,9 @@ def lbp_features(images: np.ndarray, scales=SCALES) -> np.ndarray:
 
 def load_split(records_dir: str, split: str, batch_size: int = 256):
   """(images float (N, H, W, C), label ids (N,)) of one split, in file order."""
-  from hep2tf import input_pipeline
+  from hep2tf.data import reader
   images, labels = [], []
-  for batch, onehot in input_pipeline.create_split(
+  for batch, onehot in reader.create_split(
       records_dir, split, batch_size=batch_size, training=False):
     images.append(batch.numpy())
     labels.append(np.argmax(onehot.numpy(), axis=1))
@@ -91,9 +91,10 @@ def run_baseline(records_dir: str, train_split: str = "train",
   from sklearn.preprocessing import StandardScaler
   from sklearn.svm import SVC
 
-  from hep2tf import input_pipeline, metrics
+  from hep2tf.data import reader
+  from hep2tf.evaluation import metrics
   start = time.time()
-  class_names = input_pipeline.load_info(records_dir).class_names
+  class_names = reader.load_info(records_dir).class_names
   k = len(class_names)
   features = {}
   for split in (train_split, eval_split, test_split):
@@ -128,7 +129,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   result = run_baseline(FLAGS.records_dir)
-  from hep2tf import metrics
+  from hep2tf.evaluation import metrics
   print(metrics.format_report(result["test_report"],
                               title=f"LBP + SVM on {FLAGS.records_dir}, test"))
   print(f"LBP + SVM (C={result['c']:g}): validation MCA "

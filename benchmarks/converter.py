@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import data
-from hep2tf import synth
+from hep2tf.data import synth
 
 # Runs argv[1:] as a child and prints that child's peak RSS in KiB (Linux units).
 _PEAK_RSS_PROBE = (

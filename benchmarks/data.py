@@ -18,9 +18,9 @@ import shutil
 import subprocess
 import sys
 
-from hep2tf import create_records
-from hep2tf import input_pipeline
-from hep2tf import synth
+from hep2tf.convert import create
+from hep2tf.data import reader
+from hep2tf.data import synth
 
 NAME = "synthetic_hep2"
 IMAGE_SIZE = 78
@@ -87,7 +87,7 @@ def _link(src: str, dst: str) -> None:
 def make_records(source_dir: str, output_dir: str, num_workers: int = 1,
                  seed: int = 0) -> str:
   """Converts a synthetic source folder with hep2tf's defaults; returns output_dir."""
-  create_records.create_records(
+  create.create_records(
       "icpr2014", source_dir, output_dir=output_dir, name=NAME, overwrite=True,
       seed=seed, num_workers=num_workers, progress=False)
   return output_dir
@@ -115,7 +115,7 @@ def prepare(work_dir: str, num_images: int, seed: int = 0,
                              num_workers=num_workers, seed=seed)
   png_dir = png_folders(records_dir, source_dir,
                         os.path.join(work_dir, f"png_{num_images}"))
-  info = input_pipeline.load_info(records_dir)
+  info = reader.load_info(records_dir)
   eval_split = "validation" if "validation" in info.splits else "test"
   return Inputs(source_dir, records_dir, png_dir, num_images, "train", eval_split,
                 tuple(info.class_names))

@@ -1,4 +1,4 @@
-"""Step time of the custom loop (hep2tf/loop.py) against Keras fit, and of 2 local
+"""Step time of the custom loop (hep2tf/training/loop.py) against Keras fit, and of 2 local
 workers (MultiWorkerMirroredStrategy) against 1 process.
 
   python -m benchmarks.multi_worker --records_dir=RECORDS [--steps=20] [--output=F]
@@ -40,17 +40,18 @@ BATCH = 16
 
 def _setup(strategy):
   import tensorflow as tf
-  from hep2tf import distribute, input_pipeline, trainer
+  from hep2tf.data import reader
+  from hep2tf.training import distribute, trainer
   config = trainer.TrainConfig(records_dir=FLAGS.records_dir, model="cnn",
                                batch_size=BATCH, shuffle_buffer=256, seed=0)
   trainer.setup_execution(config)
-  info = input_pipeline.load_info(config.records_dir)
+  info = reader.load_info(config.records_dir)
   shape = tuple(info.image_shape) + (info.channels,)
   train_ds = distribute.shard_by_file(
-      input_pipeline.create_split(config.records_dir, "train", batch_size=BATCH,
-                                  training=True, repeat=True, shuffle_buffer=256,
-                                  seed=0),
-      len(input_pipeline.shard_files(config.records_dir, "train")))
+      reader.create_split(config.records_dir, "train", batch_size=BATCH,
+                          training=True, repeat=True, shuffle_buffer=256,
+                          seed=0),
+      len(reader.shard_files(config.records_dir, "train")))
   with strategy.scope():
     train_model, _, _ = trainer.build_models(config, shape, info.num_classes)
     trainer.compile_model(train_model, config, info.class_names, 100)
@@ -64,7 +65,7 @@ def _median(values):
 
 
 def _time_custom(strategy, train_model, train_ds, steps):
-  from hep2tf import loop
+  from hep2tf.training import loop
   runner = loop.Loop(strategy, train_model, global_batch_size=BATCH)
   iterator = iter(strategy.experimental_distribute_dataset(train_ds))
   for _ in range(3):
@@ -121,7 +122,7 @@ def _allreduce_times(strategy, train_model, repeats):
 
 def worker_main():
   import tensorflow as tf
-  from hep2tf import distribute
+  from hep2tf.training import distribute
   strategy = tf.distribute.MultiWorkerMirroredStrategy()
   train_model, train_ds = _setup(strategy)
   _, _, times = _time_custom(strategy, train_model, train_ds, FLAGS.steps)

@@ -1,6 +1,6 @@
 """Reader: images/s of the training input pipeline against two baselines.
 
-  ours          input_pipeline.create_split(train, training=True) as the trainer calls
+  ours          reader.create_split(train, training=True) as the trainer calls
                 it: interleave, parse, decode, [cache], shuffle, batch, one-hot,
                 prefetch
   decode-only   the same shards read, parsed and decoded in parallel and batched, no
@@ -11,7 +11,7 @@
                 budget, or the first pass of any)
 
 ours is the trainer's default, cache="auto": a split whose decoded size fits
-input_pipeline.CACHE_BUDGET_BYTES is decoded once and kept in memory. Streaming,
+reader.CACHE_BUDGET_BYTES is decoded once and kept in memory. Streaming,
 ours and the PNG reader spend their time decoding the same 78x78 PNG bytes.
 
 Each pipeline runs one warm-up epoch (file cache, autotuning), then `passes` timed
@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import data
-from hep2tf import input_pipeline
-from hep2tf import schema
+from hep2tf.data import reader
+from hep2tf.data import schema
 
 
 def epoch_rate(make_dataset, passes: int) -> float:
@@ -48,14 +48,14 @@ def epoch_rate(make_dataset, passes: int) -> float:
 def ours(inputs: data.Inputs, batch_size: int,
          cache: bool | str = "auto") -> tf.data.Dataset:
   """The training split as the trainer reads it by default (cache="auto")."""
-  return input_pipeline.create_split(inputs.records_dir, inputs.train_split,
-                                     batch_size=batch_size, training=True, cache=cache,
-                                     seed=0)
+  return reader.create_split(inputs.records_dir, inputs.train_split,
+                             batch_size=batch_size, training=True, cache=cache,
+                             seed=0)
 
 
 def decode_only(inputs: data.Inputs, batch_size: int) -> tf.data.Dataset:
-  info = input_pipeline.load_info(inputs.records_dir)
-  files = input_pipeline.shard_files(inputs.records_dir, inputs.train_split)
+  info = reader.load_info(inputs.records_dir)
+  files = reader.shard_files(inputs.records_dir, inputs.train_split)
   records = tf.data.Dataset.from_tensor_slices(files).interleave(
       tf.data.TFRecordDataset, cycle_length=len(files),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -87,9 +87,9 @@ def run(inputs: data.Inputs, *, batch_size: int = 64,
   rate_stream = epoch_rate(lambda: ours(inputs, batch_size, cache=False), passes)
   rate_limit = epoch_rate(lambda: decode_only(inputs, batch_size), passes)
   rate_pngs = epoch_rate(lambda: from_pngs(inputs, batch_size), passes)
-  info = input_pipeline.load_info(inputs.records_dir)
-  cached = input_pipeline.resolve_cache(info, inputs.train_split, None, False,
-                                        input_pipeline.CACHE_BUDGET_BYTES)
+  info = reader.load_info(inputs.records_dir)
+  cached = reader.resolve_cache(info, inputs.train_split, None, False,
+                                reader.CACHE_BUDGET_BYTES)
   note = f"train split, batch {batch_size}, best of {passes} epochs after a warm-up"
   return [
       common.Figure("reader streaming (cache off) vs decode-only", "images/s",

@@ -27,8 +27,8 @@ from benchmarks import data
 from benchmarks import reader
 from benchmarks import recipe
 from benchmarks import training
-from hep2tf import metrics
-from hep2tf import trainer
+from hep2tf.evaluation import metrics
+from hep2tf.training import trainer
 
 
 @dataclasses.dataclass

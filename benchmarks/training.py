@@ -30,9 +30,10 @@ from benchmarks import common
 from benchmarks import data
 from benchmarks import yardstick
 from hep2tf import hardware
-from hep2tf import input_pipeline
-from hep2tf import summaries
-from hep2tf import trainer
+from hep2tf import rundir
+from hep2tf.data import reader
+from hep2tf.training import summaries
+from hep2tf.training import trainer
 
 _TRUE = ("true", "1", "yes")
 
@@ -99,7 +100,7 @@ def projected_rate(first: Clock, last: Clock, steps: int, real_steps: int,
 def train_dataset(config: trainer.TrainConfig, inputs: data.Inputs,
                   repeat: bool = True) -> tf.data.Dataset:
   """The training split exactly as train_and_evaluate reads it."""
-  return input_pipeline.create_split(
+  return reader.create_split(
       inputs.records_dir, inputs.train_split, batch_size=config.batch_size,
       training=True, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
       balanced=config.balanced_sampling, repeat=repeat,
@@ -107,8 +108,8 @@ def train_dataset(config: trainer.TrainConfig, inputs: data.Inputs,
 
 
 def eval_dataset(config: trainer.TrainConfig, inputs: data.Inputs) -> tf.data.Dataset:
-  return input_pipeline.create_split(inputs.records_dir, inputs.eval_split,
-                                     batch_size=config.batch_size, training=False)
+  return reader.create_split(inputs.records_dir, inputs.eval_split,
+                             batch_size=config.batch_size, training=False)
 
 
 def build(config: trainer.TrainConfig, inputs: data.Inputs, real_steps: int):
@@ -125,10 +126,10 @@ def trainer_callbacks(config: trainer.TrainConfig, model_dir: str, model, augmen
                       train_ds, val_ds, class_names) -> list[keras.callbacks.Callback]:
   """The callbacks train_and_evaluate gives fit, in its order."""
   callbacks = [
-      trainer.SafeBackupAndRestore(os.path.join(model_dir, trainer.CHECKPOINT_DIR),
+      trainer.SafeBackupAndRestore(os.path.join(model_dir, rundir.CHECKPOINT_DIR),
                                    delete_checkpoint=False),
       trainer.NaNGuard(),
-      keras.callbacks.CSVLogger(os.path.join(model_dir, trainer.HISTORY_FILE)),
+      keras.callbacks.CSVLogger(os.path.join(model_dir, rundir.HISTORY_FILE)),
       summaries.ScalarSummaries(model_dir),
       trainer.BestModel(model_dir, model),
   ]
@@ -155,7 +156,7 @@ def forward_flops_per_image(model: keras.Model) -> float:
 
 
 def real_steps_per_epoch(config: trainer.TrainConfig, inputs: data.Inputs) -> int:
-  num_train = input_pipeline.num_examples(inputs.records_dir, inputs.train_split)
+  num_train = reader.num_examples(inputs.records_dir, inputs.train_split)
   return max(1, num_train // config.batch_size)
 
 

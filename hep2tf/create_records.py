@@ -18,36 +18,29 @@ stderr); 3 done, but some inputs were skipped (see rejects.csv beside the record
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from hep2tf import errors
-from hep2tf import images
-from hep2tf import intensity
-from hep2tf import sources
-from hep2tf import splits
-from hep2tf import storage
-from hep2tf import synth
-from hep2tf import writer
-
-SYNTHETIC = "synthetic"
-SYNTHETIC_NAME = "synthetic_hep2"
-SYNTHETIC_DIR = "data/synthetic_hep2"
-SYNTHETIC_IMAGE_SIZE = 78
+from hep2tf.convert import create
+from hep2tf.convert import writer
+from hep2tf.data import images
+from hep2tf.data import intensity
+from hep2tf.data import sources
+from hep2tf.data import splits
+from hep2tf.data import synth
 
 
 def define_flags() -> None:
   """Defines the converter's flags, grouped by stage."""
   # Source.
-  flags.DEFINE_string("dataset", SYNTHETIC, "Source layout: synthetic, or one of "
-                      f"{', '.join(sources.LAYOUTS)}.")
+  flags.DEFINE_string("dataset", create.SYNTHETIC, "Source layout: synthetic, or "
+                      f"one of {', '.join(sources.LAYOUTS)}.")
   flags.DEFINE_string("data_dir", None, "Folder of the source dataset (synthetic: "
-                      f"where it is generated, default {SYNTHETIC_DIR}).")
+                      f"where it is generated, default {create.SYNTHETIC_DIR}).")
   flags.DEFINE_string("csv_path", None, "csv/icpr2014: the table, relative to "
                       "--data_dir (default: found there).")
   flags.DEFINE_string("path_column", None, "csv: column with the image path.")
@@ -68,11 +61,11 @@ def define_flags() -> None:
                     "synthetic: default, or stress (specimen shift: its test "
                     "specimens are out of focus, dimmer and noisier; the split "
                     "comes from its folders; into data/ and records/"
-                    f"{SYNTHETIC_NAME}_stress).")
+                    f"{create.SYNTHETIC_NAME}_stress).")
   # Output.
   flags.DEFINE_string("output_dir", None, "Records folder (default records/<name>).")
   flags.DEFINE_string("name", None, "Dataset name, snake_case (default: the "
-                      f"layout's; {SYNTHETIC_NAME} for synthetic).")
+                      f"layout's; {create.SYNTHETIC_NAME} for synthetic).")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing records folder.")
   # Splits, balance, offline augmentation.
   flags.DEFINE_float("validation_fraction", splits.DEFAULT_VALIDATION_FRACTION,
@@ -114,122 +107,6 @@ def define_flags() -> None:
   flags.DEFINE_string("verify", None, "Verify this records folder and exit.")
 
 
-_NAMED_OPTIONS = {"csv_path": "csv_path", "path_column": "path_column",
-                  "label_column": "label_column", "group_column": "group_column",
-                  "split_column": "split_column", "separator": "csv_separator"}
-
-
-def source_options(flag_values) -> dict:
-  """The layout's options from the flags: the named ones plus --layout_option.
-
-  Raises InputError for a --layout_option without '=' or one that repeats a key.
-  """
-  options = {key: flag_values[flag].value for key, flag in _NAMED_OPTIONS.items()}
-  for text in flag_values.layout_option or []:
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-      raise errors.InputError(f"--layout_option must read KEY=VALUE, got {text!r}")
-    if options.get(key) is not None:
-      raise errors.InputError(f"--layout_option {key} is given twice (or also by "
-                              f"--{_NAMED_OPTIONS.get(key, key)})")
-    options[key] = value.strip()
-  return options
-
-
-def parse_image_size(text: str | None) -> tuple[int, int] | None:
-  """'96' -> (96, 96); '96,128' -> (96, 128) as (height, width); None -> None."""
-  if not text:
-    return None
-  try:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
-  except ValueError:
-    parts = []
-  if len(parts) not in (1, 2) or min(parts) < 1:
-    raise errors.InputError(f"--image_size must be 'S' or 'H,W', got {text!r}")
-  return (parts[0], parts[-1])
-
-
-def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
-                   output_dir: str | None = None, name: str | None = None,
-                   overwrite: bool = False, source_options: dict | None = None,
-                   synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
-                   synth_seed: int = 0, synth_profile: str = "default",
-                   validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
-                   test_fraction: float = splits.DEFAULT_TEST_FRACTION,
-                   group_split: bool = True, small_groups: str = "carve",
-                   balance: str = "none",
-                   augment_copies: int = 0, seed: int = 0,
-                   image_size: tuple[int, int] | None = None, resize: str = "pad",
-                   apply_mask: bool = False,
-                   max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
-                   num_workers: int | None = None, num_shards: int | None = None,
-                   on_error: str = "fail", progress: bool = True,
-                   intensity_mode: str = "keep",
-                   percentiles=intensity.DEFAULT_PERCENTILES
-                   ) -> tuple[writer.WriteSummary, errors.Rejects]:
-  """Source -> splits -> balance -> dihedral copies -> records folder.
-
-  Args mirror the command-line flags; `source_options` go to `sources.read_source`
-  (e.g. csv_path, path_column). Returns the writer's summary and what was skipped.
-  Raises InputError for bad input (nothing is published then).
-  """
-  num_workers = num_workers or os.cpu_count() or 1
-  rejects = errors.Rejects()
-  layout = dataset
-  if dataset == SYNTHETIC:
-    suffix = "" if synth_profile == "default" else f"_{synth_profile}"
-    data_dir = data_dir or SYNTHETIC_DIR + suffix
-    name = name or SYNTHETIC_NAME + suffix
-    if not synth.matches(data_dir, synth_num_images, synth_seed,
-                         SYNTHETIC_IMAGE_SIZE, profile=synth_profile):
-      logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
-      synth.generate(data_dir, synth_num_images, seed=synth_seed,
-                     image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
-                     overwrite=True, profile=synth_profile)
-    layout = "icpr2014"
-  elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
-    # --csv_path alone: the paths in it are relative to its folder.
-    data_dir = os.path.dirname(os.path.abspath(source_options["csv_path"]))
-  elif not data_dir:
-    raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
-  source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
-                               name=name, **(source_options or {}))
-  output_dir = output_dir or os.path.join("records", source.name)
-  if storage.exists(output_dir) and not overwrite:
-    # Fail before hashing and splitting; the writer checks again before publishing.
-    raise errors.InputError("the records folder exists; pass --overwrite to replace "
-                            "it", file=output_dir)
-  examples = splits.assign_splits(
-      source.examples, validation_fraction=validation_fraction,
-      test_fraction=test_fraction, seed=seed, by_group=group_split,
-      on_error=on_error, rejects=rejects, small_groups=small_groups)
-  split_notes = list(examples.attrs.get("split_notes", []))
-  examples = splits.balance(examples, balance, seed=seed)
-  examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
-  summary = writer.write_records(
-      source, examples, output_dir, num_shards=num_shards, num_workers=num_workers,
-      seed=seed, overwrite=overwrite, on_error=on_error, image_size=image_size,
-      resize=resize, apply_mask=apply_mask, progress=progress,
-      max_megapixels=max_megapixels, balance=balance,
-      augment_copies=augment_copies, data_dir=data_dir, dataset=dataset,
-      rejects=rejects, intensity_mode=intensity_mode, percentiles=percentiles,
-      split_notes=split_notes)
-  return summary, rejects
-
-
-def parse_percentiles(text: str) -> tuple[float, float]:
-  """'1,99.8' -> (1.0, 99.8); InputError for anything else."""
-  try:
-    pair = tuple(float(p) for p in text.split(","))
-    if len(pair) != 2:
-      raise ValueError("two numbers")
-    return intensity.check_mode("keep", pair)
-  except ValueError as e:
-    raise errors.InputError(f"--rescale_percentiles must be 'LOW,HIGH' with "
-                            f"0 <= LOW < HIGH <= 100, got {text!r} ({e})") from None
-
-
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -241,8 +118,8 @@ def main(argv: Sequence[str]) -> int:
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")
     return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
   try:
-    options = source_options(FLAGS)
-    summary, rejects = create_records(
+    options = create.source_options(FLAGS)
+    summary, rejects = create.create_records(
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
         synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
@@ -251,39 +128,15 @@ def main(argv: Sequence[str]) -> int:
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
         small_groups=FLAGS.small_groups,
         balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
-        image_size=parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
+        image_size=create.parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
         apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
         num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
         on_error=FLAGS.on_error, intensity_mode=FLAGS.intensity,
-        percentiles=parse_percentiles(FLAGS.rescale_percentiles))
+        percentiles=create.parse_percentiles(FLAGS.rescale_percentiles))
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
-  return report_outcome(summary, rejects)
-
-
-def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int:
-  """Prints where the records are and what is in them; returns the exit code."""
-  print(f"Records in {summary.output_dir} ({summary.name}, classes "
-        f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
-  print(summary.table())
-  for note in summary.notes:
-    print(f"note: {note}")
-  if summary.group_disjoint is False:
-    print("note: the splits are not known to be specimen/patient/slide-disjoint "
-          "(some images have no group, or a group is in two splits); hep2tf.json "
-          "says group_disjoint: false")
-  print(f"Pixels: {summary.pixels.describe()}")
-  for warning in summary.warnings:
-    print(f"warning: {warning}", file=sys.stderr)
-  for note in summary.split_notes:
-    print(f"split note: {note}")
-  if len(rejects):
-    # A string join, so object-store outputs (gs://...) keep their scheme.
-    print(f"{len(rejects)} inputs skipped, listed in "
-          f"{str(summary.output_dir).rstrip('/')}/{writer.REJECTS}", file=sys.stderr)
-    return errors.EXIT_SKIPPED
-  return errors.EXIT_OK
+  return create.report_outcome(summary, rejects)
 
 
 def run() -> None:

@@ -15,7 +15,8 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import distribute, errors, hardware, storage, trainer
+from hep2tf import errors, hardware, rundir, storage
+from hep2tf.training import distribute, trainer
 
 _D = trainer.TrainConfig()
 
@@ -30,7 +31,7 @@ def define_flags() -> None:
   flags.DEFINE_boolean("apply_mask", _D.apply_mask, "Zero the background outside the cell mask (records with masks).")
   flags.DEFINE_boolean("balanced_sampling", _D.balanced_sampling, "Sample training batches with equal class frequencies.")
   flags.DEFINE_integer("shuffle_buffer", _D.shuffle_buffer, "Examples in the shuffle buffer.")
-  flags.DEFINE_enum("cache", _D.cache, ["auto", "true", "false"], "Keep decoded examples in memory after the first epoch. auto: when a split's decoded size fits input_pipeline.CACHE_BUDGET_BYTES (1 GiB); logged.")
+  flags.DEFINE_enum("cache", _D.cache, ["auto", "true", "false"], "Keep decoded examples in memory after the first epoch. auto: when a split's decoded size fits reader.CACHE_BUDGET_BYTES (1 GiB); logged.")
   # Model.
   flags.DEFINE_string("model", _D.model, "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, efficientnetv2_b0, convnext_tiny, ...).")
   flags.DEFINE_string("weights", _D.weights, "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
@@ -87,7 +88,7 @@ def define_flags() -> None:
   # Distribution.
   flags.DEFINE_enum("distribution", _D.distribution, list(distribute.STRATEGIES), "default: one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG (worker 0 or the chief writes the run); tpu. --batch_size is the global batch, split across replicas; --learning_rate is for that global batch: scale it linearly when you scale the batch with the number of replicas.")
   flags.DEFINE_string("tpu", _D.tpu, "TPU name or address for --distribution=tpu ('' = the attached one).")
-  flags.DEFINE_enum("training_loop", _D.training_loop, ["auto", "fit", "custom"], "fit: Keras Model.fit; custom: hep2tf's own loop (hep2tf/loop.py), which also runs under multi_worker; auto: custom (the same step time as fit on the smoke config).")
+  flags.DEFINE_enum("training_loop", _D.training_loop, ["auto", "fit", "custom"], "fit: Keras Model.fit; custom: hep2tf's own loop (hep2tf/training/loop.py), which also runs under multi_worker; auto: custom (the same step time as fit on the smoke config).")
   flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into this many logical devices (to try mirrored training without GPUs).")
 
 
@@ -136,7 +137,7 @@ def main(argv):
   try:
     check_paths(config, FLAGS.model_dir)
     if config.distribution != "multi_worker" or distribute.is_chief_task():
-      trainer.prepare_run_dir(FLAGS.model_dir, config.overwrite)
+      rundir.prepare_run_dir(FLAGS.model_dir, config.overwrite)
       config.overwrite = False  # prepare_run_dir did what overwrite asks
       write_flagfile(os.path.join(FLAGS.model_dir, "flags.txt"))
     report = trainer.train_and_evaluate(config, FLAGS.model_dir)

@@ -17,9 +17,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from hep2tf import create_records, export, input_pipeline, intensity, predict
-from hep2tf import schema, writer
+from hep2tf.convert import create, writer
+from hep2tf.data import intensity, reader, schema
 from hep2tf.errors import InputError
+from hep2tf.evaluation import export, predict
 
 SIDE = 12
 SPLITS = {"train": 2, "test": 1}     # images per class and split
@@ -74,7 +75,7 @@ def _make_folder(root, arrays, suffix):
 
 
 def _convert(source_dir, records_dir, channels, **kwargs):
-  summary, _ = create_records.create_records(
+  summary, _ = create.create_records(
       "folder", str(source_dir), output_dir=str(records_dir), num_workers=1,
       progress=False, source_options={"channels": channels}, **kwargs)
   return summary
@@ -82,10 +83,10 @@ def _convert(source_dir, records_dir, channels, **kwargs):
 
 def _read_records(records_dir):
   """{file name: stored array} and the DatasetInfo, via the schema's decode."""
-  info = input_pipeline.load_info(records_dir)
+  info = reader.load_info(records_dir)
   stored = {}
   for split in info.splits:
-    for path in input_pipeline.shard_files(records_dir, split):
+    for path in reader.shard_files(records_dir, split):
       for serialized in tf.data.TFRecordDataset(path):
         example = schema.parse_example(serialized, info.channels, False,
                                        info.pixels.dtype)
@@ -126,7 +127,7 @@ def test_records_hold_the_source_values_and_every_level(tmp_path, case):
                                   err_msg=f"{case}: {name}")
   before, after = _levels(sources.values()), _levels(stored.values())
   # The model's input: stored * 255 / white_level, every level still distinct.
-  model_levels = _levels([input_pipeline.to_model_input(s, info.pixels).numpy()
+  model_levels = _levels([reader.to_model_input(s, info.pixels).numpy()
                           for s in stored.values()])
   print(f"\n{case}: distinct levels source {before}, records {after}, "
         f"model input {model_levels}; white level {info.pixels.white_level}")
@@ -137,7 +138,7 @@ def test_records_hold_the_source_values_and_every_level(tmp_path, case):
   assert info.pixels.white_level == expected_white
   # Nothing clipped: the extremes survive, and the model input spans [0, 255].
   assert top == max(int(np.max(a)) for a in expected.values())
-  batch = next(iter(input_pipeline.create_split(
+  batch = next(iter(reader.create_split(
       str(tmp_path / "rec"), "train", batch_size=8, training=False)))[0].numpy()
   assert batch.max() <= 255.0 and batch.max() > 200.0 * (case != "uint16_0_235")
   assert (tmp_path / "rec" / "samples.png").stat().st_size > 1000
@@ -152,7 +153,7 @@ def test_multi_page_tiff_is_a_named_error_or_a_reject(tmp_path):
   pages[0].save(stack, save_all=True, append_images=pages[1:])
   with pytest.raises(InputError, match=r"stack\.tif.*multi-page image \(3 pages"):
     _convert(tmp_path / "src", tmp_path / "rec", 1)
-  summary, rejects = create_records.create_records(
+  summary, rejects = create.create_records(
       "folder", str(tmp_path / "src"), output_dir=str(tmp_path / "rec"),
       num_workers=1, progress=False, source_options={"channels": 1},
       on_error="skip")
@@ -173,7 +174,7 @@ def test_mixed_set_stores_8bit_sources_x257_and_the_model_sees_them_unchanged(
   np.testing.assert_array_equal(stored[eight_bit][..., 0],
                                 sources[eight_bit].astype(np.uint16) * 257)
   assert info.pixels.white_level == 65535
-  model = input_pipeline.to_model_input(stored[eight_bit], info.pixels).numpy()
+  model = reader.to_model_input(stored[eight_bit], info.pixels).numpy()
   print(f"\nmixed 8/12-bit: distinct levels source {_levels(sources.values())}, "
         f"records {_levels(stored.values())}")
   for name, array in sources.items():   # per image: no level merged or lost
@@ -321,7 +322,8 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
   reach the same test MCA (within 0.02); x / 257 would have left 4 grey levels. The
   run then predicts from the 16-bit files, on the command line and in the SavedModel,
   as evaluation does."""
-  from hep2tf import evaluate, trainer
+  from hep2tf.evaluation import evaluate
+  from hep2tf.training import trainer
   rng = np.random.default_rng(8)
   counts = {"train": 36, "test": 14}
   deep, shallow = tmp_path / "deep", tmp_path / "shallow"
@@ -344,7 +346,7 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
         mixed_precision="float32", image_summary_every=100)
     trainer.train_and_evaluate(config, run)
     mca[name] = evaluate.evaluate_run(run, "test")["mca"]
-  info = input_pipeline.load_info(str(tmp_path / "rec_deep"))
+  info = reader.load_info(str(tmp_path / "rec_deep"))
   assert info.pixels.dtype == "uint16" and info.pixels.white_level == 1023
   print(f"\ntest MCA: 16-bit records {mca['deep']:.3f}, 8-bit copy "
         f"{mca['shallow']:.3f}")
@@ -370,15 +372,15 @@ def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_p
   """A mixed set (8-bit and 12-bit) through the DirectRunner: the same uint16
   records, PixelSpec and warnings as the local writer."""
   pytest.importorskip("apache_beam")
-  from hep2tf import beam_pipeline
+  from hep2tf.convert import beam
   rng = np.random.default_rng(9)
   arrays, _, _ = _case_arrays("12bit", rng)
   arrays[1] = rng.integers(0, 256, (SIDE, SIDE)).astype(np.uint8)
   sources = _make_folder(tmp_path / "src", arrays, "png")
   local = _convert(tmp_path / "src", tmp_path / "local", 1)
-  source, examples, data_dir, rejects = beam_pipeline.prepare_examples(
+  source, examples, data_dir, rejects = beam.prepare_examples(
       "folder", str(tmp_path / "src"), source_options={"channels": 1})
-  summary = beam_pipeline.convert(
+  summary = beam.convert(
       source, examples, str(tmp_path / "beam"), pipeline_args=["--runner=DirectRunner"],
       data_dir=data_dir, dataset="folder", rejects=rejects)
   assert summary.pixels == local.pixels and summary.pixels.dtype == "uint16"

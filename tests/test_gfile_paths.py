@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from hep2tf import create_records, evaluate, models, predict, storage, trainer
+from hep2tf import models, rundir, storage
+from hep2tf.convert import create
+from hep2tf.evaluation import evaluate, predict
+from hep2tf.training import trainer
 
 ROOT = "ram://hep2tf-test"
 
@@ -24,7 +27,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   # A URL mistaken for a relative path would create ./ram:/... here.
   monkeypatch.chdir(tmp_path)
   records = f"{ROOT}/records"
-  summary, _ = create_records.create_records(
+  summary, _ = create.create_records(
       data_dir=source_dir, output_dir=records, synth_num_images=180, synth_seed=3,
       group_split=False, num_workers=2, progress=False)
   assert summary.output_dir == records
@@ -46,7 +49,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   assert "checkpoints" not in _listing(run)  # removed once finished
   with storage.open_file(f"{run}/config.json") as f:
     assert json.load(f)["records_dir"] == records
-  assert len(trainer.read_history(run)["epoch"]) == 2
+  assert len(rundir.read_history(run)["epoch"]) == 2
   assert tf.saved_model.load(f"{run}/export").signatures["serving_default"]
 
   result = evaluate.evaluate_run(run, "test")

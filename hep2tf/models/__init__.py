@@ -74,6 +74,12 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
   return model
 
 
+def load_model(path: str) -> keras.Model:
+  """Loads a hep2tf .keras model in Keras safe mode (no code from the file runs); the
+  custom layers it may hold are registered by importing this package."""
+  return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
 def is_weights_path(weights: object) -> bool:
   """Whether a `weights` hparam names a file or run directory (not none/imagenet)."""
   return weights is not None and str(weights).lower() not in ("none", "", "imagenet")

@@ -1,0 +1,537 @@
+"""The tf.data reader over a records folder.
+
+`create_split` is the whole pipeline, in one order:
+
+  shards -> interleave -> [class-balanced sampling] -> parse + decode (+ mask, resize)
+  -> [cache] -> [repeat] -> shuffle -> batch -> float32 + one-hot -> [mixup / cutmix]
+  -> prefetch
+
+The host only decodes and batches. Rotations, flips, colour jitter and normalisation
+run inside the compiled training step (`augment.build_augmenter` and the model's own
+first layers); mixup and cutmix run here because they change the labels.
+
+Records are parsed only through `hep2tf.data.schema`. The folder's `hep2tf.json`
+(written by `writer.py`) says what the records hold; `load_info` reads it.
+
+Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset,
+`DatasetInfo.pixels`). Images stay in that dtype up to batching; `to_model_input`
+then gives the models' float32 input, `stored * 255 / white_level` (see
+`hep2tf.data.intensity`): 8-bit records exactly as before, 16-bit ones with every level
+kept as a distinct float.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+from hep2tf.data import augment
+from hep2tf.data import folds
+from hep2tf.data import intensity
+from hep2tf.data import schema
+from hep2tf import storage
+from hep2tf.errors import InputError
+
+INFO_FILE = "hep2tf.json"
+META_KEYS = (schema.ID, schema.FILE_NAME, schema.GROUP, schema.INTENSITY)
+_REQUIRED_KEYS = ("name", "class_names", "channels", "splits")
+# cache="auto" keeps a split in memory when its decoded examples fit this budget (TFDS
+# advises caching sets under about 1 GB). The full synthetic HEp-2 set, 13,596 78x78
+# grey cells, is about 85 MB decoded; C-NMC at 256x256 RGB (~10,000 cells) is 2 GB and
+# streams. Pass cache=True to cache beyond it on a machine with the memory.
+CACHE_BUDGET_BYTES = 1 << 30
+# Per decoded example beyond its pixels: label, id, file name, group, intensity.
+_EXAMPLE_OVERHEAD_BYTES = 256
+_SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[^-]+)\.tfrecord-"
+                       r"(?P<index>\d+)-of-(?P<total>\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What a records folder holds, from its hep2tf.json."""
+
+  records_dir: str
+  name: str
+  class_names: list[str]
+  channels: int
+  image_shape: tuple[int, int] | None   # None when image sizes vary
+  has_mask: bool = False
+  positive_class: str | None = None
+  splits: dict[str, int] = dataclasses.field(default_factory=dict)
+  class_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  balance: str | None = None       # what the converter did: none/oversample/undersample
+  augment_copies: int = 0
+  seed: int | None = None
+  dataset: str | None = None
+  data_dir: str | None = None
+  pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
+  # What the converter's splitter gave up, e.g. a validation split carved from the
+  # training groups of a small grouped set; [] when the splits are group-disjoint.
+  split_notes: list[str] = dataclasses.field(default_factory=list)
+  # Whether no group (specimen, patient, slide) is in two splits; None when unknown.
+  group_disjoint: bool | None = None
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
+  """Reads `records_dir/hep2tf.json`.
+
+  Raises:
+    InputError naming the folder when it is missing, has no hep2tf.json, or the file
+    is not valid JSON with the required keys.
+  """
+  records_dir = os.fspath(records_dir)
+  path = os.path.join(records_dir, INFO_FILE)
+  if not storage.isdir(records_dir):
+    raise InputError("records folder does not exist", file=records_dir)
+  if not storage.exists(path):
+    raise InputError(
+        f"not a hep2tf records folder: no {INFO_FILE} (make one with "
+        "`python -m hep2tf.create_records`)", file=records_dir)
+  try:
+    with storage.open_file(path) as f:
+      raw = json.load(f)
+  except (OSError, ValueError, tf.errors.OpError) as e:
+    raise InputError(f"cannot read {INFO_FILE}: {e}", file=path) from e
+  if not isinstance(raw, dict):
+    raise InputError(f"{INFO_FILE} must hold a JSON object", file=path)
+  missing = [k for k in _REQUIRED_KEYS if k not in raw]
+  if missing:
+    raise InputError(f"{INFO_FILE} lacks keys {missing}", file=path)
+  shape = raw.get("image_shape")
+  return DatasetInfo(
+      records_dir=records_dir,
+      name=str(raw["name"]),
+      class_names=[str(c) for c in raw["class_names"]],
+      channels=int(raw["channels"]),
+      image_shape=None if shape is None else (int(shape[0]), int(shape[1])),
+      has_mask=bool(raw.get("has_mask", False)),
+      positive_class=raw.get("positive_class"),
+      splits={str(k): int(v) for k, v in raw["splits"].items()},
+      class_counts=raw.get("class_counts") or {},
+      balance=raw.get("balance"),
+      augment_copies=int(raw.get("augment_copies") or 0),
+      seed=raw.get("seed"),
+      dataset=raw.get("dataset"),
+      data_dir=raw.get("data_dir"),
+      pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
+      split_notes=[str(n) for n in raw.get("split_notes") or []],
+      group_disjoint=raw.get("group_disjoint"),
+  )
+
+
+def num_examples(records_dir: str | os.PathLike, split: str) -> int:
+  """Number of examples in `split`, from the metadata (no reading of shards)."""
+  info = load_info(records_dir)
+  if split not in info.splits:
+    raise InputError(f"no split {split!r}; this folder has splits "
+                     f"{sorted(info.splits)}", file=info.records_dir)
+  return info.splits[split]
+
+
+def shard_files(records_dir: str | os.PathLike, split: str) -> list[str]:
+  """The shard paths of `split`, sorted: `<name>-<split>.tfrecord-NNNNN-of-MMMMM`.
+
+  Raises:
+    InputError when the split has no shards (naming the splits that do exist) or a
+    shard of the `-of-MMMMM` set is missing, so a half-copied folder is not read as
+    a whole one.
+  """
+  info = load_info(records_dir)
+  found: dict[str, list[tuple[int, int, str]]] = {}
+  for entry in sorted(storage.listdir(info.records_dir)):
+    match = _SHARD_RE.match(entry)
+    if match and match["name"] == info.name:
+      found.setdefault(match["split"], []).append(
+          (int(match["index"]), int(match["total"]),
+           os.path.join(info.records_dir, entry)))
+  if split not in found:
+    raise InputError(f"no shards for split {split!r}; shards exist for splits "
+                     f"{sorted(found)}", file=info.records_dir)
+  shards = sorted(found[split])
+  totals = {total for _, total, _ in shards}
+  indices = [index for index, _, _ in shards]
+  if len(totals) != 1 or indices != list(range(totals.pop())):
+    raise InputError(f"split {split!r} has an incomplete set of shards: "
+                     f"{[os.path.basename(p) for _, _, p in shards]}",
+                     file=info.records_dir)
+  return [path for _, _, path in shards]
+
+
+def check_shards(records_dir: str | os.PathLike, split: str) -> list[InputError]:
+  """Reads every record of `split` and reports the ones that are damaged.
+
+  A flipped byte or a truncated file makes TFRecordDataset raise a bare
+  `tf.errors.DataLossError` in the middle of training; this names the shard and the
+  index (0-based, within the shard) of the first bad record, and also finds records
+  whose bytes are intact but which do not parse or decode, or whose label is out of
+  range.
+
+  Returns:
+    One InputError per problem, with `file` the shard path and `row` the record
+    index; empty when the split reads cleanly.
+
+  The trainer calls it when reading fails, and raises what it finds instead:
+
+    try:
+      model.fit(...)
+    except tf.errors.DataLossError as e:
+      problems = reader.check_shards(records_dir, split)
+      if problems:
+        raise problems[0] from e
+      raise
+  """
+  info = load_info(records_dir)
+  shards = shard_files(records_dir, split)
+  problems, readable = [], []
+  for shard in shards:
+    count, error = _readable_records(shard)
+    readable.append(count)
+    if error is not None:
+      problems.append(InputError(
+          f"corrupt record (damaged bytes; the rest of the shard is unreadable): "
+          f"{error.message.splitlines()[0]}", file=shard, row=count))
+  for shard_index, row in _undecodable_records(info, shards, readable):
+    problems.append(InputError(
+        "record does not parse or decode as a hep2tf example, or its label is "
+        "not one of class_names", file=shards[shard_index], row=row))
+  return sorted(problems, key=lambda p: (p.file, p.row))
+
+
+def _readable_records(shard: str, chunk: int = 256
+                      ) -> tuple[int, tf.errors.DataLossError | None]:
+  """How many records of `shard` read before the first DataLossError, and the error."""
+  count = 0
+  try:
+    # Whole chunks are fast to count; the record index is then found within the
+    # chunk that failed.
+    for records in tf.data.TFRecordDataset(shard).batch(chunk):
+      count += int(records.shape[0])
+    return count, None
+  except tf.errors.DataLossError:
+    pass
+  try:
+    for _ in tf.data.TFRecordDataset(shard).skip(count).take(chunk):
+      count += 1
+  except tf.errors.DataLossError as e:
+    return count, e
+  raise AssertionError(f"{shard}: a read error did not happen again")  # unreachable
+
+
+def _undecodable_records(info: DatasetInfo, shards: list[str],
+                         readable: list[int]) -> list[tuple[int, int]]:
+  """(shard index, record index) of the readable records that fail to decode."""
+  def records_of(shard_index, path, count):
+    records = tf.data.TFRecordDataset(path).take(count).enumerate()
+    return records.map(lambda row, serialized: (shard_index, row, serialized))
+
+  def decode(shard_index, row, serialized):
+    example = schema.parse_example(serialized, info.channels, info.has_mask,
+                                   info.pixels.dtype)
+    # Return something computed from every decoded tensor, or graph pruning would
+    # skip the decoding whose errors are the point.
+    sizes = [tf.size(example[key]) for key in (schema.IMAGE, schema.MASK)
+             if key in example]
+    label_ok = tf.debugging.assert_less(
+        example[schema.LABEL], tf.constant(info.num_classes, tf.int64))
+    with tf.control_dependencies([label_ok]):
+      return shard_index, row, tf.add_n(sizes)
+
+  every = tf.data.Dataset.from_tensor_slices(
+      (tf.range(len(shards), dtype=tf.int64), shards,
+       tf.constant(readable, tf.int64)))
+  decoded = every.flat_map(records_of).map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  good = set()
+  for shard_index, row, _ in decoded.batch(1024).as_numpy_iterator():
+    good.update(zip(shard_index.tolist(), row.tolist()))
+  return [(s, r) for s, count in enumerate(readable) for r in range(count)
+          if (s, r) not in good]
+
+
+def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
+                 training: bool, image_size: tuple[int, int] | None = None,
+                 apply_mask: bool = False, shuffle_buffer: int = 4096,
+                 seed: int | None = None, balanced: bool = False,
+                 mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 repeat: bool = False, cache: bool | str = False,
+                 cache_budget_bytes: int = CACHE_BUDGET_BYTES,
+                 with_meta: bool = False,
+                 deterministic: bool | None = None,
+                 drop_remainder: bool | None = None,
+                 fold: folds.FoldSpec | None = None) -> tf.data.Dataset:
+  """The tf.data pipeline of one split.
+
+  Args:
+    records_dir: a records folder (hep2tf.json + shards).
+    split: "train", "validation", "test", ...
+    batch_size: examples per batch.
+    training: shuffle shards and examples; allows balancing and mixing.
+    image_size: (height, width) to resize to, keeping the aspect ratio and padding
+      with 0 (`tf.image.resize_with_pad`, as the converter does); None keeps the
+      stored size, which must then be the same for all images.
+    apply_mask: multiply each image by its mask (background to 0); the records must
+      hold masks.
+    shuffle_buffer: examples in the shuffle buffer (training only). Decoded images
+      sit in it in the records' dtype (uint8 or uint16).
+    seed: seeds every random choice (shard order, sampling, shuffle, mixing).
+    balanced: training only; draws classes with equal probability from per-class
+      streams (`sample_from_datasets`), repeating the rarer classes. Without `repeat`
+      an epoch is still the split's number of examples.
+    mixup_alpha, cutmix_alpha: training only; `augment.mix_batch` on each batch.
+    repeat: repeat forever (the trainer then sets steps_per_epoch).
+    cache: keep decoded examples in memory after the first epoch; not with
+      `balanced`. "auto": when `decoded_bytes` of the split fits
+      `cache_budget_bytes` and sampling is not balanced (the choice is logged).
+      Cached or not, the batches are the same: the shard order is drawn once per
+      pipeline, and the example shuffle (after the cache) varies it per epoch.
+    cache_budget_bytes: the memory budget of cache="auto".
+    with_meta: add a third element, a dict of tf.string (N,) under
+      `META_KEYS` (id, file_name, group, intensity), to trace predictions back to
+      source files. For evaluation: Keras fit would read a third element as
+      sample weights.
+    deterministic: reproducible element order (with `seed` when training). Default:
+      True for evaluation; for training, True if `seed` is given.
+    drop_remainder: drop the last partial batch; default `training`.
+    fold: a `folds.FoldSpec`: keep only the examples of that cross-validation fold
+      (holdout) or all but it.
+
+  Returns:
+    A dataset of (images, labels) or (images, labels, meta): images float32,
+    (N, H, W, C), `to_model_input` of the stored values (in [0, 255], 255 being the
+    dataset's white level); labels one-hot (mixed when mixing) float32 (N, K).
+  """
+  info = load_info(records_dir)
+  if cache == "auto":
+    cache = resolve_cache(info, split, image_size, balanced, cache_budget_bytes)
+  elif not isinstance(cache, bool):
+    raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
+  _check_options(info, training=training, batch_size=batch_size,
+                 image_size=image_size, apply_mask=apply_mask, balanced=balanced,
+                 mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cache=cache)
+  files = shard_files(records_dir, split)
+  if deterministic is None:
+    deterministic = seed is not None or not training
+  if drop_remainder is None:
+    drop_remainder = training
+  seeds = _SeedSequence(seed)
+  autotune = tf.data.AUTOTUNE
+
+  def read(shards: tf.data.Dataset) -> tf.data.Dataset:
+    if training:
+      # One shard order per pipeline, not per epoch: a cache would freeze the first
+      # epoch's order anyway, and the same order uncached gives the same batches.
+      # The example shuffle below, after the cache, reshuffles every epoch.
+      shards = shards.shuffle(len(files), seed=seeds.next(),
+                              reshuffle_each_iteration=False)
+    records = shards.interleave(
+        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
+        num_parallel_calls=autotune, deterministic=deterministic)
+    if fold is not None:
+      records = records.filter(keep_fold)
+    return records
+
+  if fold is not None:
+    keep_fold = folds.fold_predicate(os.fspath(records_dir), split, fold)
+
+  if balanced:
+    records = _balanced(info, split,
+                        lambda: read(tf.data.Dataset.from_tensor_slices(files)),
+                        seed=seeds.next())
+    if not repeat:
+      records = records.take(
+          folds.fold_size(records_dir, split, fold) if fold is not None
+          else info.splits.get(split, 0) or _count(files))
+  else:
+    records = read(tf.data.Dataset.from_tensor_slices(files))
+  examples = records.map(
+      lambda serialized: _decode(serialized, info, image_size, apply_mask),
+      num_parallel_calls=autotune, deterministic=deterministic)
+  if cache:
+    examples = examples.cache()
+  if repeat and not balanced:
+    examples = examples.repeat()
+  if training:
+    examples = examples.shuffle(shuffle_buffer, seed=seeds.next(),
+                                reshuffle_each_iteration=True)
+  batches = examples.batch(batch_size, drop_remainder=drop_remainder,
+                           num_parallel_calls=autotune, deterministic=deterministic)
+  batches = batches.map(
+      lambda example: _to_model_inputs(example, info, with_meta),
+      num_parallel_calls=autotune, deterministic=deterministic)
+  if mixup_alpha > 0 or cutmix_alpha > 0:
+    batches = _mixed(batches, mixup_alpha, cutmix_alpha, seed=seeds.next())
+  batches = batches.prefetch(autotune)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  return batches.with_options(options)
+
+
+def decoded_bytes(info: DatasetInfo, split: str,
+                  image_size: tuple[int, int] | None = None) -> int | None:
+  """Estimated memory of `split`'s decoded examples (uint8 pixels plus a little per
+  example); None when the metadata lacks the split's size or the image size."""
+  count = info.splits.get(split)
+  shape = image_size or info.image_shape
+  if not count or shape is None:
+    return None
+  return count * (shape[0] * shape[1] * info.channels + _EXAMPLE_OVERHEAD_BYTES)
+
+
+def resolve_cache(info: DatasetInfo, split: str, image_size, balanced: bool,
+                budget: int) -> bool:
+  """cache="auto": cache a split whose decoded size fits `budget`; logs why."""
+  size = decoded_bytes(info, split, image_size)
+  if balanced:
+    cache, why = False, "balanced sampling draws anew each epoch"
+  elif size is None:
+    cache, why = False, "its decoded size is unknown"
+  else:
+    cache = size <= budget
+    why = (f"decoded ~{size / 2**20:.0f} MiB {'within' if cache else 'over'} the "
+           f"{budget / 2**20:.0f} MiB budget")
+  logging.info("Reader: split %r of %s %s (%s)", split, info.records_dir,
+               "cached in memory" if cache else "streamed", why)
+  return cache
+
+
+def _check_options(info: DatasetInfo, *, training, batch_size, image_size,
+                   apply_mask, balanced, mixup_alpha, cutmix_alpha, cache) -> None:
+  """Rejects option combinations that cannot work, before anything is read."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if not training and (balanced or mixup_alpha > 0 or cutmix_alpha > 0):
+    raise ValueError("balanced sampling, mixup and cutmix are for training only")
+  if balanced and cache:
+    raise ValueError("cache with balanced sampling would freeze one draw; "
+                     "use one or the other")
+  if apply_mask and not info.has_mask:
+    raise InputError("apply_mask was asked for but these records hold no masks",
+                     file=info.records_dir)
+  if image_size is None and info.image_shape is None:
+    raise InputError("image sizes vary in these records, so they cannot be "
+                     "batched as they are; pass an image_size", file=info.records_dir)
+
+
+class _SeedSequence:
+  """Distinct op seeds derived from one base seed (None stays None)."""
+
+  def __init__(self, seed: int | None):
+    self._seed = seed
+    self._count = 0
+
+  def next(self) -> int | None:
+    if self._seed is None:
+      return None
+    self._count += 1
+    return self._seed * 1000 + self._count
+
+
+def _label_of(serialized: tf.Tensor) -> tf.Tensor:
+  """Just the label of a serialised example: cheap, no image decoding."""
+  spec = {schema.LABEL: schema.feature_spec()[schema.LABEL]}
+  return tf.io.parse_single_example(serialized, spec)[schema.LABEL]
+
+
+def _count(files: list[str]) -> int:
+  """Number of records in `files`, by reading them (when the metadata lacks it)."""
+  return int(tf.data.TFRecordDataset(files).reduce(0, lambda n, _: n + 1))
+
+
+def _count_labels(info: DatasetInfo, records: tf.data.Dataset) -> dict[str, int]:
+  """{class name: count} by reading the labels, for metadata without class_counts."""
+  labels = records.map(_label_of, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
+  counts = collections.Counter()
+  for batch in labels.as_numpy_iterator():
+    counts.update(batch.tolist())
+  return {name: counts.get(i, 0) for i, name in enumerate(info.class_names)}
+
+
+def _balanced(info: DatasetInfo, split: str, read,
+              seed: int | None) -> tf.data.Dataset:
+  """Equal-probability sampling over one endless stream per class.
+
+  The streams filter serialised records by label before decoding, so each image is
+  decoded only by its own class's stream. Classes without examples in the split are
+  left out (sampling from an empty endless stream would hang); the counts come from
+  the metadata, or from one pass over the labels when it lacks them.
+  """
+  counts = info.class_counts.get(split) or _count_labels(info, read())
+  streams = []
+  for class_id, class_name in enumerate(info.class_names):
+    if not counts.get(class_name):
+      continue
+    stream = read().filter(
+        lambda serialized, c=class_id: tf.equal(_label_of(serialized), c))
+    streams.append(stream.repeat())
+  if not streams:
+    raise InputError(f"split {split!r} has no examples to balance",
+                     file=info.records_dir)
+  weights = [1.0 / len(streams)] * len(streams)
+  return tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=seed)
+
+
+def _decode(serialized: tf.Tensor, info: DatasetInfo,
+            image_size: tuple[int, int] | None, apply_mask: bool) -> dict:
+  """One record -> dict with the stored-dtype image (masked and resized as asked)."""
+  # The mask is decoded only when used: a second PNG per example otherwise.
+  example = schema.parse_example(serialized, info.channels,
+                                 info.has_mask and apply_mask, info.pixels.dtype)
+  image = example[schema.IMAGE]
+  if apply_mask:
+    # Mask before resizing so both share the same geometry.
+    image = image * tf.cast(example[schema.MASK] > 0, image.dtype)
+  if image_size is not None:
+    resized = tf.image.resize_with_pad(image, image_size[0], image_size[1])
+    # Back to the stored dtype so the shuffle buffer holds a quarter (uint8) or half
+    # (uint16) of the bytes; this is the same rounding the converter's PNGs have.
+    image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, image.dtype.max),
+                    image.dtype)
+  out = {schema.IMAGE: image, schema.LABEL: example[schema.LABEL]}
+  for key in META_KEYS:
+    out[key] = example[key]
+  return out
+
+
+def to_model_input(images: tf.Tensor, pixels: intensity.PixelSpec) -> tf.Tensor:
+  """Stored pixels (uint8/uint16, any shape) -> the models' float32 input.
+
+  `stored * 255 / white_level`: the identity for 8-bit records; for 16-bit ones a
+  float in which every stored level stays distinct (float32 has 24 mantissa bits).
+  """
+  images = tf.cast(images, tf.float32)
+  if pixels.white_level == 255:
+    return images
+  return images * tf.constant(255.0 / pixels.white_level, tf.float32)
+
+
+def _to_model_inputs(batch: dict, info: DatasetInfo, with_meta: bool):
+  """A batch dict -> (images float32, one-hot labels float32[, meta])."""
+  images = to_model_input(batch[schema.IMAGE], info.pixels)
+  labels = tf.one_hot(batch[schema.LABEL], info.num_classes, dtype=tf.float32)
+  if with_meta:
+    return images, labels, {key: batch[key] for key in META_KEYS}
+  return images, labels
+
+
+def _mixed(batches: tf.data.Dataset, mixup_alpha: float, cutmix_alpha: float,
+           seed: int | None) -> tf.data.Dataset:
+  """Mixup / cutmix per batch; seeded by (seed, batch index) when a seed is given."""
+  def mix(index, element):
+    batch_seed = None if seed is None else tf.stack(
+        [tf.constant(seed, tf.int64), index])
+    images, labels = augment.mix_batch(element[0], element[1],
+                                       mixup_alpha=mixup_alpha,
+                                       cutmix_alpha=cutmix_alpha, seed=batch_seed)
+    return (images, labels) + tuple(element[2:])
+
+  return batches.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,161 @@
+"""Evaluates a run on a split: the library of `python -m hep2tf.evaluate`.
+
+`evaluate_run` loads the run's model, optionally fits the temperature and the
+abstention threshold on the run's validation data (`fit_on_validation`, kept in
+RUN/calibration.json), predicts the split (`hep2tf.evaluation.predict`), scores it
+(`metrics`, `calibration`, subgroup and specimen scores), explains a selection of cells
+(`explain_split`) and writes RUN/eval/<split>/ (`write_results`). What the command
+prints and writes is described in hep2tf/evaluate.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from hep2tf import rundir, storage
+from hep2tf.data import folds, intensity, reader, schema
+from hep2tf.evaluation import calibration, explain, export, metrics, predict, results
+
+
+GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
+
+
+def validation_dataset(run: dict, batch_size: int, with_meta: bool = True):
+  """The run's own validation data: its eval split, or its held-out fold."""
+  config = run.get("config", {})
+  image_size = tuple(run["image_size"]) if run.get("image_size") else None
+  split, fold = config.get("eval_split", "validation"), None
+  if config.get("num_folds"):
+    split = config.get("train_split", "train")
+    fold = folds.FoldSpec(index=config["fold"], num_folds=config["num_folds"],
+                          holdout=True, seed=config.get("seed", 0),
+                          by_group=config.get("fold_by_group", True))
+  return split, reader.create_split(
+      run["records_dir"], split, batch_size=batch_size, training=False, fold=fold,
+      image_size=image_size, apply_mask=run.get("apply_mask", False),
+      with_meta=with_meta)
+
+
+def fit_on_validation(model_dir: str, run: dict, model, checkpoint: str, *,
+                      calibrate: bool, min_confidence: float | None,
+                      batch_size: int) -> None:
+  """--calibrate and --min_confidence: fit on the validation split, store in the run."""
+  split, dataset = validation_dataset(run, batch_size)
+  y_val, logits, _, _ = predict.predict_logits(model, dataset)
+  if calibrate:
+    t = calibration.fit_temperature(logits[0], y_val)
+    raw, scaled = calibration.softmax(logits[0]), calibration.softmax(logits[0], t)
+    calibration.update_run_calibration(
+        model_dir, temperature=t, checkpoint=checkpoint, split=split,
+        num_examples=int(len(y_val)),
+        nll=[calibration.negative_log_likelihood(logits[0], y_val),
+             calibration.negative_log_likelihood(logits[0], y_val, t)],
+        ece=[calibration.expected_calibration_error(raw, y_val),
+             calibration.expected_calibration_error(scaled, y_val)])
+    if checkpoint == "best":
+      # The export serves the best model; it now answers with calibrated probabilities.
+      height, width, channels = run["input_shape"]
+      export.export_serving(model, os.path.join(model_dir, rundir.EXPORT_DIR),
+                            class_names=run["class_names"], channels=channels,
+                            image_size=(height, width), temperature=t,
+                            pixels=intensity.PixelSpec.from_json(run.get("pixels")))
+  if min_confidence is not None:
+    t = predict.run_temperature(model_dir, checkpoint)
+    at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,
+                                 min_confidence)
+    calibration.update_run_calibration(model_dir, min_confidence=min_confidence,
+                                       min_confidence_split=split,
+                                       min_confidence_coverage=at["coverage"],
+                                       min_confidence_accuracy=at["accuracy"])
+
+
+def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
+                 checkpoint: str = "best", records_dir: str | None = None,
+                 batch_size: int = 128, write: bool = True, calibrate: bool = False,
+                 min_confidence: float | None = None,
+                 explain_cells: int = 0) -> dict:
+  """Evaluates a run's model on a split and (with write) stores the results.
+
+  With `calibrate` / `min_confidence` it first fits on the run's validation split and
+  stores the result in the run (see the module docstring). Class scores are computed
+  from the probabilities in effect: calibrated when the run has a temperature for this
+  checkpoint (argmax, and so MCA/ACA, is unchanged by it).
+
+  Returns the dict of `metrics.classification_report` plus `split`, `tta`,
+  `checkpoint`, `records_dir`, the keys of `calibration.calibration_report`,
+  `by_intensity`, `by_specimen`, `abstention` (when a threshold is set) and
+  `explanations` (when `explain_cells` > 0).
+  """
+  if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+    raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+  run = rundir.read_run_config(model_dir)
+  records_dir = records_dir or run["records_dir"]
+  info = reader.load_info(records_dir)
+  if list(info.class_names) != list(run["class_names"]):
+    raise ValueError(f"{records_dir} has classes {info.class_names}, the run was "
+                     f"trained on {run['class_names']}")
+  model = predict.load_run_model(model_dir, checkpoint)
+  if calibrate or min_confidence is not None:
+    fit_on_validation(model_dir, run, model, checkpoint, calibrate=calibrate,
+                      min_confidence=min_confidence, batch_size=batch_size)
+  image_size = tuple(run["image_size"]) if run.get("image_size") else None
+
+  def dataset():
+    return reader.create_split(
+        records_dir, split, batch_size=batch_size, training=False,
+        image_size=image_size, apply_mask=run.get("apply_mask", False),
+        with_meta=True)
+
+  y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
+                                                       keep_images=GRID_IMAGES)
+  temperature = predict.run_temperature(model_dir, checkpoint)
+  raw = predict.view_probabilities(logits)
+  scaled = None if temperature is None else predict.view_probabilities(logits, temperature)
+  probs = raw if scaled is None else scaled
+  class_names = run["class_names"]
+  report = metrics.classification_report(
+      y_true, probs, class_names, groups=meta.get(schema.GROUP),
+      positive_class=run.get("positive_class"))
+  report.update(split=split, tta=tta, checkpoint=checkpoint,
+                records_dir=storage.abspath(records_dir), split_notes=info.split_notes)
+  # Whether the converter could keep every specimen/patient/slide in one split.
+  report["group_disjoint"] = info.group_disjoint
+  # Beside the training's validation MCA of the best checkpoint, when it is known.
+  complete = os.path.join(model_dir, rundir.COMPLETE_FILE)
+  if (checkpoint == "best" and storage.exists(complete)
+      and split != run.get("config", {}).get("eval_split", "validation")):
+    with storage.open_file(complete) as f:
+      report["val_test_gap"] = metrics.val_test_gap(json.load(f)["val_mca"],
+                                                    report["mca"])
+  report.update(calibration.calibration_report(raw, y_true, scaled, temperature))
+  report["by_intensity"] = metrics.subgroup_report(
+      y_true, probs, meta.get(schema.INTENSITY, [""] * len(y_true)), class_names)
+  report["by_specimen"] = metrics.subgroup_report(
+      y_true, probs, meta.get(schema.GROUP, [""] * len(y_true)), class_names)
+  stored = calibration.read_run_calibration(model_dir)
+  if stored.get("min_confidence") is not None:
+    report["abstention"] = {
+        **calibration.coverage_at(probs, y_true, stored["min_confidence"]),
+        "validation_coverage": stored.get("min_confidence_coverage")}
+  explained = None
+  if explain_cells > 0:
+    explained = explain_split(model, dataset(), records_dir, split, image_size,
+                              y_true, probs, meta, explain_cells)
+    report["explanations"] = explained["summary"]
+  if write:
+    results.write_results(model_dir, split, report, y_true, probs, meta, shown, explained)
+  return report
+
+
+def explain_split(model, dataset, records_dir, split, image_size, y_true, probs,
+                  meta, count: int) -> dict:
+  """Attribution maps of a selection of right and wrong cells, and their checks."""
+  index = explain.select_cells(y_true, probs, count)
+  names = [str(n) for n in meta[schema.FILE_NAME][index]]
+  images = explain.gather_images(dataset, names)
+  masks = explain.read_masks(records_dir, split, names, image_size)
+  y_pred = probs.argmax(axis=1)
+  maps, summary = explain.attribution_checks(model, images, y_pred[index], masks)
+  return {"summary": summary, "images": images, "maps": maps, "masks": masks,
+          "y_true": y_true[index], "y_pred": y_pred[index], "probs": probs[index]}

@@ -1,0 +1,69 @@
+"""Matplotlib figures without pyplot, as PNG bytes or PNG files.
+
+Figures are `matplotlib.figure.Figure` objects drawn by the Agg canvas
+(`new_figure`), never through pyplot, so they work headless and leave the user's
+pyplot backend and figure registry alone. `figure_to_png` turns one into PNG bytes
+(for `tf.summary.image`) and `save_figure` writes one atomically; both close the
+figure. Used by the evaluation's plots (hep2tf.evaluation.plots) and by the
+converter's samples.png (hep2tf.convert.samples).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hep2tf import storage
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+  """An empty figure of `figsize` inches on an Agg canvas, constrained layout."""
+  fig = Figure(figsize=figsize, layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _close(fig: Figure) -> None:
+  # Only a figure made through pyplot is held in its registry; ours are not.
+  if "matplotlib.pyplot" in sys.modules:
+    sys.modules["matplotlib.pyplot"].close(fig)
+
+
+def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
+  """PNG bytes of a figure at `dpi` (figsize x dpi pixels); closes the figure."""
+  buffer = io.BytesIO()
+  try:
+    fig.savefig(buffer, format="png", dpi=dpi)
+  finally:
+    _close(fig)
+  return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+  """Writes a figure as PNG to `path` atomically (temp file, then rename); closes it."""
+  save_png(figure_to_png(fig, dpi=dpi), path)
+
+
+def save_png(data: bytes, path: str | os.PathLike) -> None:
+  """Writes PNG bytes to `path` atomically (temp file, then rename)."""
+  path = os.fspath(path)
+  if not storage.is_local(path):
+    storage.write_atomic(path, data)  # one object, whole or absent (storage.py)
+    return
+  folder = os.path.dirname(os.path.abspath(path))
+  handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+  try:
+    with os.fdopen(handle, "wb") as f:
+      f.write(data)
+    # mkstemp makes the file private; a figure is meant to be read by others.
+    os.chmod(tmp_path, 0o644)
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise

@@ -1,0 +1,507 @@
+"""Hyper-parameter sweeps with k-fold cross-validation: the library of
+`python -m hep2tf.sweep`.
+
+A sweep is a grid over TrainConfig fields (`parse_grid`) times the folds of the
+training split (`make_trials`); every trial is a normal run directory trained by
+`trainer.train_and_evaluate` (`run_trial`), in sequence or one child process per GPU
+(`run_parallel`). `run_sweep` ranks the combinations by mean validation MCA
+(`results_table`), optionally refits the best one on the whole training split and tests
+it (`refit_best`), and writes the tables. The folder layout and the command are
+described in hep2tf/sweep.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from absl import flags, logging
+
+from hep2tf import errors, rundir
+from hep2tf.data import folds
+from hep2tf.evaluation import evaluate
+from hep2tf.training import trainer
+
+
+TRIALS_DIR = "trials"
+REFIT_DIR = "refit"
+SWEEP_FILE = "sweep.json"
+TRIAL_FILE = "trial.json"
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+# The sweep sets these on each trial; a grid over them would fight it.
+RESERVED_KEYS = ("num_folds", "fold", "fold_column", "overwrite")
+METRICS = ("hparams/val_mca", "hparams/val_aca")
+
+
+@dataclasses.dataclass
+class Trial:
+  """One combination on one fold: the run it is and where it lives."""
+
+  combination: dict
+  slug: str
+  fold: int           # -1: no cross-validation, validated on the eval split
+  config: trainer.TrainConfig
+  run_dir: str
+
+
+# --- The grid -----------------------------------------------------------------------
+
+
+def _field_types() -> dict[str, type]:
+  return {f.name: type(f.default) for f in dataclasses.fields(trainer.TrainConfig)}
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+             "no": False}
+
+
+def parse_value(key: str, text: str):
+  """Parses one grid value as the train flag `key` does.
+
+  With the train flags defined (the command line) their parsers check enum choices
+  too; without, the TrainConfig field's type decides. Raises InputError naming the
+  grid entry when the value does not parse.
+  """
+  try:
+    if key in flags.FLAGS:
+      return flags.FLAGS[key].parser.parse(text)
+    kind = _field_types()[key]
+    if kind is bool:
+      if text.lower() not in _BOOLEANS:
+        raise ValueError("expected true or false")
+      return _BOOLEANS[text.lower()]
+    return kind(text)
+  except (ValueError, TypeError) as e:
+    raise errors.InputError(f"{key}: bad value {text!r}: {e}", file="--grid") from None
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list]:
+  """['learning_rate=1e-2,1e-3', ...] -> {'learning_rate': [0.01, 0.001], ...}.
+
+  Keys must be TrainConfig fields (the train flags) other than RESERVED_KEYS; the
+  order of keys and values is kept, so the trial folders are stable across re-runs.
+  Raises InputError for an unknown, reserved or repeated key or a bad value.
+  """
+  types = _field_types()
+  grid: dict[str, list] = {}
+  for spec in specs:
+    key, sep, values = spec.partition("=")
+    key = key.strip().lstrip("-")
+    if not sep or not key or not values.strip():
+      raise errors.InputError(f"expected KEY=V1,V2,..., got {spec!r}", file="--grid")
+    if key not in types:
+      raise errors.InputError(f"{key!r} is not a train flag", file="--grid")
+    if key in RESERVED_KEYS:
+      raise errors.InputError(f"{key!r} is set by the sweep (--folds), not by a grid",
+                              file="--grid")
+    if key in grid:
+      raise errors.InputError(f"{key!r} is given twice", file="--grid")
+    parsed = [parse_value(key, v.strip()) for v in values.split(",") if v.strip()]
+    if len(set(map(repr, parsed))) != len(parsed):
+      raise errors.InputError(f"{key!r} repeats a value", file="--grid")
+    grid[key] = parsed
+  return grid
+
+
+def combinations(grid: Mapping[str, Sequence]) -> list[dict]:
+  """Every combination of the grid's values, the last key varying fastest."""
+  keys = list(grid)
+  return [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+
+
+def combination_slug(combination: Mapping[str, object]) -> str:
+  """A folder name for a combination: 'learning_rate-0.01_batch_size-16'."""
+  if not combination:
+    return "base"
+  parts = [f"{k}-{v}" for k, v in combination.items()]
+  return re.sub(r"[^0-9A-Za-z.+-]+", "_", "_".join(parts))
+
+
+def make_trials(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
+                output_dir: str, num_folds: int) -> list[Trial]:
+  """The trials of a sweep, combination-major, folds in order.
+
+  num_folds 0 or 1 gives one trial per combination validated on the eval split.
+  """
+  trials = []
+  for combination in combinations(grid):
+    slug = combination_slug(combination)
+    if num_folds >= 2:
+      fold_ids = range(num_folds)
+    else:
+      fold_ids = [-1]
+    for fold in fold_ids:
+      config = dataclasses.replace(
+          base, **combination, overwrite=False,
+          num_folds=num_folds if fold >= 0 else 0, fold=max(fold, 0))
+      name = f"fold_{fold}" if fold >= 0 else "run"
+      trials.append(Trial(combination, slug, fold, config,
+                          os.path.join(output_dir, TRIALS_DIR, slug, name)))
+  return trials
+
+
+# --- Running one trial -----------------------------------------------------------------
+
+
+def is_complete(run_dir: str) -> bool:
+  return os.path.exists(os.path.join(run_dir, rundir.COMPLETE_FILE))
+
+
+def read_complete(run_dir: str) -> dict:
+  """The trainer's summary of a finished run (val_mca, val_aca, train_seconds, ...)."""
+  with open(os.path.join(run_dir, rundir.COMPLETE_FILE)) as f:
+    return json.load(f)
+
+
+def config_flags(config: trainer.TrainConfig, model_dir: str) -> list[str]:
+  """The train command-line flags that reproduce `config` in `model_dir`."""
+  out = []
+  for field in dataclasses.fields(config):
+    if field.name == "overwrite":
+      continue
+    value = getattr(config, field.name)
+    if isinstance(value, bool):
+      value = str(value).lower()
+    out.append(f"--{field.name}={value}")
+  return out + [f"--model_dir={model_dir}"]
+
+
+def write_trial_files(trial: Trial, by_group: bool) -> None:
+  """flags.txt (so `python -m hep2tf.train --flagfile=` reruns it) and trial.json."""
+  os.makedirs(trial.run_dir, exist_ok=True)
+  with open(os.path.join(trial.run_dir, "flags.txt"), "w") as f:
+    f.write("# A trial of hep2tf.sweep: python -m hep2tf.train --flagfile=THIS\n")
+    f.write("\n".join(config_flags(trial.config, trial.run_dir)) + "\n")
+  with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
+    json.dump({"combination": trial.combination, "slug": trial.slug,
+               "fold": trial.fold, "by_group": by_group,
+               "config": dataclasses.asdict(trial.config)}, f, indent=2)
+
+
+def read_trial_file(run_dir: str) -> tuple[Trial, bool]:
+  with open(os.path.join(run_dir, TRIAL_FILE)) as f:
+    state = json.load(f)
+  config = trainer.TrainConfig(**state["config"])
+  return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir),
+          state["by_group"])
+
+
+def run_trial(trial: Trial, by_group: bool = True) -> dict:
+  """Trains one trial unless it finished before; returns its complete.json.
+
+  A half-finished trial resumes from its checkpoints (the trainer does that).
+  Raises trainer.TrainingError when training fails (e.g. the loss went NaN).
+  """
+  if is_complete(trial.run_dir):
+    logging.info("Finished before, skipped: %s", trial.run_dir)
+    return read_complete(trial.run_dir)
+  write_trial_files(trial, by_group)
+  logging.info("Trial %s", trial.run_dir)
+  config = dataclasses.replace(trial.config, fold_by_group=by_group)
+  trainer.train_and_evaluate(config, trial.run_dir)
+  return read_complete(trial.run_dir)
+
+
+# --- Running many ---------------------------------------------------------------------
+
+
+def visible_gpus() -> list[str]:
+  """Indices of the visible GPUs, as CUDA_VISIBLE_DEVICES would name them."""
+  import tensorflow as tf
+  gpus = tf.config.list_physical_devices("GPU")
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  names = [d.strip() for d in visible.split(",")] if visible else []
+  if len(names) >= len(gpus):
+    return names[:len(gpus)]
+  return [str(i) for i in range(len(gpus))]
+
+
+def run_sequential(trials: Sequence[Trial], by_group: bool) -> dict[str, str]:
+  """Runs the trials one after the other; returns {run_dir: error} of failed ones."""
+  failures = {}
+  for i, trial in enumerate(trials):
+    logging.info("Trial %d of %d", i + 1, len(trials))
+    try:
+      run_trial(trial, by_group)
+    except trainer.TrainingError as e:
+      # One diverging combination must not end the sweep; the table says it failed.
+      logging.error("%s failed: %s", trial.run_dir, e)
+      failures[trial.run_dir] = str(e)
+  return failures
+
+
+def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str],
+                 poll_seconds: float = 2.0) -> dict[str, str]:
+  """Runs unfinished trials in child processes, one per device at a time.
+
+  Each child is `python -m hep2tf.sweep --trial_dir=RUN` with CUDA_VISIBLE_DEVICES
+  set to its device; its output goes to RUN/log.txt. Returns {run_dir: error}.
+  """
+  pending = [t for t in trials if not is_complete(t.run_dir)]
+  for trial in pending:
+    write_trial_files(trial, by_group)
+  free = list(devices)
+  running: dict[str, tuple[subprocess.Popen, str, object]] = {}
+  failures = {}
+  while pending or running:
+    while pending and free:
+      trial, device = pending.pop(0), free.pop(0)
+      log = open(os.path.join(trial.run_dir, "log.txt"), "a")
+      env = dict(os.environ, CUDA_VISIBLE_DEVICES=device)
+      proc = subprocess.Popen(
+          [sys.executable, "-m", "hep2tf.sweep", f"--trial_dir={trial.run_dir}"],
+          stdout=log, stderr=subprocess.STDOUT, env=env)
+      logging.info("Trial %s on GPU %s (pid %d)", trial.run_dir, device, proc.pid)
+      running[trial.run_dir] = (proc, device, log)
+    time.sleep(poll_seconds)
+    for run_dir, (proc, device, log) in list(running.items()):
+      if proc.poll() is None:
+        continue
+      log.close()
+      free.append(device)
+      del running[run_dir]
+      if proc.returncode != 0 or not is_complete(run_dir):
+        failures[run_dir] = (f"exit status {proc.returncode}; see "
+                             f"{os.path.join(run_dir, 'log.txt')}")
+        logging.error("%s failed: %s", run_dir, failures[run_dir])
+  return failures
+
+
+# --- Results ---------------------------------------------------------------------------
+
+
+def results_table(trials: Sequence[Trial]) -> pd.DataFrame:
+  """One row per combination, best first.
+
+  Columns: rank, the grid keys, mean/std of validation MCA and ACA over the finished
+  folds (std over folds, population: 0 for one run), folds_done, folds, train_seconds
+  (summed over folds) and the trial folder. Combinations with every fold done rank
+  before those with some missing; within each, by mean validation MCA.
+  """
+  rows = []
+  for slug, group in itertools.groupby(trials, key=lambda t: t.slug):
+    group = list(group)
+    done = [read_complete(t.run_dir) for t in group if is_complete(t.run_dir)]
+    mca = np.array([d["val_mca"] for d in done], dtype=float)
+    aca = np.array([d["val_aca"] for d in done], dtype=float)
+    row = dict(group[0].combination)
+    row.update(
+        mean_val_mca=mca.mean() if done else math.nan,
+        std_val_mca=mca.std() if done else math.nan,
+        mean_val_aca=aca.mean() if done else math.nan,
+        std_val_aca=aca.std() if done else math.nan,
+        folds_done=len(done), folds=len(group),
+        train_seconds=float(sum(d.get("train_seconds", 0.0) for d in done)),
+        trials=os.path.dirname(group[0].run_dir))
+    rows.append(row)
+  table = pd.DataFrame(rows)
+  incomplete = table["folds_done"] < table["folds"]
+  table = (table.assign(_incomplete=incomplete)
+           .sort_values(["_incomplete", "mean_val_mca"], ascending=[True, False],
+                        na_position="last", kind="stable")
+           .drop(columns="_incomplete").reset_index(drop=True))
+  table.insert(0, "rank", range(1, len(table) + 1))
+  return table
+
+
+def _cell(value) -> str:
+  if isinstance(value, float):
+    return "" if math.isnan(value) else f"{value:.4f}"
+  return str(value)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+  """The table as GitHub Markdown, floats with 4 decimals."""
+  lines = ["| " + " | ".join(table.columns) + " |",
+           "|" + "|".join("---" for _ in table.columns) + "|"]
+  for row in table.itertuples(index=False):
+    lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+  return "\n".join(lines)
+
+
+def write_results(output_dir: str, table: pd.DataFrame, num_folds: int,
+                  failures: Mapping[str, str], refit: dict | None = None) -> None:
+  """DIR/results.csv and DIR/results.md (the table, failures and the refit)."""
+  _atomic_write(os.path.join(output_dir, RESULTS_CSV), table.to_csv(index=False))
+  how = (f"mean and std over {num_folds} folds of the training split"
+         if num_folds >= 2 else "one run per combination on the validation split")
+  text = [f"# Sweep results\n", f"Ranked by mean validation MCA ({how}).\n",
+          markdown_table(table), ""]
+  if failures:
+    text.append("## Failed trials\n")
+    text += [f"- `{run}`: {reason}" for run, reason in sorted(failures.items())]
+    text.append("")
+  if refit:
+    text.append("## Refit of the best combination\n")
+    text.append(f"Trained on the whole training split in `{refit['run_dir']}` "
+                f"with {refit['combination']}; on {refit['split']}: "
+                f"MCA {refit['mca']:.4f}, ACA {refit['aca']:.4f}.")
+    gap = refit.get("val_test_gap")
+    if gap:
+      text.append(f"Its validation MCA {gap['validation_mca']:.4f}; validation - "
+                  f"{refit['split']} gap {gap['gap']:+.4f}."
+                  + (f" **Warning:** {gap['warning']}." if gap["warning"] else ""))
+    text.append("")
+  _atomic_write(os.path.join(output_dir, RESULTS_MD), "\n".join(text))
+
+
+def _atomic_write(path: str, text: str) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_hparams_config(output_dir: str, grid: Mapping[str, Sequence],
+                         num_folds: int) -> None:
+  """The HParams experiment at the sweep root: the grid keys (with their values) and
+  the fold as the dashboard's columns, validation MCA and ACA as its metrics. Each
+  trial writes its own hyper-parameters and metrics (the trainer does)."""
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import api as hparams_api
+  hparams = [hparams_api.HParam(k, hparams_api.Discrete(list(v)))
+             for k, v in grid.items()]
+  hparams.append(hparams_api.HParam(
+      "fold", hparams_api.Discrete(list(range(max(num_folds, 1))))))
+  hparams.append(hparams_api.HParam("num_folds"))
+  writer = tf.summary.create_file_writer(output_dir)
+  with writer.as_default():
+    hparams_api.hparams_config(hparams=hparams,
+                               metrics=[hparams_api.Metric(m) for m in METRICS])
+  writer.flush()
+  writer.close()
+
+
+# --- The sweep -------------------------------------------------------------------------
+
+
+def _check_sweep_file(output_dir: str, base: trainer.TrainConfig,
+                      grid: Mapping[str, Sequence], num_folds: int,
+                      by_group: bool) -> None:
+  """A re-run must be the same sweep: mixing trials of another base config into one
+  table would compare unlike runs. The grid may grow."""
+  path = os.path.join(output_dir, SWEEP_FILE)
+  state = {"base": dataclasses.asdict(base), "num_folds": num_folds,
+           "by_group": by_group}
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f)
+    # Fields that only one side knows (a newer TrainConfig) hold their defaults.
+    changed = [k for k in state["base"] if k in before["base"]
+               and before["base"][k] != state["base"][k]]
+    changed += [k for k in ("num_folds", "by_group") if before.get(k) != state[k]]
+    if changed:
+      raise errors.InputError(
+          f"this sweep folder was made with other settings ({', '.join(changed)}); "
+          "use another --output_dir or the same flags", file=path)
+  os.makedirs(output_dir, exist_ok=True)
+  _atomic_write(path, json.dumps(dict(state, grid=grid), indent=2) + "\n")
+
+
+def best_combination(table: pd.DataFrame, trials: Sequence[Trial]) -> dict:
+  """The combination ranked first among those with every fold done."""
+  complete = table[table["folds_done"] == table["folds"]]
+  if complete.empty:
+    raise trainer.TrainingError("no combination finished all its folds; "
+                                "nothing to refit")
+  best = complete.iloc[0]["trials"]
+  return next(t.combination for t in trials if os.path.dirname(t.run_dir) == best)
+
+
+def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
+               output_dir: str, test_split: str = "test") -> dict:
+  """Retrains `combination` on the whole training split (validated on the eval split,
+  best checkpoint by its MCA) in DIR/refit and evaluates it on `test_split`.
+
+  Returns {combination, run_dir, split, mca, aca, val_test_gap (see
+  metrics.val_test_gap)}. A finished refit is not retrained.
+  """
+  combination = dict(combination)
+  config = dataclasses.replace(base, **combination, num_folds=0, fold=0,
+                               overwrite=False)
+  trial = Trial(combination, "refit", -1, config,
+                os.path.join(output_dir, REFIT_DIR))
+  run_trial(trial)
+  report = evaluate.evaluate_run(trial.run_dir, test_split)
+  return {"combination": combination, "run_dir": trial.run_dir, "split": test_split,
+          "mca": float(report["mca"]), "aca": float(report["aca"]),
+          "val_test_gap": report.get("val_test_gap")}
+
+
+def resolve_folds(text: str, base: trainer.TrainConfig
+                  ) -> tuple[int, trainer.TrainConfig]:
+  """--folds -> (number of folds, base config).
+
+  A number K is K made folds (the base's fold_column is kept, so `--folds=3
+  --fold_column=fold` also works); 'official' counts the dataset's own folds in the
+  training split's manifest and sets fold_column to them. Raises InputError for
+  other text, ValueError when the records have no official folds.
+  """
+  if text.strip().lower() == "official":
+    names = folds.official_folds(base.records_dir, base.train_split)
+    logging.info("Official folds of %s: %s", base.train_split, ", ".join(names))
+    return len(names), dataclasses.replace(base, fold_column=folds.FOLD_COLUMN)
+  try:
+    return int(text), base
+  except ValueError:
+    raise errors.InputError(f"--folds must be a number or 'official', got "
+                            f"{text!r}") from None
+
+
+def run_sweep(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
+              output_dir: str, *, num_folds: int = 5, by_group: bool = True,
+              refit: bool = False, test_split: str = "test",
+              parallel: bool = False) -> dict:
+  """Runs (or resumes) a sweep and writes its tables.
+
+  Args:
+    base: the configuration every trial starts from.
+    grid: {TrainConfig field: values}, e.g. from `parse_grid`.
+    output_dir: the sweep folder (layout in the module docstring).
+    num_folds: >= 2 for k-fold cross-validation of the training split; 0 or 1 for one
+      run per combination validated on the eval split.
+    by_group: folds keep each specimen/patient together (when the records know them).
+    refit: retrain the best combination on the whole training split, test it.
+    test_split: the split the refit model is evaluated on.
+    parallel: one child process per visible GPU when there are several.
+
+  Returns:
+    {"table": the ranked DataFrame, "failures": {run_dir: reason},
+     "refit": refit_best's dict or None}.
+  """
+  num_folds = num_folds if num_folds >= 2 else 0
+  _check_sweep_file(output_dir, base, grid, num_folds, by_group)
+  write_hparams_config(output_dir, grid, num_folds)
+  trials = make_trials(base, grid, output_dir, num_folds)
+  logging.info("%d combinations x %d folds: %d trials, %d finished before",
+               len(combinations(grid)), max(num_folds, 1), len(trials),
+               sum(is_complete(t.run_dir) for t in trials))
+  devices = visible_gpus() if parallel else []
+  if parallel and len(devices) < 2:
+    logging.info("--parallel: %s; running the trials in sequence",
+                 "one GPU" if devices else "no GPU")
+    print("--parallel: fewer than two GPUs visible, running trials sequentially")
+  if len(devices) >= 2:
+    failures = run_parallel(trials, by_group, devices)
+  else:
+    failures = run_sequential(trials, by_group)
+  table = results_table(trials)
+  refit_result = None
+  if refit:
+    refit_result = refit_best(best_combination(table, trials), base, output_dir,
+                              test_split)
+  write_results(output_dir, table, num_folds, failures, refit_result)
+  return {"table": table, "failures": failures, "refit": refit_result}
+
+

@@ -1,0 +1,364 @@
+"""Tests of hep2tf.data.augment, each op eagerly and inside tf.function / tf.data."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from hep2tf.data import augment  # noqa: E402
+
+
+def asymmetric_image(height=5, width=5, channels=1):
+  """An image with no symmetry: every pixel value is different."""
+  return np.arange(height * width * channels, dtype=np.float32).reshape(
+      height, width, channels) + 1
+
+
+def numpy_dihedral(image, k):
+  out = np.rot90(image, k % 4)
+  return np.fliplr(out) if k >= 4 else out
+
+
+def run_in(mode, fn, x):
+  """Runs fn(x) eagerly, in a tf.function, or in a tf.data map."""
+  if mode == "eager":
+    return np.asarray(fn(x))
+  if mode == "tf.function":
+    return tf.function(fn)(tf.constant(x)).numpy()
+  ds = tf.data.Dataset.from_tensors(x).map(fn)
+  return next(iter(ds)).numpy()
+
+
+# ---------------------------------------------------------------- dihedral
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_matches_numpy(k):
+  image = asymmetric_image(4, 6, 2)   # not square: odd k swaps H and W
+  np.testing.assert_array_equal(augment.dihedral(image, k).numpy(),
+                                numpy_dihedral(image, k))
+  batch = np.stack([image, image * 2])
+  got = augment.dihedral(batch, k).numpy()
+  np.testing.assert_array_equal(got[1], numpy_dihedral(image * 2, k))
+
+
+def test_dihedral_all_eight_distinct_and_zero_is_identity():
+  image = asymmetric_image()
+  outs = [augment.dihedral(image, k).numpy() for k in range(8)]
+  np.testing.assert_array_equal(outs[0], image)
+  for i in range(8):
+    for j in range(i + 1, 8):
+      assert not np.array_equal(outs[i], outs[j]), (i, j)
+
+
+@pytest.mark.parametrize("mode", ["tf.function", "tf.data"])
+def test_dihedral_with_tensor_k_in_graph(mode):
+  image = asymmetric_image()
+  for k in (3, 6):
+    got = run_in(mode, lambda x, k=k: augment.dihedral(x, tf.constant(k)), image)
+    np.testing.assert_array_equal(got, numpy_dihedral(image, k))
+
+
+# ---------------------------------------------------------------- layers
+
+LAYERS = {
+    "dihedral": lambda: augment.RandomDihedral(seed=1),
+    "quarter_turn": lambda: augment.RandomQuarterTurn(seed=2),
+    "erasing": lambda: augment.RandomErasing(1.0, scale=(0.1, 0.3), seed=3),
+    "augmenter": lambda: augment.build_augmenter(brightness=0.2, contrast=0.2,
+                                                 erasing=0.5, seed=4),
+    "defocus": lambda: augment.RandomDefocus(2.0, seed=5),
+    "gain_gamma": lambda: augment.RandomGainGamma(0.5, 0.3, seed=6),
+    "background_offset": lambda: augment.RandomBackgroundOffset(20.0, seed=7),
+    "sensor_noise": lambda: augment.RandomSensorNoise(1.0, 2.0, seed=8),
+    "specimen_augmenter": lambda: augment.build_augmenter(
+        rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
+        background_offset=10.0, shot_noise=1.0, read_noise=2.0, seed=9),
+}
+
+
+def identical_batch(n=16):
+  return np.stack([asymmetric_image(8, 8, 1) * 3] * n)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_identity_at_inference(name, mode):
+  layer = LAYERS[name]()
+  batch = identical_batch()
+  got = run_in(mode, lambda x: layer(x, training=False), batch)
+  np.testing.assert_array_equal(got, batch)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_changes_examples_differently_in_training(name, mode):
+  layer = LAYERS[name]()
+  batch = identical_batch()
+  got = run_in(mode, lambda x: layer(x, training=True), batch)
+  assert got.shape == batch.shape and got.dtype == np.float32
+  assert not np.array_equal(got, batch)
+  distinct = {g.tobytes() for g in got}
+  assert len(distinct) > 1, "every example got the same transform"
+
+
+def test_custom_layers_default_to_identity():
+  batch = identical_batch(4)
+  for layer in (augment.RandomDihedral(seed=0), augment.RandomErasing(1.0, seed=0)):
+    np.testing.assert_array_equal(layer(batch), batch)
+
+
+def test_random_dihedral_draws_only_and_all_dihedral_transforms():
+  image = asymmetric_image(6, 6, 1)
+  out = augment.RandomDihedral(seed=5)(np.stack([image] * 64), training=True).numpy()
+  candidates = [numpy_dihedral(image, k) for k in range(8)]
+  seen = set()
+  for example in out:
+    matches = [k for k, c in enumerate(candidates) if np.array_equal(example, c)]
+    assert len(matches) == 1
+    seen.add(matches[0])
+  assert seen == set(range(8))
+
+
+def test_quarter_turn_draws_only_rotations():
+  image = asymmetric_image(6, 6, 1)
+  out = augment.RandomQuarterTurn(seed=5)(np.stack([image] * 32),
+                                          training=True).numpy()
+  rotations = [np.rot90(image, k) for k in range(4)]
+  seen = {next(k for k, r in enumerate(rotations) if np.array_equal(o, r))
+          for o in out}
+  assert seen == {0, 1, 2, 3}
+
+
+def test_random_erasing_fills_one_box_with_zero():
+  batch = np.full((8, 20, 20, 1), 100.0, np.float32)
+  out = augment.RandomErasing(1.0, scale=(0.1, 0.2), seed=7)(
+      batch, training=True).numpy()
+  assert set(np.unique(out)) <= {0.0, 100.0}
+  for example in out:
+    rows, cols = np.nonzero(example[..., 0] == 0)
+    # One solid rectangle: the bounding box of the zeros is all zeros.
+    box = example[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert np.all(box == 0)
+    assert 0.05 <= len(rows) / 400 <= 0.3
+
+
+def test_build_augmenter_composition_and_name():
+  full = augment.build_augmenter(brightness=0.1, contrast=0.1, erasing=0.5)
+  assert full.name == "augment"
+  assert [type(l).__name__ for l in full.layers] == [
+      "RandomRotation", "RandomDihedral", "RandomBrightness", "RandomContrast",
+      "RandomErasing"]
+  only_flips = augment.build_augmenter(rotation=False, rot90=False)
+  assert [type(l).__name__ for l in only_flips.layers] == ["RandomFlip"]
+  nothing = augment.build_augmenter(rotation=False, rot90=False, flips=False)
+  batch = identical_batch(2)
+  np.testing.assert_array_equal(nothing(batch, training=True), batch)
+
+
+# ---------------------------------------------------------------- specimen layers
+
+
+def _high_frequency_energy(images):
+  """Mean squared difference between neighbouring pixels, per image."""
+  dy = np.diff(images, axis=1) ** 2
+  dx = np.diff(images, axis=2) ** 2
+  return dy.mean(axis=(1, 2, 3)) + dx.mean(axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+def test_defocus_removes_fine_detail_keeps_the_mean_and_varies_per_image(mode):
+  rng = np.random.default_rng(0)
+  batch = (rng.uniform(0, 200, (32, 24, 24, 1))).astype(np.float32)
+  layer = augment.RandomDefocus(2.0, seed=1)
+  out = run_in(mode, lambda x: layer(x, training=True), batch)
+  before, after = _high_frequency_energy(batch), _high_frequency_energy(out)
+  assert np.median(after / before) < 0.3
+  # Reflecting borders: the blur moves light around, it neither adds nor removes it.
+  np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), batch.mean(axis=(1, 2, 3)),
+                             rtol=0.03)
+  # Sigma is drawn per image, so the loss of detail differs from image to image.
+  assert np.ptp(after / before) > 0.1
+
+
+def test_gaussian_blur_matches_scipy():
+  from scipy import ndimage
+  rng = np.random.default_rng(1)
+  batch = rng.uniform(0, 255, (2, 16, 16, 2)).astype(np.float32)
+  got = augment.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
+  for i, sigma in enumerate((0.8, 1.6)):
+    for c in range(2):
+      want = ndimage.gaussian_filter(batch[i, :, :, c], sigma, mode="mirror",
+                                     truncate=5 / sigma)
+      np.testing.assert_allclose(got[i, :, :, c], want, atol=0.05)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "tf.data"])
+def test_gain_scales_each_image_by_one_factor_in_range(mode):
+  batch = np.full((64, 8, 8, 1), 50.0, np.float32)
+  batch[:, :4] = 20.0
+  layer = augment.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
+  out = run_in(mode, lambda x: layer(x, training=True), batch)
+  factors = out / batch
+  # One factor per image (the mean scales with it), within [1/2, 2], both ways.
+  np.testing.assert_allclose(factors, factors[:, :1, :1, :] * np.ones_like(factors),
+                             rtol=1e-5)
+  per_image = factors[:, 0, 0, 0]
+  assert per_image.min() >= 0.5 - 1e-6 and per_image.max() <= 2.0 + 1e-6
+  assert (per_image < 0.8).any() and (per_image > 1.25).any()
+  np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 35.0 * per_image, rtol=1e-5)
+
+
+def test_gamma_is_a_power_law_per_image():
+  batch = np.full((32, 4, 4, 1), 255 * 0.2, np.float32)
+  batch[:, 2:] = 255 * 0.6
+  out = augment.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
+      batch, training=True).numpy()
+  # x -> 255 (x / 255) ** g: the exponent recovered from either level agrees.
+  from_dark = np.log(out[:, 0, 0, 0] / 255) / np.log(0.2)
+  from_bright = np.log(out[:, 3, 0, 0] / 255) / np.log(0.6)
+  np.testing.assert_allclose(from_dark, from_bright, rtol=1e-3)
+  assert from_dark.min() >= 0.5 - 1e-4 and from_dark.max() <= 2.0 + 1e-4
+  assert np.ptp(from_dark) > 0.5
+
+
+def test_background_offset_adds_one_constant_per_image():
+  rng = np.random.default_rng(4)
+  batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
+  out = augment.RandomBackgroundOffset(15.0, seed=4)(batch, training=True).numpy()
+  offset = out - batch
+  np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
+                             atol=1e-4)
+  assert offset.min() >= 0 and offset.max() <= 15.0 + 1e-4
+  assert np.ptp(offset[:, 0, 0, 0]) > 5
+
+
+def _noise_variance(layer, level, n=64, size=16):
+  batch = np.full((n, size, size, 1), level, np.float32)
+  out = layer(batch, training=True).numpy()
+  return (out - batch).var()
+
+
+def test_shot_noise_grows_with_signal_read_noise_does_not():
+  shot = augment.RandomSensorNoise(shot=2.0, read=0.0, seed=5)
+  dark, bright = _noise_variance(shot, 20.0), _noise_variance(shot, 180.0)
+  # Variance k * x: nine times the signal, about nine times the variance.
+  assert 6 < bright / dark < 12
+  # E[k] = 1 for k uniform in [0, 2]: the variance is about the signal in DN.
+  assert 120 < bright < 240
+  read = augment.RandomSensorNoise(shot=0.0, read=4.0, seed=6)
+  ratio = _noise_variance(read, 180.0) / _noise_variance(read, 20.0)
+  assert 0.7 < ratio < 1.4
+  # std uniform in [0, 4]: E[std^2] = 16 / 3.
+  assert 3.5 < _noise_variance(read, 100.0) < 7.5
+
+
+def test_specimen_layers_stay_in_range_and_are_serialisable():
+  batch = np.concatenate([np.zeros((4, 8, 8, 1)), np.full((4, 8, 8, 1), 255.0)]
+                         ).astype(np.float32)
+  aug = augment.build_augmenter(
+      rotation=False, rot90=False, flips=False, defocus=1.0, gain=1.0, gamma=0.5,
+      background_offset=30.0, shot_noise=3.0, read_noise=5.0, seed=0)
+  assert [l.name for l in aug.layers] == [
+      "defocus", "background_offset", "gain_gamma", "sensor_noise"]
+  out = aug(batch, training=True).numpy()
+  assert out.min() >= 0 and out.max() <= 255
+  for layer in aug.layers:
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+  with pytest.raises(ValueError, match="must be >= 0"):
+    augment.RandomSensorNoise(shot=-1.0)
+
+
+def test_rotation_fills_corners_with_black():
+  batch = np.full((16, 16, 16, 1), 200.0, np.float32)
+  aug = augment.build_augmenter(rot90=False, flips=False, seed=0)
+  out = aug(batch, training=True).numpy()
+  # Unless the angle is a multiple of 90 degrees, the corners come from outside.
+  assert np.mean(out[:, 0, 0, 0] < 100) > 0.5
+
+
+def test_augmenter_saves_and_loads_in_a_model(tmp_path):
+  model = keras.Sequential([
+      keras.Input((8, 8, 1)),
+      augment.build_augmenter(erasing=0.5, seed=1),
+      keras.layers.Flatten(),
+      keras.layers.Dense(2),
+  ])
+  path = tmp_path / "m.keras"
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  names = [type(l).__name__ for l in loaded.get_layer("augment").layers]
+  assert "RandomDihedral" in names and "RandomErasing" in names
+  erasing = loaded.get_layer("augment").get_layer("erasing")
+  assert erasing.probability == 0.5
+
+
+# ---------------------------------------------------------------- mix_batch
+
+
+def constant_batch(n=6, k=6, size=10):
+  """Example i is all (i + 1) * 10 and of class i: a mix is readable in both."""
+  values = (np.arange(n, dtype=np.float32) + 1) * 10
+  images = np.ones((n, size, size, 2), np.float32) * values[:, None, None, None]
+  labels = np.eye(k, dtype=np.float32)[np.arange(n) % k]
+  return images, labels, values
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.data"])
+def test_mixup_follows_formula(mode):
+  images, labels, values = constant_batch()
+  fn = lambda x, y: augment.mix_batch(x, y, mixup_alpha=0.4, seed=[1, 2])
+  if mode == "eager":
+    out_images, out_labels = fn(images, labels)
+  else:
+    ds = tf.data.Dataset.from_tensors((images, labels)).map(fn)
+    out_images, out_labels = next(iter(ds))
+  out_images, out_labels = out_images.numpy(), out_labels.numpy()
+  np.testing.assert_allclose(out_labels.sum(axis=1), 1.0, atol=1e-6)
+  for i in range(len(images)):
+    own = out_labels[i, i]
+    others = [j for j in np.nonzero(out_labels[i])[0] if j != i]
+    partner = others[0] if others else i
+    expected = own * values[i] + (1 - own) * values[partner]
+    np.testing.assert_allclose(out_images[i], expected, rtol=1e-5)
+
+
+def test_cutmix_labels_follow_box_area():
+  images, labels, values = constant_batch(size=20)
+  out_images, out_labels = augment.mix_batch(images, labels, cutmix_alpha=1.0,
+                                             seed=[3, 4])
+  out_images, out_labels = out_images.numpy(), out_labels.numpy()
+  np.testing.assert_allclose(out_labels.sum(axis=1), 1.0, atol=1e-6)
+  pasted_any = False
+  for i in range(len(images)):
+    own_fraction = np.mean(out_images[i] == values[i])
+    if own_fraction < 1:
+      pasted_any = True
+      np.testing.assert_allclose(out_labels[i, i], own_fraction, atol=1e-6)
+  assert pasted_any
+
+
+def test_mix_batch_chooses_per_batch_and_is_seeded():
+  images, labels, _ = constant_batch()
+  kinds = set()
+  for s in range(12):
+    a = augment.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
+                          seed=[s, 0])
+    b = augment.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
+                          seed=[s, 0])
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    # mixup keeps each constant image constant; cutmix pastes a box into it.
+    kinds.add(max(len(np.unique(x)) for x in a[0].numpy()) == 1)
+  assert kinds == {True, False}
+
+
+def test_mix_batch_off_is_identity():
+  images, labels, _ = constant_batch()
+  out_images, out_labels = augment.mix_batch(images, labels)
+  np.testing.assert_array_equal(out_images, images)
+  np.testing.assert_array_equal(out_labels, labels)

@@ -1,0 +1,335 @@
+"""One whole train -> evaluate -> predict -> export on tiny records (STYLE.md 9)."""
+
+import dataclasses
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from hep2tf import hardware
+from hep2tf.evaluation import evaluate, predict
+from hep2tf.training import trainer
+
+from tests.conftest import REPO
+
+SMOKE = dict(model="cnn", epochs=2, batch_size=16, learning_rate=1e-3,
+             shuffle_buffer=256, image_summary_every=1)
+
+
+def smoke_config(records_dir, **overrides):
+  return trainer.TrainConfig(records_dir=records_dir, **{**SMOKE, **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_records, tmp_path_factory):
+  records_dir, source_dir = tiny_records
+  run = str(tmp_path_factory.mktemp("run") / "cnn")
+  report = trainer.train_and_evaluate(smoke_config(records_dir), run)
+  return run, report, records_dir, source_dir
+
+
+def event_tags(folder):
+  """{plugin name: set of tags} of the event files directly in `folder`."""
+  tags = {}
+  for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        plugin = value.metadata.plugin_data.plugin_name or "legacy"
+        tags.setdefault(plugin, set()).add(value.tag)
+  return tags
+
+
+def test_run_directory_holds_models_history_and_report(finished_run):
+  run, report, _, _ = finished_run
+  for name in ("best.keras", "model.keras", "config.json", "history.csv",
+               "complete.json", "learning_curves.png", "export/saved_model.pb"):
+    assert os.path.getsize(os.path.join(run, name)) > 0, name
+  history = pd.read_csv(os.path.join(run, "history.csv"))
+  assert list(history["epoch"]) == [0, 1]
+  assert {"loss", "val_loss", "mca", "val_mca", "accuracy"} <= set(history.columns)
+  assert 0.0 <= report["mca"] <= 1.0 and report["epochs_run"] == 2
+  # The precision policy the run resolved, and why, beside the model's config.
+  with open(os.path.join(run, "config.json")) as f:
+    config = json.load(f)
+  assert config["mixed_precision"] in hardware.POLICIES
+  assert config["mixed_precision"] == hardware.resolve_precision("auto")[0]
+  assert config["mixed_precision_reason"].startswith("auto:")
+  assert config["config"]["mixed_precision"] == "auto"
+  assert report["mixed_precision"] == config["mixed_precision"]
+  # The policy was the run's: the process is back to float32 afterwards.
+  assert keras.mixed_precision.global_policy().name == "float32"
+  # The resume state goes once the run is finished.
+  assert not os.path.exists(os.path.join(run, "checkpoints"))
+
+
+def test_tensorboard_shows_scalars_images_text_and_hparams(finished_run):
+  run, _, _, _ = finished_run
+  train = event_tags(os.path.join(run, "train"))
+  validation = event_tags(os.path.join(run, "validation"))
+  root = event_tags(run)
+  train_scalars = train["scalars"]
+  assert {"loss", "accuracy", "mca", "learning_rate", "recall_golgi"} <= train_scalars
+  assert {"loss", "accuracy", "mca", "recall_homogeneous"} <= validation["scalars"]
+  assert "augmented_batch" in train["images"]
+  assert {"confusion_matrix", "predictions"} <= validation["images"]
+  assert "classification_report" in validation["text"]
+  assert "hparams" in root and "hparams/val_mca" in root["scalars"]
+  assert "run" in root["text"]      # how it ran: the precision policy and why
+
+
+def test_finished_run_is_not_overwritten_silently(finished_run):
+  run, _, records_dir, _ = finished_run
+  with pytest.raises(FileExistsError, match="overwrite"):
+    trainer.train_and_evaluate(smoke_config(records_dir), run)
+
+
+def test_evaluate_writes_field_metrics(finished_run):
+  run, _, _, _ = finished_run
+  report = evaluate.evaluate_run(run, "test")
+  out = os.path.join(run, "eval", "test")
+  with open(os.path.join(out, "metrics.json")) as f:
+    stored = json.load(f)
+  assert {"aca", "mca", "per_class", "confusion_matrix", "class_names"} <= set(stored)
+  assert stored["group_disjoint"] is False   # tiny_records: specimens split at random
+  assert stored["mca"] == pytest.approx(report["mca"])
+  cm = np.asarray(stored["confusion_matrix"])
+  predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
+  assert cm.sum() == len(predictions) > 0
+  from PIL import Image
+  for name in ("confusion_matrix.png", "predictions.png", "learning_curves.png"):
+    with Image.open(os.path.join(out, name)) as image:
+      width, height = image.size
+      assert width >= 300 and height >= 300, name
+      assert np.asarray(image.convert("L")).std() > 5, name  # not a blank image
+  # TTA averages dihedral views: a different computation, same shape of result.
+  tta = evaluate.evaluate_run(run, "test", tta=True, write=False)
+  assert np.asarray(tta["confusion_matrix"]).sum() == cm.sum()
+
+
+def test_training_step_randomises_orientation_and_inference_is_deterministic(
+    tiny_records):
+  records_dir, _ = tiny_records
+  config = smoke_config(records_dir)
+  train_model, model, augmenter = trainer.build_models(config, (78, 78, 1), 6)
+  rng = np.random.default_rng(0)
+  images = np.zeros((8, 78, 78, 1), np.float32)
+  images[:, 10:30, 5:60] = 200.0     # an asymmetric bar in every image
+  images += rng.uniform(0, 5, images.shape).astype(np.float32)
+  augmented = augmenter(images, training=True).numpy()
+  changed = [not np.allclose(a, images[0], atol=1e-3) for a in augmented]
+  assert sum(changed) >= 6
+  assert not all(np.allclose(augmented[0], a, atol=1e-3) for a in augmented[1:])
+  first = model(images, training=False).numpy()
+  np.testing.assert_array_equal(first, model(images, training=False).numpy())
+  np.testing.assert_allclose(train_model(images, training=False).numpy(), first,
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_predict_and_saved_model_agree_with_evaluate(finished_run):
+  run, report, _, source_dir = finished_run
+  # The same weights in two graphs: float32 agrees to 1e-4; bfloat16 (auto on a CPU
+  # with native bfloat16) rounds each layer to 8 bits of mantissa.
+  atol = 1e-4 if report["mixed_precision"] == "float32" else 2e-3
+  evaluate.evaluate_run(run, "test")
+  predictions = pd.read_csv(os.path.join(run, "eval", "test", "predictions.csv"))
+  files = [os.path.join(source_dir, name) for name in predictions["file_name"]]
+  frame = predict.predict_files(run, files)
+  assert list(frame["class"]) == list(predictions["predicted"])
+  served = tf.saved_model.load(os.path.join(run, "export"))
+  serve = served.signatures["serving_default"]
+  encoded = tf.constant([open(f, "rb").read() for f in files[:16]])
+  out = serve(encoded)
+  names = [n.decode() for n in out["class_name"].numpy()]
+  assert names == list(predictions["predicted"][:16])
+  np.testing.assert_allclose(out["probabilities"].numpy(),
+                             frame[[c for c in frame.columns if c.startswith("p_")]]
+                             .to_numpy()[:16], atol=atol)
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  run = str(tmp_path / "nan")
+  config = smoke_config(records_dir, optimizer="sgd", learning_rate=1e12,
+                        epochs=3, image_summary_every=0)
+  with pytest.raises(trainer.TrainingError, match="NaN"):
+    trainer.train_and_evaluate(config, run)
+  assert not os.path.exists(os.path.join(run, "complete.json"))
+  # The epoch that went NaN was not backed up for resuming.
+  assert not os.path.exists(os.path.join(run, "checkpoints", "main",
+                                         "latest.weights.h5"))
+  assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints", "main")) is None
+
+
+def _train_command(records_dir, run, *extra):
+  return [sys.executable, "-m", "hep2tf.train",
+          f"--flagfile={os.path.join(REPO, 'configs', 'smoke.flags')}",
+          f"--records_dir={records_dir}", f"--model_dir={run}",
+          "--image_summary_every=0", *extra]
+
+
+def _history_rows(run):
+  path = os.path.join(run, "history.csv")
+  try:
+    return len(pd.read_csv(path))
+  except (FileNotFoundError, pd.errors.EmptyDataError):
+    return 0
+
+
+def test_killed_run_resumes_from_last_completed_epoch(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  run = str(tmp_path / "killed")
+  command = _train_command(records_dir, run, "--epochs=6", "--batch_size=8")
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 300
+    while _history_rows(run) < 2 and process.poll() is None and time.time() < deadline:
+      time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.kill()
+    process.wait()
+  assert not os.path.exists(os.path.join(run, "complete.json"))
+  done_before = _history_rows(run)
+  result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  log = result.stdout + result.stderr
+  assert "Epoch 1/6" not in log and f"Epoch {done_before + 1}/6" in log
+  history = pd.read_csv(os.path.join(run, "history.csv"))
+  assert sorted(set(history["epoch"])) == list(range(6))
+  with open(os.path.join(run, "complete.json")) as f:
+    assert json.load(f)["epochs"] == 6
+  with open(os.path.join(run, "flags.txt")) as f:
+    assert "--epochs=6" in f.read()
+
+
+def test_deterministic_runs_give_identical_metrics(tiny_records, tmp_path):
+  records_dir, _ = tiny_records
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  histories = []
+  for name in ("a", "b"):
+    run = str(tmp_path / name)
+    command = _train_command(records_dir, run, "--deterministic", "--seed=7",
+                             "--epochs=1", "--steps_per_epoch=4")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    histories.append(pd.read_csv(os.path.join(run, "history.csv")))
+  pd.testing.assert_frame_equal(histories[0], histories[1])
+
+
+def test_corrupt_shard_stops_training_with_the_shard_named(tiny_records, tmp_path):
+  import shutil
+  records_dir, _ = tiny_records
+  broken = str(tmp_path / "records")
+  shutil.copytree(records_dir, broken)
+  shard = sorted(glob.glob(os.path.join(broken, "*-train.tfrecord-*")))[0]
+  with open(shard, "r+b") as f:
+    f.seek(os.path.getsize(shard) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  config = smoke_config(broken, epochs=1, image_summary_every=0)
+  with pytest.raises(trainer.TrainingError) as info:
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  message = str(info.value)
+  assert os.path.basename(shard) in message and "corrupt" in message
+
+
+def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_run,
+                                                                       tmp_path):
+  run, _, _, source_dir = finished_run
+  report = evaluate.evaluate_run(run, "test", calibrate=True, min_confidence=0.25,
+                                 explain_cells=6)
+  with open(os.path.join(run, "calibration.json")) as f:
+    stored = json.load(f)
+  temperature = stored["temperature"]
+  assert temperature > 0 and report["temperature"] == pytest.approx(temperature)
+  assert stored["split"] == "validation" and 0 <= stored["min_confidence_coverage"] <= 1
+  out = os.path.join(run, "eval", "test")
+  with open(os.path.join(out, "metrics.json")) as f:
+    metrics_json = json.load(f)
+  for key in ("ece", "ece_calibrated", "temperature", "coverage_accuracy",
+              "accuracy_at_coverage", "by_intensity", "by_specimen", "explanations"):
+    assert metrics_json[key] is not None, key
+  # Intensity and specimen come from the records: the synthetic set has both.
+  assert set(metrics_json["by_intensity"]) == {"intermediate", "positive"}
+  predictions = pd.read_csv(os.path.join(out, "predictions.csv"))
+  assert sum(s["num_examples"] for s in metrics_json["by_specimen"].values()) == len(
+      predictions)
+  assert len(metrics_json["group"]["table"]) == len(metrics_json["by_specimen"])
+  assert len(metrics_json["coverage_accuracy"]) == 20
+  explanations = metrics_json["explanations"]
+  assert explanations["num_cells"] == 6 and explanations["mask_lift"] > 0
+  assert explanations["intensity_lift"] > 1.0
+  assert (predictions["uncertain"] == (predictions["confidence"] < 0.25)).all()
+  from PIL import Image
+  for name in ("reliability.png", "coverage_accuracy.png", "attributions.png"):
+    with Image.open(os.path.join(out, name)) as image:
+      assert np.asarray(image.convert("L")).std() > 5, name
+  tags = event_tags(out)
+  assert {"reliability", "coverage_accuracy", "attributions"} <= tags["images"]
+  assert {"ece", "explanations/mask_lift"} <= tags["scalars"]
+
+  # predict and the re-exported SavedModel apply the same temperature.
+  # float32 agrees to 1e-4; bfloat16 (auto on a CPU with native bfloat16) rounds each
+  # layer to 8 bits of mantissa, and the batches differ between these paths.
+  atol = 1e-4 if finished_run[1]["mixed_precision"] == "float32" else 2e-3
+  files = [os.path.join(source_dir, name) for name in predictions["file_name"][:5]]
+  frame = predict.predict_files(run, files, explain_dir=str(tmp_path / "why"))
+  assert list(frame["uncertain"]) == list(frame["confidence"] < 0.25)  # stored P
+  probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
+  np.testing.assert_allclose(probs, predictions[[c for c in predictions.columns
+                                                 if c.startswith("p_")]][:5], atol=atol)
+  assert len(os.listdir(tmp_path / "why")) == 5
+  assert all(os.path.getsize(p) > 0 for p in frame["explanation"])
+  served = tf.saved_model.load(os.path.join(run, "export"))
+  out_served = served.signatures["serving_default"](
+      tf.constant([open(f, "rb").read() for f in files]))
+  np.testing.assert_allclose(out_served["probabilities"].numpy(), probs, atol=atol)
+  # Both are the best model's own probabilities, scaled by 1 / T in log space.
+  model = predict.load_run_model(run)
+  batch = np.stack([predict.load_for_model(f, model.input_shape[1:]) for f in files])
+  log_raw = np.log(model(batch, training=False).numpy().astype(np.float64))
+  scaled = np.exp(log_raw / temperature)
+  np.testing.assert_allclose(probs, scaled / scaled.sum(1, keepdims=True), atol=atol)
+def test_cnn_widths_are_config_fields(tiny_records):
+  records_dir, _ = tiny_records
+  config = smoke_config(records_dir, cnn_filters="4,8,8,16,24", dense_units=32)
+  _, model, _ = trainer.build_models(config, (78, 78, 1), 6)
+  assert [model.get_layer(f"conv{i}").filters for i in range(1, 6)] == [4, 8, 8, 16, 24]
+  assert model.get_layer("fc1").units == model.get_layer("fc2").units == 32
+  seed = trainer.build_models(smoke_config(records_dir, cnn_filters="32,64,128,256,512",
+                                           dense_units=1024), (78, 78, 1), 6)[1]
+  assert seed.get_layer("conv5").filters == 512 and seed.get_layer("fc2").units == 1024
+  # The widths are the cnn's alone; other models keep their own hparams.
+  alexnet = trainer.model_hparams(smoke_config(records_dir, model="alexnet_small"))
+  assert "filters" not in alexnet and "backbone_trainable" not in alexnet
+  assert "backbone_trainable" in trainer.model_hparams(smoke_config(
+      records_dir, model="resnet50"))
+  for bad in ("4,8,8,16", "4,8,x,16,24", "4,8,0,16,24"):
+    with pytest.raises(ValueError, match="cnn_filters"):
+      trainer.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
+  import io
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  assert trainer.fit_verbosity(Terminal()) == 1
+  assert trainer.fit_verbosity(io.StringIO()) == 2
