@@ -91,10 +91,10 @@ def run_baseline(records_dir: str, train_split: str = "train",
   from sklearn.preprocessing import StandardScaler
   from sklearn.svm import SVC
 
-  from hep2tf.data import reader
+  from hep2tf.data.records import load_info
   from hep2tf.evaluation import metrics
   start = time.time()
-  class_names = reader.load_info(records_dir).class_names
+  class_names = load_info(records_dir).class_names
   k = len(class_names)
   features = {}
   for split in (train_split, eval_split, test_split):
@@ -129,9 +129,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   result = run_baseline(FLAGS.records_dir)
-  from hep2tf.evaluation import metrics
-  print(metrics.format_report(result["test_report"],
-                              title=f"LBP + SVM on {FLAGS.records_dir}, test"))
+  from hep2tf.evaluation import formatting
+  print(formatting.format_report(result["test_report"],
+                                 title=f"LBP + SVM on {FLAGS.records_dir}, test"))
   print(f"LBP + SVM (C={result['c']:g}): validation MCA "
         f"{result['validation_mca']:.4f}, test MCA {result['test_mca']:.4f}, gap "
         f"{result['gap']:+.4f} ({result['seconds']:.0f} s)")

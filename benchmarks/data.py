@@ -19,8 +19,8 @@ import subprocess
 import sys
 
 from hep2tf.convert import create
-from hep2tf.data import reader
 from hep2tf.data import synth
+from hep2tf.data.records import load_info
 
 NAME = "synthetic_hep2"
 IMAGE_SIZE = 78
@@ -115,7 +115,7 @@ def prepare(work_dir: str, num_images: int, seed: int = 0,
                              num_workers=num_workers, seed=seed)
   png_dir = png_folders(records_dir, source_dir,
                         os.path.join(work_dir, f"png_{num_images}"))
-  info = reader.load_info(records_dir)
+  info = load_info(records_dir)
   eval_split = "validation" if "validation" in info.splits else "test"
   return Inputs(source_dir, records_dir, png_dir, num_images, "train", eval_split,
                 tuple(info.class_names))

@@ -117,8 +117,8 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
 
 
 def _count(inputs, split: str) -> int:
-  from hep2tf.data import reader
-  return reader.num_examples(inputs.records_dir, split)
+  from hep2tf.data.records import num_examples
+  return num_examples(inputs.records_dir, split)
 
 
 flags.DEFINE_boolean("quick", False, "Toy sizes: the whole harness in under 3 minutes.")

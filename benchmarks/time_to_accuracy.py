@@ -27,8 +27,8 @@ from benchmarks import data
 from benchmarks import reader
 from benchmarks import recipe
 from benchmarks import training
-from hep2tf.evaluation import metrics
-from hep2tf.training import trainer
+from hep2tf.evaluation import keras_metrics
+from hep2tf.training.config import TrainConfig
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ class StopAtTarget(keras.callbacks.Callback):
                    self.epochs, self.capped)
 
 
-def ours(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
+def ours(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
          target: float, cap_seconds: float) -> Outcome:
   """Trains `config` the way train_and_evaluate does, until the target or the cap."""
   start = time.perf_counter()
@@ -105,8 +105,8 @@ def keras_io(inputs: data.Inputs, *, target: float, cap_seconds: float,
   model = recipe.build((data.IMAGE_SIZE, data.IMAGE_SIZE, 1), num_classes)
   model.compile(optimizer=keras.optimizers.Adam(recipe.LEARNING_RATE),
                 loss="categorical_crossentropy",
-                metrics=["accuracy", metrics.MeanClassAccuracy(num_classes,
-                                                               name="mca")])
+                metrics=["accuracy", keras_metrics.MeanClassAccuracy(num_classes,
+                                                                     name="mca")])
   model.fit(train_ds, validation_data=val_ds, epochs=max_epochs, callbacks=[stop],
             verbose=0)
   outcome = stop.outcome()
@@ -121,7 +121,7 @@ def _describe(outcome: Outcome, cap: float) -> str:
   return f"not reached within {why} (best {outcome.best:.3f})"
 
 
-def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
+def run(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
         target: float = 0.90, cap_seconds: float = 330.0,
         recipe_cap_seconds: float | None = None) -> list[common.Figure]:
   """The time-to-accuracy figure; a run that missed reports its time as a bound."""

@@ -1,6 +1,6 @@
 """Training: images/s of Keras fit as the trainer runs it, against fit on cached batches.
 
-  real     trainer.build_models + compile_model on the real reader (create_split,
+  real     build_models + compile_model on the real reader (create_split,
            repeated, shuffled), augmentation in the model, and every callback the
            trainer passes to fit (backup for resume, NaN guard, CSV log, TensorBoard
            scalars and images, best model)
@@ -32,21 +32,24 @@ from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
 from hep2tf.data import reader
-from hep2tf.training import summaries
-from hep2tf.training import trainer
+from hep2tf.data.records import num_examples
+from hep2tf.training import summaries, trainer
+from hep2tf.training.build import build_models, compile_model
+from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
+from hep2tf.training.config import TrainConfig
 
 _TRUE = ("true", "1", "yes")
 
 
-def load_config(flagfile: str, **overrides) -> trainer.TrainConfig:
+def load_config(flagfile: str, **overrides) -> TrainConfig:
   """A TrainConfig from a train flagfile (`--name=value` lines, `#` comments).
 
   The trainer's own flag parser is not used because importing hep2tf.train defines
   its flags globally, which would clash with the benchmark's. Values are converted
   to the type of the field's default; `--noname` sets a bool to False.
   """
-  fields = {f.name: f for f in dataclasses.fields(trainer.TrainConfig)}
-  defaults = trainer.TrainConfig()
+  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+  defaults = TrainConfig()
   values = {}
   with open(flagfile, encoding="utf-8") as f:
     for line in f:
@@ -64,7 +67,7 @@ def load_config(flagfile: str, **overrides) -> trainer.TrainConfig:
       else:
         raise ValueError(f"{flagfile}: unknown train flag --{name}")
   values.update(overrides)
-  return trainer.TrainConfig(**values)
+  return TrainConfig(**values)
 
 
 class Clock(keras.callbacks.Callback):
@@ -97,7 +100,7 @@ def projected_rate(first: Clock, last: Clock, steps: int, real_steps: int,
   return common.rate(images, per_step * real_steps + per_epoch), per_step, per_epoch
 
 
-def train_dataset(config: trainer.TrainConfig, inputs: data.Inputs,
+def train_dataset(config: TrainConfig, inputs: data.Inputs,
                   repeat: bool = True) -> tf.data.Dataset:
   """The training split exactly as train_and_evaluate reads it."""
   return reader.create_split(
@@ -107,31 +110,31 @@ def train_dataset(config: trainer.TrainConfig, inputs: data.Inputs,
       mixup_alpha=config.mixup, cutmix_alpha=config.cutmix)
 
 
-def eval_dataset(config: trainer.TrainConfig, inputs: data.Inputs) -> tf.data.Dataset:
+def eval_dataset(config: TrainConfig, inputs: data.Inputs) -> tf.data.Dataset:
   return reader.create_split(inputs.records_dir, inputs.eval_split,
                              batch_size=config.batch_size, training=False)
 
 
-def build(config: trainer.TrainConfig, inputs: data.Inputs, real_steps: int):
+def build(config: TrainConfig, inputs: data.Inputs, real_steps: int):
   """(training model, inference model, augmenter), compiled as the trainer does."""
   trainer.setup_execution(config)
   shape = (data.IMAGE_SIZE, data.IMAGE_SIZE, 1)
-  train_model, model, augmenter = trainer.build_models(config, shape,
-                                                      len(inputs.class_names))
-  trainer.compile_model(train_model, config, list(inputs.class_names), real_steps)
+  train_model, model, augmenter = build_models(config, shape,
+                                               len(inputs.class_names))
+  compile_model(train_model, config, list(inputs.class_names), real_steps)
   return train_model, model, augmenter
 
 
-def trainer_callbacks(config: trainer.TrainConfig, model_dir: str, model, augmenter,
+def trainer_callbacks(config: TrainConfig, model_dir: str, model, augmenter,
                       train_ds, val_ds, class_names) -> list[keras.callbacks.Callback]:
   """The callbacks train_and_evaluate gives fit, in its order."""
   callbacks = [
-      trainer.SafeBackupAndRestore(os.path.join(model_dir, rundir.CHECKPOINT_DIR),
-                                   delete_checkpoint=False),
-      trainer.NaNGuard(),
+      SafeBackupAndRestore(os.path.join(model_dir, rundir.CHECKPOINT_DIR),
+                           delete_checkpoint=False),
+      NaNGuard(),
       keras.callbacks.CSVLogger(os.path.join(model_dir, rundir.HISTORY_FILE)),
       summaries.ScalarSummaries(model_dir),
-      trainer.BestModel(model_dir, model),
+      BestModel(model_dir, model),
   ]
   if config.image_summary_every > 0:
     callbacks.append(summaries.ImageSummaries(
@@ -155,12 +158,12 @@ def forward_flops_per_image(model: keras.Model) -> float:
   return flops
 
 
-def real_steps_per_epoch(config: trainer.TrainConfig, inputs: data.Inputs) -> int:
-  num_train = reader.num_examples(inputs.records_dir, inputs.train_split)
+def real_steps_per_epoch(config: TrainConfig, inputs: data.Inputs) -> int:
+  num_train = num_examples(inputs.records_dir, inputs.train_split)
   return max(1, num_train // config.batch_size)
 
 
-def fit_rate(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
+def fit_rate(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
              cached: bool, steps: int, epochs: int) -> dict:
   """Trains `epochs` epochs of `steps` steps; returns the projected rate and parts."""
   real_steps = real_steps_per_epoch(config, inputs)
@@ -196,12 +199,12 @@ def fit_rate(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
           "no_jit": no_jit, "forward_flops": forward_flops_per_image(model)}
 
 
-def run(config: trainer.TrainConfig, inputs: data.Inputs, work_dir: str, *,
+def run(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
         steps: int = 20, epochs: int = 3) -> list[common.Figure]:
   """The training figures for `config` (its precision and XLA setting as given)."""
   epochs = max(2, epochs)
 
-  def measure(variant: trainer.TrainConfig, cached: bool = False) -> dict:
+  def measure(variant: TrainConfig, cached: bool = False) -> dict:
     return fit_rate(variant, inputs, work_dir, cached=cached, steps=steps,
                     epochs=epochs)
 

@@ -27,11 +27,11 @@ from hep2tf import create_records
 from hep2tf import errors
 from hep2tf.convert import beam
 from hep2tf.convert import create
-from hep2tf.convert import writer
+from hep2tf.convert import metadata
 
 
 def run_conversion(flag_values, pipeline_args: Sequence[str]
-                   ) -> tuple[writer.WriteSummary, errors.Rejects]:
+                   ) -> tuple[metadata.WriteSummary, errors.Rejects]:
   """create_records' flags plus Beam pipeline options -> records folder."""
   f = flag_values
   options = create.source_options(f)

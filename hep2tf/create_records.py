@@ -26,7 +26,7 @@ from absl import flags
 
 from hep2tf import errors
 from hep2tf.convert import create
-from hep2tf.convert import writer
+from hep2tf.convert import verify
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.data import sources
@@ -112,7 +112,7 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   FLAGS = flags.FLAGS
   if FLAGS.verify:
-    problems = writer.verify_records(FLAGS.verify)
+    problems = verify.verify_records(FLAGS.verify)
     for problem in problems:
       print(problem, file=sys.stderr)
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")

@@ -27,7 +27,7 @@ import sys
 from absl import app, flags
 
 from hep2tf import errors
-from hep2tf.evaluation import evaluate, explain, metrics
+from hep2tf.evaluation import evaluate, explain, formatting
 
 
 def define_flags() -> None:
@@ -63,8 +63,8 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
   title = f"{FLAGS.model_dir} on {FLAGS.split}" + (" (TTA)" if FLAGS.tta else "")
-  print(metrics.format_report(report, title=title))
-  print(metrics.format_trust(report))
+  print(formatting.format_report(report, title=title))
+  print(formatting.format_trust(report))
   print(f"{FLAGS.split}: MCA {report['mca']:.4f}  ACA {report['aca']:.4f}")
   if report.get("group_disjoint") is False:
     print("note: the records' splits are not specimen/patient/slide-disjoint "

@@ -55,3 +55,14 @@ def read_history(model_dir: str) -> dict:
   # A resumed run may have logged an epoch twice; the later row is the one kept.
   frame = frame.drop_duplicates(subset="epoch", keep="last")
   return {k: frame[k].tolist() for k in frame.columns}
+
+
+def is_complete(run_dir: str) -> bool:
+  """Whether the run finished (its complete.json exists; a local path)."""
+  return os.path.exists(os.path.join(run_dir, COMPLETE_FILE))
+
+
+def read_complete(run_dir: str) -> dict:
+  """The trainer's summary of a finished run (val_mca, val_aca, train_seconds, ...)."""
+  with open(os.path.join(run_dir, COMPLETE_FILE)) as f:
+    return json.load(f)

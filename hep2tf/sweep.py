@@ -30,7 +30,7 @@ import sys
 from absl import app, flags, logging
 
 from hep2tf import errors, train
-from hep2tf.training import sweep, trainer
+from hep2tf.training import sweep, sweep_results, trainer
 
 
 def define_flags() -> None:
@@ -72,12 +72,12 @@ def main(argv):
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
-  print(sweep.markdown_table(result["table"]))
+  print(sweep_results.markdown_table(result["table"]))
   if result["refit"]:
     r = result["refit"]
     print(f"refit {r['combination']} on {r['split']}: MCA {r['mca']:.4f}  "
           f"ACA {r['aca']:.4f}  ({r['run_dir']})")
-  print(f"results in {os.path.join(FLAGS.output_dir, sweep.RESULTS_MD)}")
+  print(f"results in {os.path.join(FLAGS.output_dir, sweep_results.RESULTS_MD)}")
   if result["failures"]:
     sys.exit(1)
 

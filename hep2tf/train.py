@@ -17,8 +17,9 @@ from absl import app, flags, logging
 
 from hep2tf import errors, hardware, rundir, storage
 from hep2tf.training import distribute, trainer
+from hep2tf.training.config import TrainConfig
 
-_D = trainer.TrainConfig()
+_D = TrainConfig()
 
 
 def define_flags() -> None:
@@ -95,7 +96,7 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def check_paths(config: trainer.TrainConfig, model_dir: str) -> None:
+def check_paths(config: TrainConfig, model_dir: str) -> None:
   """Rejects path flags that cannot be right, before anything is written."""
   if not storage.isdir(config.records_dir):
     raise FileNotFoundError(f"--records_dir={config.records_dir} is not a folder; "
@@ -114,14 +115,14 @@ def check_paths(config: trainer.TrainConfig, model_dir: str) -> None:
                             "file or an earlier run)")
 
 
-def config_from_flags() -> trainer.TrainConfig:
-  return trainer.TrainConfig(**{f.name: FLAGS[f.name].value
-                                for f in dataclasses.fields(trainer.TrainConfig)})
+def config_from_flags() -> TrainConfig:
+  return TrainConfig(**{f.name: FLAGS[f.name].value
+                        for f in dataclasses.fields(TrainConfig)})
 
 
 def write_flagfile(path: str) -> None:
   """The resolved train flags, as a flagfile that reproduces the run."""
-  names = [f.name for f in dataclasses.fields(trainer.TrainConfig)
+  names = [f.name for f in dataclasses.fields(TrainConfig)
            if f.name != "overwrite"] + ["model_dir"]
   lines = ["# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS"]
   lines += [FLAGS[name].serialize() for name in names]

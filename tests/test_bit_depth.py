@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from hep2tf.convert import create, writer
+from hep2tf.convert import create
 from hep2tf.data import intensity, reader, schema
+from hep2tf.data.records import INFO_FILE, MANIFEST, load_info, shard_files
 from hep2tf.errors import InputError
 from hep2tf.evaluation import export, predict
 
@@ -83,10 +84,10 @@ def _convert(source_dir, records_dir, channels, **kwargs):
 
 def _read_records(records_dir):
   """{file name: stored array} and the DatasetInfo, via the schema's decode."""
-  info = reader.load_info(records_dir)
+  info = load_info(records_dir)
   stored = {}
   for split in info.splits:
-    for path in reader.shard_files(records_dir, split):
+    for path in shard_files(records_dir, split):
       for serialized in tf.data.TFRecordDataset(path):
         example = schema.parse_example(serialized, info.channels, False,
                                        info.pixels.dtype)
@@ -106,7 +107,7 @@ def test_records_hold_the_source_values_and_every_level(tmp_path, case):
   sources = _make_folder(tmp_path / "src", arrays, suffix)
   summary = _convert(tmp_path / "src", tmp_path / "rec", channels)
   stored, info = _read_records(str(tmp_path / "rec"))
-  meta = json.loads((tmp_path / "rec" / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((tmp_path / "rec" / INFO_FILE).read_text())
   features = json.loads((tmp_path / "rec" / "features.json").read_text())
   assert info.pixels.dtype == meta["pixels"]["dtype"] == "uint16"
   assert '"uint16"' in json.dumps(features) or "uint16" in json.dumps(features)
@@ -189,7 +190,7 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
   _convert(tmp_path / "src", tmp_path / "dataset", 1, intensity_mode="rescale",
            percentiles=(1.0, 99.0))
   stored, info = _read_records(str(tmp_path / "dataset"))
-  manifest = pd.read_csv(tmp_path / "dataset" / writer.MANIFEST)
+  manifest = pd.read_csv(tmp_path / "dataset" / MANIFEST)
   train_files = set(manifest.loc[manifest["split"] == "train", "file_name"])
   train = np.concatenate([a.ravel() for n, a in sources.items()
                           if n in train_files])
@@ -198,7 +199,7 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
   for name, array in sources.items():
     np.testing.assert_array_equal(stored[name][..., 0],
                                   intensity.rescale(array.astype(float), lo, hi))
-  meta = json.loads((tmp_path / "dataset" / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((tmp_path / "dataset" / INFO_FILE).read_text())
   assert f"{lo:g}" in meta["pixels"]["mapping"]
   print(f"\nrescale (12-bit, percentiles 1, 99): distinct levels source "
         f"{_levels(sources.values())}, records {_levels(stored.values())}")
@@ -324,6 +325,7 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
   as evaluation does."""
   from hep2tf.evaluation import evaluate
   from hep2tf.training import trainer
+  from hep2tf.training.config import TrainConfig
   rng = np.random.default_rng(8)
   counts = {"train": 36, "test": 14}
   deep, shallow = tmp_path / "deep", tmp_path / "shallow"
@@ -339,14 +341,14 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
     records = tmp_path / f"rec_{name}"
     _convert(folder, records, 1, validation_fraction=0.2)
     run = str(tmp_path / f"run_{name}")
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         records_dir=str(records), model="cnn", epochs=3, steps_per_epoch=15,
         batch_size=16,
         learning_rate=1e-3, shuffle_buffer=256, seed=0, deterministic=True,
         mixed_precision="float32", image_summary_every=100)
     trainer.train_and_evaluate(config, run)
     mca[name] = evaluate.evaluate_run(run, "test")["mca"]
-  info = reader.load_info(str(tmp_path / "rec_deep"))
+  info = load_info(str(tmp_path / "rec_deep"))
   assert info.pixels.dtype == "uint16" and info.pixels.white_level == 1023
   print(f"\ntest MCA: 16-bit records {mca['deep']:.3f}, 8-bit copy "
         f"{mca['shallow']:.3f}")
@@ -390,7 +392,7 @@ def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_p
   assert set(ours) == set(theirs) == set(sources)
   for name in ours:
     np.testing.assert_array_equal(ours[name], theirs[name])
-  for name in (writer.MANIFEST, writer.HEP2TF_JSON, "features.json"):
+  for name in (MANIFEST, INFO_FILE, "features.json"):
     assert ((tmp_path / "beam" / name).read_bytes() ==
             (tmp_path / "local" / name).read_bytes()), name
   assert (tmp_path / "beam" / "samples.png").stat().st_size > 1000

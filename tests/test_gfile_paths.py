@@ -12,7 +12,8 @@ import tensorflow as tf
 from hep2tf import models, rundir, storage
 from hep2tf.convert import create
 from hep2tf.evaluation import evaluate, predict
-from hep2tf.training import trainer
+from hep2tf.training import build, trainer
+from hep2tf.training.config import TrainConfig
 
 ROOT = "ram://hep2tf-test"
 
@@ -37,10 +38,10 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   assert any(".tfrecord-" in name for name in written)
 
   run = f"{ROOT}/run"
-  config = trainer.TrainConfig(records_dir=records, model="cnn", epochs=2,
-                               batch_size=16, steps_per_epoch=2, shuffle_buffer=64,
-                               image_summary_every=2, num_folds=0,
-                               training_loop="custom")
+  config = TrainConfig(records_dir=records, model="cnn", epochs=2,
+                       batch_size=16, steps_per_epoch=2, shuffle_buffer=64,
+                       image_summary_every=2, num_folds=0,
+                       training_loop="custom")
   report = trainer.train_and_evaluate(config, run)
   assert report["epochs_run"] == 2
   assert {"best.keras", "model.keras", "history.csv", "config.json",
@@ -74,7 +75,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
     assert len(pd.read_csv(f)) == 8
 
   # Weights from the earlier run by URL (--weights=RUN).
-  fresh = models.build_model("cnn", (78, 78, 1), 6, **trainer.model_hparams(config))
+  fresh = models.build_model("cnn", (78, 78, 1), 6, **build.model_hparams(config))
   assert "logits" in " ".join(models.load_pretrained(fresh, run))
   assert os.listdir(tmp_path) == []
   probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()

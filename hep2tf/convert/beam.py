@@ -37,21 +37,15 @@ from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hep2tf import errors
-from hep2tf.convert import create
-from hep2tf.convert import samples
-from hep2tf.convert import writer
-from hep2tf.data import images
-from hep2tf.data import intensity
-from hep2tf.data import schema
-from hep2tf.data import sources
-from hep2tf.data import splits
-from hep2tf.data import synth
+from hep2tf.convert import create, loading, metadata, samples, writer
+from hep2tf.data import images, intensity, schema, sources, splits, synth
+from hep2tf.data.records import INFO_FILE, shard_file_name
 
 WORK_DIR = "_beam"          # inside staging: the plan and the per-shard facts
 PLAN_FILE = "plan.jsonl"
 PARTS_DIR = "parts"
 # Written last when publishing to an object store: its presence marks the folder whole.
-_LAST_FILES = ("hep2tf.json", "dataset_info.json")
+_LAST_FILES = (INFO_FILE, "dataset_info.json")
 
 
 # ---------------------------------------------------------------------------
@@ -111,7 +105,7 @@ def plan_records(examples: pd.DataFrame, seed: int = 0,
   `position` is the record's place in the local writer's write order; sorting a
   shard's records by it gives the local writer's shard content.
   """
-  plan = writer._plan(examples, seed, num_shards)
+  plan = writer.shard_plan(examples, seed, num_shards)
   return plan.assign(position=range(len(plan)))
 
 
@@ -122,7 +116,7 @@ def plan_records(examples: pd.DataFrame, seed: int = 0,
 def _record_for(row: dict, loaded, features, has_mask: bool,
                 data_dir: str) -> tuple[bytes, dict]:
   """(serialised example, manifest row without shard and index), as writer.py."""
-  relative = writer._relative(row["path"], pathlib.Path(data_dir))
+  relative = writer.relative_file_name(row["path"], pathlib.Path(data_dir))
   example = {schema.IMAGE: loaded.png, schema.LABEL: row["label"],
              schema.ID: row["id"], schema.FILE_NAME: relative,
              schema.SHA256: loaded.sha256, schema.INTENSITY: row.get("intensity"),
@@ -160,16 +154,16 @@ class LoadAndEncode(beam.DoFn):
 
   def process(self, row: dict) -> Iterator[tuple]:
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
-    loaded = writer._load_one(writer._task(row, self._has_mask, self._load_options))
+    loaded = loading.load_one(loading.load_task(row, self._has_mask, self._load_options))
     if isinstance(loaded, tuple):
       yield key, (int(row["position"]), None, {"reason": loaded[0],
-                                                "file": loaded[1]})
+                                               "file": loaded[1]})
       return
     record, manifest = _record_for(row, loaded, self._features, self._has_mask,
                                    self._data_dir)
     try:
-      writer.check_dtype(loaded, self._load_options["pixel_spec"],
-                         row["path"])
+      loading.check_dtype(loaded, self._load_options["pixel_spec"],
+                          row["path"])
     except errors.InputError as e:
       yield key, (int(row["position"]), None, {"reason": e.reason, "file": e.file})
       return
@@ -191,7 +185,7 @@ class WriteShard(beam.DoFn):
 
   def process(self, element) -> Iterator[str]:
     (split, shard, count), items = element
-    file_name = writer.shard_file_name(self._name, split, shard, count)
+    file_name = shard_file_name(self._name, split, shard, count)
     manifest, rejects, num_bytes = [], [], 0
     with tf.io.TFRecordWriter(_join(self._staging, file_name)) as out:
       for position, record, facts in sorted(items, key=lambda item: item[0]):
@@ -240,12 +234,12 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
             balance: str = "none", augment_copies: int = 0,
             rejects: errors.Rejects | None = None, intensity_mode: str = "keep",
             percentiles=intensity.DEFAULT_PERCENTILES,
-            num_workers: int = 1) -> writer.WriteSummary:
+            num_workers: int = 1) -> metadata.WriteSummary:
   """Writes `examples` as a records folder at `output_dir` with a Beam pipeline.
 
   Args are those of `writer.write_records` (which documents them), plus
   `pipeline_args`, the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...]).
-  The pixel pre-scan (`writer.prescan`: headers; float and, for intensity=rescale,
+  The pixel pre-scan (`loading.prescan`: headers; float and, for intensity=rescale,
   training values) runs on the launcher with `num_workers` processes before the
   pipeline, so every worker stores the same dtype.
   `output_dir` may be a local path (published atomically by renames) or a gfile URL
@@ -272,7 +266,7 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
                             "have none")
   rejects = rejects if rejects is not None else errors.Rejects()
   data_dir = str(pathlib.Path(data_dir).absolute() if data_dir
-                 else writer._common_dir(examples["path"]))
+                 else writer.common_dir(examples["path"]))
   load_options = dict(channels=source.channels, image_size=image_size,
                       resize=resize, apply_mask=apply_mask,
                       max_megapixels=max_megapixels)
@@ -286,8 +280,8 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
   tf.io.gfile.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
   try:
     plan = plan_records(examples, seed, num_shards)
-    pixels = writer.prescan(plan, source.channels, intensity_mode, percentiles,
-                            max_megapixels, num_workers)
+    pixels = loading.prescan(plan, source.channels, intensity_mode, percentiles,
+                             max_megapixels, num_workers)
     load_options["pixel_spec"] = pixels
     plan_path = _join(staging, WORK_DIR, PLAN_FILE)
     with tf.io.gfile.GFile(plan_path, "w") as f:
@@ -300,9 +294,9 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
         staging, plan, on_error, rejects)
     tf.io.gfile.rmtree(_join(staging, WORK_DIR))
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
-    summary = writer._summarise(output_dir, source.name, list(source.class_names),
-                                manifest, shard_lengths, num_bytes, image_shape,
-                                len(rejects), pixels)
+    summary = metadata.summarise(output_dir, source.name, list(source.class_names),
+                                 manifest, shard_lengths, num_bytes, image_shape,
+                                 len(rejects), pixels)
     summary.split_notes = list(examples.attrs.get("split_notes", []))
     _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
                     image_shape, balance, augment_copies, seed,
@@ -352,21 +346,21 @@ def _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
   """The local writer's metadata, written locally and copied into `staging`."""
   with tempfile.TemporaryDirectory() as local:
     folder = pathlib.Path(local)
-    # TFDS finds the splits by listing shard files, and writer._write_metadata drops
+    # TFDS finds the splits by listing shard files, and metadata.write_tfds_metadata drops
     # an empty split by deleting its shards: empty stand-ins serve both here.
     shard_names = set()
     for split, lengths in shard_lengths.items():
       for shard in range(len(lengths)):
-        name = writer.shard_file_name(source.name, split, shard, len(lengths))
+        name = shard_file_name(source.name, split, shard, len(lengths))
         (folder / name).touch()
         shard_names.add(name)
         if sum(lengths) == 0:
           tf.io.gfile.remove(_join(staging, name))
-    writer._write_metadata(folder, source, summary, shard_lengths, has_mask,
-                           image_shape)
-    writer._write_tables(folder, source, summary, manifest, has_mask, balance,
-                         augment_copies, seed, dataset, pathlib.Path(data_dir),
-                         rejects)
+    metadata.write_tfds_metadata(folder, source, summary, shard_lengths, has_mask,
+                                 image_shape)
+    metadata.write_tables(folder, source, summary, manifest, has_mask, balance,
+                          augment_copies, seed, dataset, pathlib.Path(data_dir),
+                          rejects)
     for path in sorted(folder.iterdir()):
       if path.name not in shard_names:
         tf.io.gfile.copy(str(path), _join(staging, path.name), overwrite=True)

@@ -19,12 +19,14 @@ from absl import logging
 
 from hep2tf import errors
 from hep2tf import storage
+from hep2tf.convert import metadata
 from hep2tf.convert import writer
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.data import sources
 from hep2tf.data import splits
 from hep2tf.data import synth
+from hep2tf.data.records import REJECTS
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_NAME = "synthetic_hep2"
@@ -85,7 +87,7 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    on_error: str = "fail", progress: bool = True,
                    intensity_mode: str = "keep",
                    percentiles=intensity.DEFAULT_PERCENTILES
-                   ) -> tuple[writer.WriteSummary, errors.Rejects]:
+                   ) -> tuple[metadata.WriteSummary, errors.Rejects]:
   """Source -> splits -> balance -> dihedral copies -> records folder.
 
   Args mirror the command-line flags; `source_options` go to `sources.read_source`
@@ -148,7 +150,7 @@ def parse_percentiles(text: str) -> tuple[float, float]:
                             f"0 <= LOW < HIGH <= 100, got {text!r} ({e})") from None
 
 
-def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int:
+def report_outcome(summary: metadata.WriteSummary, rejects: errors.Rejects) -> int:
   """Prints where the records are and what is in them; returns the exit code."""
   print(f"Records in {summary.output_dir} ({summary.name}, classes "
         f"{', '.join(summary.class_names)}; image shape {summary.image_shape}):")
@@ -167,6 +169,6 @@ def report_outcome(summary: writer.WriteSummary, rejects: errors.Rejects) -> int
   if len(rejects):
     # A string join, so object-store outputs (gs://...) keep their scheme.
     print(f"{len(rejects)} inputs skipped, listed in "
-          f"{str(summary.output_dir).rstrip('/')}/{writer.REJECTS}", file=sys.stderr)
+          f"{str(summary.output_dir).rstrip('/')}/{REJECTS}", file=sys.stderr)
     return errors.EXIT_SKIPPED
   return errors.EXIT_OK

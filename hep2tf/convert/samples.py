@@ -19,9 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from hep2tf import figures
-from hep2tf.data import reader
-from hep2tf.data import intensity
-from hep2tf.data import schema
+from hep2tf.data import intensity, reader, schema
 
 SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4

@@ -18,82 +18,34 @@ Images are loaded and checked in worker processes (`images.py`, no TensorFlow); 
 parent serialises with `schema.encode_example` and writes in a fixed order, so the same
 seed gives the same bytes whatever the number of workers. Everything is written into a
 hidden sibling folder and renamed into place at the end: a crash or a bad input leaves
-either no dataset or the previous complete one. `verify_records` reads a folder back.
+either no dataset or the previous complete one. The metadata files are written by
+`metadata.py`, images loaded by `loading.py`; `verify.py` reads a folder back.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import json
-import multiprocessing
 import os
 import pathlib
 import re
 import shutil
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import tensorflow_datasets as tfds
 import tqdm
 
-from hep2tf.data import images
-from hep2tf.data import intensity
-from hep2tf.convert import samples
-from hep2tf.data import schema
 from hep2tf import storage
+from hep2tf.convert import loading, metadata, samples
+from hep2tf.data import images, intensity, schema
+from hep2tf.data.records import INFO_FILE, REJECTS, shard_file_name
 from hep2tf.errors import InputError, Rejects
 
 SPLIT_ORDER = ("train", "validation", "test")
-FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
-MANIFEST = "manifest.csv"
-CLASS_COUNTS = "class_counts.json"
-HEP2TF_JSON = "hep2tf.json"
-REJECTS = "rejects.csv"
 MAX_SHARDS = 8
 # Fewer shards for small splits: below this many records a shard buys no interleaving.
 MIN_RECORDS_PER_SHARD = 256
-_CHUNKSIZE = 32
-
-
-@dataclasses.dataclass
-class WriteSummary:
-  """What `write_records` wrote: per split counts, class counts, shards and bytes."""
-  output_dir: str
-  name: str
-  class_names: list[str]
-  splits: dict[str, int]
-  class_counts: dict[str, dict[str, int]]
-  shards: dict[str, int]
-  num_bytes: dict[str, int]
-  image_shape: list[int] | None
-  num_rejected: int = 0
-  # Set with the metadata: the layout's notes (sources.Source.notes) and whether no
-  # group (specimen, patient, slide) is in two splits (False also when some image
-  # has no group).
-  notes: list[str] = dataclasses.field(default_factory=list)
-  group_disjoint: bool | None = None
-  pixels: intensity.PixelSpec = dataclasses.field(default_factory=intensity.PixelSpec)
-  warnings: list[str] = dataclasses.field(default_factory=list)
-  # What the splitter had to give up (splits.assign_splits' attrs["split_notes"]).
-  split_notes: list[str] = dataclasses.field(default_factory=list)
-
-  def table(self) -> str:
-    """A plain-text table: one line per split with images, classes, shards, bytes."""
-    width = max([len(c) for c in self.class_names] + [7])
-    head = f"{'split':<11}{'images':>8}  " + "  ".join(
-        f"{c:>{width}}" for c in self.class_names) + f"{'shards':>8}{'MiB':>9}"
-    lines = [head, "-" * len(head)]
-    for split, count in self.splits.items():
-      counts = "  ".join(f"{self.class_counts[split].get(c, 0):>{width}}"
-                         for c in self.class_names)
-      lines.append(f"{split:<11}{count:>8}  {counts}{self.shards[split]:>8}"
-                   f"{self.num_bytes[split] / 2**20:>9.2f}")
-    return "\n".join(lines)
-
-
 def num_shards_for(num_examples: int, num_shards: int | None = None) -> int:
   """Shards for one split: `num_shards` if given, else up to 8, >= 256 records each."""
   if num_shards is not None:
@@ -101,11 +53,6 @@ def num_shards_for(num_examples: int, num_shards: int | None = None) -> int:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     return max(1, min(num_shards, num_examples))
   return max(1, min(MAX_SHARDS, num_examples // MIN_RECORDS_PER_SHARD))
-
-
-def shard_file_name(name: str, split: str, shard: int, num_shards: int) -> str:
-  """`<name>-<split>.tfrecord-00000-of-00008`, the TFDS default template."""
-  return f"{name}-{split}.tfrecord-{shard:05d}-of-{num_shards:05d}"
 
 
 def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike, *,
@@ -120,7 +67,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
                   rejects: Rejects | None = None, intensity_mode: str = "keep",
                   percentiles=intensity.DEFAULT_PERCENTILES,
                   pixels: intensity.PixelSpec | None = None,
-                  split_notes: Sequence[str] = ()) -> WriteSummary:
+                  split_notes: Sequence[str] = ()) -> metadata.WriteSummary:
   """Writes `examples` as a records folder at `output_dir`, atomically.
 
   Args:
@@ -145,7 +92,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
       recorded in hep2tf.json.
 
   Returns:
-    A WriteSummary. Raises InputError for bad input or an existing output_dir.
+    A metadata.WriteSummary. Raises InputError for bad input or an existing output_dir.
   """
   if not storage.is_local(output_dir):
     return _write_through_local(
@@ -177,7 +124,7 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
   if apply_mask and not has_mask:
     raise InputError("apply_mask needs a mask for every image, and some have none")
   rejects = rejects if rejects is not None else Rejects()
-  data_dir = pathlib.Path(data_dir).absolute() if data_dir else _common_dir(
+  data_dir = pathlib.Path(data_dir).absolute() if data_dir else common_dir(
       examples["path"])
 
   _clean_stale(output_dir)
@@ -186,30 +133,32 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     shutil.rmtree(staging)
   staging.mkdir(parents=True)
   try:
-    plan = _plan(examples, seed, num_shards)
-    pixels = pixels or prescan(plan, source.channels, intensity_mode, percentiles,
-                               max_megapixels, num_workers)
+    plan = shard_plan(examples, seed, num_shards)
+    pixels = pixels or loading.prescan(plan, source.channels, intensity_mode,
+                                       percentiles, max_megapixels, num_workers)
     load_options = dict(channels=source.channels, image_size=image_size,
                         resize=resize, apply_mask=apply_mask,
                         max_megapixels=max_megapixels, pixel_spec=pixels)
-    tasks = [_task(row, has_mask, load_options)
+    tasks = [loading.load_task(row, has_mask, load_options)
              for row in plan.to_dict("records")]
-    loading = _load_all(tasks, num_workers)
+    loaded = loading.load_all(tasks, num_workers)
     try:
-      results = tqdm.tqdm(loading, total=len(tasks), unit="img",
+      results = tqdm.tqdm(loaded, total=len(tasks), unit="img",
                           desc=f"writing {name}", disable=not progress)
       manifest, shard_lengths, num_bytes, shapes = _write_shards(
           staging, name, source, plan, results, has_mask, data_dir, on_error,
           rejects, pixels)
     finally:
-      loading.close()   # stops the worker pool now, also after an error
+      loaded.close()   # stops the worker pool now, also after an error
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
-    summary = _summarise(output_dir, name, class_names, manifest, shard_lengths,
-                         num_bytes, image_shape, len(rejects), pixels)
+    summary = metadata.summarise(output_dir, name, class_names, manifest,
+                                 shard_lengths, num_bytes, image_shape, len(rejects),
+                                 pixels)
     summary.split_notes = list(split_notes)
-    _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape)
-    _write_tables(staging, source, summary, manifest, has_mask, balance,
-                  augment_copies, seed, dataset or name, data_dir, rejects)
+    metadata.write_tfds_metadata(staging, source, summary, shard_lengths, has_mask,
+                                 image_shape)
+    metadata.write_tables(staging, source, summary, manifest, has_mask, balance,
+                          augment_copies, seed, dataset or name, data_dir, rejects)
     samples.write_samples(str(staging), summary, source.channels, has_mask)
     _publish(staging, output_dir)
   except BaseException:
@@ -219,10 +168,10 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
 
 
 # ---------------------------------------------------------------------------
-# Planning and loading.
+# Planning.
 
 
-def _plan(examples: pd.DataFrame, seed: int, num_shards: int | None) -> pd.DataFrame:
+def shard_plan(examples: pd.DataFrame, seed: int, num_shards: int | None) -> pd.DataFrame:
   """The write order: per split a seeded shuffle cut into contiguous shards."""
   parts = []
   extra = sorted(set(examples["split"]) - set(SPLIT_ORDER))
@@ -243,48 +192,6 @@ def _plan(examples: pd.DataFrame, seed: int, num_shards: int | None) -> pd.DataF
     out["dihedral"] = 0
   out["dihedral"] = out["dihedral"].fillna(0).astype(int)
   return out
-
-
-def prescan(plan: pd.DataFrame, channels: int, intensity_mode: str, percentiles,
-            max_megapixels: float, num_workers: int) -> intensity.PixelSpec:
-  """The dataset's PixelSpec from its sources (each file once; train for rescale)."""
-  paths = list(dict.fromkeys(plan["path"]))
-  train = list(dict.fromkeys(plan.loc[plan["split"] == "train", "path"])) or paths
-  return intensity.scan_pixels(paths, train, channels, intensity=intensity_mode,
-                               percentiles=percentiles,
-                               max_megapixels=max_megapixels,
-                               num_workers=num_workers)
-
-
-def _task(row, has_mask: bool, options: dict) -> tuple:
-  mask = row["mask_path"] if has_mask else None
-  return (row["path"], dict(options, mask_path=mask,
-                            dihedral_id=int(row["dihedral"])))
-
-
-def _load_all(tasks: Sequence[tuple], num_workers: int) -> Iterator:
-  """Loads in task order; with workers, in a process pool (fork: no TF re-import)."""
-  if num_workers <= 1:
-    yield from map(_load_one, tasks)
-    return
-  methods = multiprocessing.get_all_start_methods()
-  context = multiprocessing.get_context("fork" if "fork" in methods else None)
-  with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-    try:
-      yield from pool.map(_load_one, tasks, chunksize=_CHUNKSIZE)
-    finally:
-      pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _load_one(task: tuple):
-  """LoadedImage, or (reason, file) for a bad input (InputError pickles lossily)."""
-  path, options = task
-  options = dict(options)
-  channels = options.pop("channels")
-  try:
-    return images.load_image(path, channels, **options)
-  except InputError as e:
-    return (e.reason, e.file)
 
 
 # ---------------------------------------------------------------------------
@@ -317,8 +224,8 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
           raise error
         rejects.add(error)
         continue
-      check_dtype(loaded, pixels, row["path"])
-      relative = _relative(row["path"], data_dir)
+      loading.check_dtype(loaded, pixels, row["path"])
+      relative = relative_file_name(row["path"], data_dir)
       example = {schema.IMAGE: loaded.png, schema.LABEL: row["label"],
                  schema.ID: row["id"], schema.FILE_NAME: relative,
                  schema.SHA256: loaded.sha256, schema.INTENSITY: row.get("intensity"),
@@ -346,90 +253,7 @@ def _write_shards(staging, name, source, plan, results, has_mask, data_dir,
   return pd.DataFrame(manifest), shard_lengths, num_bytes, shapes
 
 
-def check_dtype(loaded: images.LoadedImage, pixels: intensity.PixelSpec,
-                path) -> None:
-  """The stored PNG's bit depth must be the dataset's (a file may change mid-run)."""
-  depth = 16 if loaded.png[24] == 16 else 8
-  if depth != (16 if pixels.dtype == "uint16" else 8):
-    raise InputError(f"became a {depth}-bit image after the pre-scan chose "
-                     f"{pixels.dtype} for this dataset (was the file replaced?)",
-                     file=path)
-
-
-def _summarise(output_dir, name, class_names, manifest, shard_lengths, num_bytes,
-               image_shape, num_rejected,
-               pixels: intensity.PixelSpec | None = None) -> WriteSummary:
-  pixels = pixels or intensity.PixelSpec()
-  if pixels.dtype == "uint16":
-    pixels = dataclasses.replace(
-        pixels, white_level=intensity.white_level(int(manifest["max_value"].max())))
-  splits, counts = {}, {}
-  for split in shard_lengths:
-    rows = manifest[manifest["split"] == split]
-    splits[split] = len(rows)
-    per_class = rows["label"].value_counts()
-    counts[split] = {c: int(per_class.get(c, 0)) for c in class_names}
-  return WriteSummary(str(output_dir), name, class_names, splits, counts,
-                      {s: len(v) for s, v in shard_lengths.items()}, num_bytes,
-                      image_shape, num_rejected, pixels=pixels,
-                      warnings=samples.pixel_warnings(manifest, pixels))
-
-
-def _write_metadata(staging, source, summary, shard_lengths, has_mask, image_shape):
-  """dataset_info.json and features.json, so tfds.builder_from_directory loads it."""
-  # A split whose every image was rejected has only empty shards: leave it out.
-  for split, lengths in list(shard_lengths.items()):
-    if sum(lengths) == 0:
-      for path in staging.glob(f"{source.name}-{split}.tfrecord-*"):
-        path.unlink()
-      del shard_lengths[split]
-  features = schema.make_features(source.class_names, source.channels, has_mask,
-                                  tuple(image_shape) if image_shape else (None, None),
-                                  dtype=summary.pixels.dtype)
-  split_infos = [tfds.core.SplitInfo(name=split, shard_lengths=lengths,
-                                     num_bytes=summary.num_bytes[split])
-                 for split, lengths in shard_lengths.items()]
-  tfds.folder_dataset.write_metadata(
-      data_dir=str(staging), features=features, split_infos=split_infos,
-      filename_template=FILENAME_TEMPLATE, check_data=False,
-      description=_description(summary))
-
-
-def _description(summary: WriteSummary) -> str:
-  sizes = ", ".join(f"{s} {n}" for s, n in summary.splits.items())
-  lines = [f"{summary.name}: single-cell images written by hep2tf.",
-           f"Classes (label ids in this order): {', '.join(summary.class_names)}.",
-           f"Split sizes: {sizes}.",
-           f"Pixels: {summary.pixels.describe()}"]
-  for split, counts in summary.class_counts.items():
-    lines.append(f"{split} per class: " +
-                 ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
-  return "\n".join(lines)
-
-
-def _write_tables(staging, source, summary, manifest, has_mask, balance,
-                  augment_copies, seed, dataset, data_dir, rejects):
-  manifest.to_csv(staging / MANIFEST, index=False)
-  summary.notes = list(getattr(source, "notes", []))
-  summary.group_disjoint = bool((manifest["group"] != "").all() and (
-      manifest.groupby("group")["split"].nunique() == 1).all())
-  counts = dict(summary.class_counts, balance=balance, augment_copies=augment_copies)
-  (staging / CLASS_COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
-  info = {"name": summary.name, "class_names": summary.class_names,
-          "channels": source.channels, "image_shape": summary.image_shape,
-          "has_mask": has_mask, "positive_class": source.positive_class,
-          "splits": summary.splits, "class_counts": summary.class_counts,
-          "balance": balance, "augment_copies": augment_copies, "seed": seed,
-          "dataset": dataset, "data_dir": str(data_dir),
-          "group_disjoint": summary.group_disjoint, "layout_notes": summary.notes,
-          "pixels": summary.pixels.to_json(), "warnings": summary.warnings,
-          "split_notes": summary.split_notes}
-  (staging / HEP2TF_JSON).write_text(json.dumps(info, indent=2) + "\n")
-  if len(rejects):
-    rejects.write_csv(staging / REJECTS)
-
-
-def _write_through_local(url: str, overwrite: bool, write) -> WriteSummary:
+def _write_through_local(url: str, overwrite: bool, write) -> metadata.WriteSummary:
   """A records folder at a tf.io.gfile URL (gs://, hdfs://, ram://): built whole
   in a local scratch folder by `write(local_dir)` (the parallel loaders and the
   rename-based publish need a local disk), then copied file by file with the
@@ -444,7 +268,7 @@ def _write_through_local(url: str, overwrite: bool, write) -> WriteSummary:
     if storage.exists(url):
       storage.rmtree(url)
     storage.copy_tree(os.fspath(summary.output_dir), url,
-                      last=(REJECTS, "dataset_info.json", HEP2TF_JSON))
+                      last=(REJECTS, "dataset_info.json", INFO_FILE))
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   return dataclasses.replace(summary, output_dir=url)
@@ -488,79 +312,13 @@ def _alive(pid: int) -> bool:
   return True
 
 
-def _common_dir(paths: Iterable[str]) -> pathlib.Path:
+def common_dir(paths: Iterable[str]) -> pathlib.Path:
   folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
   return pathlib.Path(os.path.commonpath(folders)) if folders else pathlib.Path.cwd()
 
 
-def _relative(path: str, data_dir: pathlib.Path) -> str:
+def relative_file_name(path: str, data_dir: pathlib.Path) -> str:
   relative = os.path.relpath(os.path.abspath(path), data_dir)
   return pathlib.PurePath(relative).as_posix()
 
 
-# ---------------------------------------------------------------------------
-# Reading back.
-
-
-def verify_records(records_dir: str | os.PathLike) -> list[str]:
-  """Reads every record of every shard; returns the problems found (empty: fine).
-
-  Checks that each shard named by dataset_info.json exists, that every record passes
-  its CRC and parses and decodes with `schema.parse_example`, and that the record
-  counts match the metadata and manifest. A problem names the shard and record index.
-  """
-  folder = pathlib.Path(records_dir)
-  problems = []
-  try:
-    info = json.loads((folder / "dataset_info.json").read_text())
-    meta = json.loads((folder / HEP2TF_JSON).read_text())
-  except (OSError, ValueError) as e:
-    return [f"{folder}: cannot read the metadata ({e})"]
-  name = meta["name"]
-  for split_info in info.get("splits", []):
-    split = split_info["name"]
-    lengths = [int(n) for n in split_info.get("shardLengths", [])]
-    for shard, expected in enumerate(lengths):
-      file_name = shard_file_name(name, split, shard, len(lengths))
-      path = folder / file_name
-      if not path.exists():
-        problems.append(f"{file_name}: missing")
-        continue
-      count, problem = _read_shard(path, meta["channels"], meta["has_mask"],
-                                   (meta.get("pixels") or {}).get("dtype", "uint8"))
-      if problem:
-        problems.append(f"{file_name}: record {count}: {problem}")
-      elif count != expected:
-        problems.append(f"{file_name}: {count} records, metadata says {expected}")
-    if sum(lengths) != meta["splits"].get(split):
-      problems.append(f"split {split}: {sum(lengths)} records in dataset_info.json, "
-                      f"{meta['splits'].get(split)} in {HEP2TF_JSON}")
-  try:
-    manifest = pd.read_csv(folder / MANIFEST, dtype=str, keep_default_na=False)
-    for split, count in meta["splits"].items():
-      listed = int((manifest["split"] == split).sum())
-      if listed != count:
-        problems.append(f"{MANIFEST}: {listed} rows for {split}, expected {count}")
-  except (OSError, ValueError, KeyError) as e:
-    problems.append(f"{MANIFEST}: cannot read ({e})")
-  return problems
-
-
-def _read_shard(path: pathlib.Path, channels: int, has_mask: bool,
-                dtype: str = "uint8"):
-  """(records read, problem or None) for one shard."""
-  count = 0
-  iterator = iter(tf.data.TFRecordDataset(str(path)))
-  while True:
-    try:
-      serialized = next(iterator)
-    except StopIteration:
-      return count, None
-    except tf.errors.DataLossError as e:
-      return count, f"corrupted (CRC or framing): {e.message.splitlines()[0]}"
-    try:
-      schema.parse_example(serialized, channels, has_mask, dtype)
-    except (tf.errors.InvalidArgumentError, ValueError) as e:
-      message = getattr(e, "message", str(e)).splitlines()[0]
-      return count, f"does not parse or decode: {message}"
-    count += 1

@@ -21,8 +21,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from hep2tf import storage
 from hep2tf.data import schema
+from hep2tf.data.records import MANIFEST
 
-MANIFEST = "manifest.csv"
 # The manifest column with a dataset's own folds (C-NMC fold_0..2); "" elsewhere.
 FOLD_COLUMN = "fold"
 

@@ -1,6 +1,6 @@
 """Splits, class balance and offline dihedral copies of the example table.
 
-The functions take the example table of `sources.py` (columns id, path, label,
+The functions take the example table of `hep2tf.data.sources` (columns id, path, label,
 mask_path, intensity, group, split; all str) and return a new table; nothing is changed
 in place. After `assign_splits` every row has a split and a `sha256` column (hex digest
 of the source file); `balance` and `add_dihedral_copies` touch the `train` rows only and

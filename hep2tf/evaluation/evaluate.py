@@ -15,6 +15,7 @@ import os
 
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
+from hep2tf.data.records import load_info
 from hep2tf.evaluation import calibration, explain, export, metrics, predict, results
 
 
@@ -91,7 +92,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
   run = rundir.read_run_config(model_dir)
   records_dir = records_dir or run["records_dir"]
-  info = reader.load_info(records_dir)
+  info = load_info(records_dir)
   if list(info.class_names) != list(run["class_names"]):
     raise ValueError(f"{records_dir} has classes {info.class_names}, the run was "
                      f"trained on {run['class_names']}")

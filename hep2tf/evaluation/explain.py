@@ -37,9 +37,10 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
-from hep2tf.data import reader, schema
-from hep2tf.evaluation import calibration
+from hep2tf.data import schema
+from hep2tf.data.records import load_info, shard_files
 from hep2tf.errors import InputError
+from hep2tf.evaluation import calibration
 
 METHOD = "smoothgrad"
 SAMPLES = 16
@@ -203,14 +204,14 @@ def read_masks(records_dir: str, split: str, file_names: Sequence[str],
                image_size: tuple[int, int] | None = None) -> np.ndarray | None:
   """Boolean masks (N, H, W) of `file_names` from the records, resized like the
   images (aspect-preserving pad); None when the records hold no masks."""
-  info = reader.load_info(records_dir)
+  info = load_info(records_dir)
   if not info.has_mask:
     return None
   spec = {k: v for k, v in schema.feature_spec(has_mask=True).items()
           if k in (schema.FILE_NAME, schema.MASK)}
   wanted = {name: i for i, name in enumerate(file_names)}
   found: dict[int, np.ndarray] = {}
-  records = tf.data.TFRecordDataset(reader.shard_files(records_dir, split))
+  records = tf.data.TFRecordDataset(shard_files(records_dir, split))
   for serialized in records:
     example = tf.io.parse_single_example(serialized, spec)
     name = example[schema.FILE_NAME].numpy().decode("utf-8")

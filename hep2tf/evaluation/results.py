@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from hep2tf import figures, rundir, storage
 from hep2tf.data import schema
-from hep2tf.evaluation import metrics, plots
+from hep2tf.evaluation import formatting, plots
 
 
 def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
@@ -72,7 +72,7 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
   for name, png in pngs.items():
     figures.save_png(png, os.path.join(out, f"{name}.png"))
   write_evaluation(out, report, pngs,
-                   metrics.format_report(report) + metrics.format_trust(report),
+                   formatting.format_report(report) + formatting.format_trust(report),
                    step=len(history.get("epoch", [])) if history else 0)
   return out
 

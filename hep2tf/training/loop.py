@@ -72,7 +72,7 @@ def confusion_logs(confusion: np.ndarray, recall_names: Sequence[str],
                    prefix: str = "") -> dict[str, float]:
   """accuracy, mca and recall_<class> from a (K, K) confusion matrix (rows = true).
 
-  The same definitions as the compiled metrics of the fit path (`metrics.py`):
+  The same definitions as the compiled metrics of the fit path (`keras_metrics.py`):
   argmax-based, classes without true examples left out of the MCA.
   """
   confusion = np.asarray(confusion, np.float64)

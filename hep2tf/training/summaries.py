@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from hep2tf import figures, storage
-from hep2tf.evaluation import metrics, plots, results
+from hep2tf.evaluation import formatting, metrics, plots, results
 
 
 def current_learning_rate(optimizer) -> float:
@@ -150,7 +150,7 @@ class ImageSummaries(keras.callbacks.Callback):
       tf.summary.image("predictions", results.png_to_image(grid_png))
       # Markdown renders a fenced block verbatim, so the table keeps its columns.
       tf.summary.text("classification_report",
-                      "```\n" + metrics.format_report(report) + "\n```")
+                      "```\n" + formatting.format_report(report) + "\n```")
     self._val.flush()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 import re
 import subprocess
@@ -23,25 +22,22 @@ import sys
 import time
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 from absl import flags, logging
 
 from hep2tf import errors, rundir
 from hep2tf.data import folds
 from hep2tf.evaluation import evaluate
-from hep2tf.training import trainer
+from hep2tf.training import sweep_results, trainer
+from hep2tf.training.config import TrainConfig
 
 
 TRIALS_DIR = "trials"
 REFIT_DIR = "refit"
 SWEEP_FILE = "sweep.json"
 TRIAL_FILE = "trial.json"
-RESULTS_CSV = "results.csv"
-RESULTS_MD = "results.md"
 # The sweep sets these on each trial; a grid over them would fight it.
 RESERVED_KEYS = ("num_folds", "fold", "fold_column", "overwrite")
-METRICS = ("hparams/val_mca", "hparams/val_aca")
 
 
 @dataclasses.dataclass
@@ -51,7 +47,7 @@ class Trial:
   combination: dict
   slug: str
   fold: int           # -1: no cross-validation, validated on the eval split
-  config: trainer.TrainConfig
+  config: TrainConfig
   run_dir: str
 
 
@@ -59,7 +55,7 @@ class Trial:
 
 
 def _field_types() -> dict[str, type]:
-  return {f.name: type(f.default) for f in dataclasses.fields(trainer.TrainConfig)}
+  return {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
 
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False,
@@ -128,7 +124,7 @@ def combination_slug(combination: Mapping[str, object]) -> str:
   return re.sub(r"[^0-9A-Za-z.+-]+", "_", "_".join(parts))
 
 
-def make_trials(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
+def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
                 output_dir: str, num_folds: int) -> list[Trial]:
   """The trials of a sweep, combination-major, folds in order.
 
@@ -154,17 +150,7 @@ def make_trials(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
 # --- Running one trial -----------------------------------------------------------------
 
 
-def is_complete(run_dir: str) -> bool:
-  return os.path.exists(os.path.join(run_dir, rundir.COMPLETE_FILE))
-
-
-def read_complete(run_dir: str) -> dict:
-  """The trainer's summary of a finished run (val_mca, val_aca, train_seconds, ...)."""
-  with open(os.path.join(run_dir, rundir.COMPLETE_FILE)) as f:
-    return json.load(f)
-
-
-def config_flags(config: trainer.TrainConfig, model_dir: str) -> list[str]:
+def config_flags(config: TrainConfig, model_dir: str) -> list[str]:
   """The train command-line flags that reproduce `config` in `model_dir`."""
   out = []
   for field in dataclasses.fields(config):
@@ -192,7 +178,7 @@ def write_trial_files(trial: Trial, by_group: bool) -> None:
 def read_trial_file(run_dir: str) -> tuple[Trial, bool]:
   with open(os.path.join(run_dir, TRIAL_FILE)) as f:
     state = json.load(f)
-  config = trainer.TrainConfig(**state["config"])
+  config = TrainConfig(**state["config"])
   return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir),
           state["by_group"])
 
@@ -203,14 +189,14 @@ def run_trial(trial: Trial, by_group: bool = True) -> dict:
   A half-finished trial resumes from its checkpoints (the trainer does that).
   Raises trainer.TrainingError when training fails (e.g. the loss went NaN).
   """
-  if is_complete(trial.run_dir):
+  if rundir.is_complete(trial.run_dir):
     logging.info("Finished before, skipped: %s", trial.run_dir)
-    return read_complete(trial.run_dir)
+    return rundir.read_complete(trial.run_dir)
   write_trial_files(trial, by_group)
   logging.info("Trial %s", trial.run_dir)
   config = dataclasses.replace(trial.config, fold_by_group=by_group)
   trainer.train_and_evaluate(config, trial.run_dir)
-  return read_complete(trial.run_dir)
+  return rundir.read_complete(trial.run_dir)
 
 
 # --- Running many ---------------------------------------------------------------------
@@ -248,7 +234,7 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
   Each child is `python -m hep2tf.sweep --trial_dir=RUN` with CUDA_VISIBLE_DEVICES
   set to its device; its output goes to RUN/log.txt. Returns {run_dir: error}.
   """
-  pending = [t for t in trials if not is_complete(t.run_dir)]
+  pending = [t for t in trials if not rundir.is_complete(t.run_dir)]
   for trial in pending:
     write_trial_files(trial, by_group)
   free = list(devices)
@@ -271,122 +257,17 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
       log.close()
       free.append(device)
       del running[run_dir]
-      if proc.returncode != 0 or not is_complete(run_dir):
+      if proc.returncode != 0 or not rundir.is_complete(run_dir):
         failures[run_dir] = (f"exit status {proc.returncode}; see "
                              f"{os.path.join(run_dir, 'log.txt')}")
         logging.error("%s failed: %s", run_dir, failures[run_dir])
   return failures
 
 
-# --- Results ---------------------------------------------------------------------------
-
-
-def results_table(trials: Sequence[Trial]) -> pd.DataFrame:
-  """One row per combination, best first.
-
-  Columns: rank, the grid keys, mean/std of validation MCA and ACA over the finished
-  folds (std over folds, population: 0 for one run), folds_done, folds, train_seconds
-  (summed over folds) and the trial folder. Combinations with every fold done rank
-  before those with some missing; within each, by mean validation MCA.
-  """
-  rows = []
-  for slug, group in itertools.groupby(trials, key=lambda t: t.slug):
-    group = list(group)
-    done = [read_complete(t.run_dir) for t in group if is_complete(t.run_dir)]
-    mca = np.array([d["val_mca"] for d in done], dtype=float)
-    aca = np.array([d["val_aca"] for d in done], dtype=float)
-    row = dict(group[0].combination)
-    row.update(
-        mean_val_mca=mca.mean() if done else math.nan,
-        std_val_mca=mca.std() if done else math.nan,
-        mean_val_aca=aca.mean() if done else math.nan,
-        std_val_aca=aca.std() if done else math.nan,
-        folds_done=len(done), folds=len(group),
-        train_seconds=float(sum(d.get("train_seconds", 0.0) for d in done)),
-        trials=os.path.dirname(group[0].run_dir))
-    rows.append(row)
-  table = pd.DataFrame(rows)
-  incomplete = table["folds_done"] < table["folds"]
-  table = (table.assign(_incomplete=incomplete)
-           .sort_values(["_incomplete", "mean_val_mca"], ascending=[True, False],
-                        na_position="last", kind="stable")
-           .drop(columns="_incomplete").reset_index(drop=True))
-  table.insert(0, "rank", range(1, len(table) + 1))
-  return table
-
-
-def _cell(value) -> str:
-  if isinstance(value, float):
-    return "" if math.isnan(value) else f"{value:.4f}"
-  return str(value)
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-  """The table as GitHub Markdown, floats with 4 decimals."""
-  lines = ["| " + " | ".join(table.columns) + " |",
-           "|" + "|".join("---" for _ in table.columns) + "|"]
-  for row in table.itertuples(index=False):
-    lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-  return "\n".join(lines)
-
-
-def write_results(output_dir: str, table: pd.DataFrame, num_folds: int,
-                  failures: Mapping[str, str], refit: dict | None = None) -> None:
-  """DIR/results.csv and DIR/results.md (the table, failures and the refit)."""
-  _atomic_write(os.path.join(output_dir, RESULTS_CSV), table.to_csv(index=False))
-  how = (f"mean and std over {num_folds} folds of the training split"
-         if num_folds >= 2 else "one run per combination on the validation split")
-  text = [f"# Sweep results\n", f"Ranked by mean validation MCA ({how}).\n",
-          markdown_table(table), ""]
-  if failures:
-    text.append("## Failed trials\n")
-    text += [f"- `{run}`: {reason}" for run, reason in sorted(failures.items())]
-    text.append("")
-  if refit:
-    text.append("## Refit of the best combination\n")
-    text.append(f"Trained on the whole training split in `{refit['run_dir']}` "
-                f"with {refit['combination']}; on {refit['split']}: "
-                f"MCA {refit['mca']:.4f}, ACA {refit['aca']:.4f}.")
-    gap = refit.get("val_test_gap")
-    if gap:
-      text.append(f"Its validation MCA {gap['validation_mca']:.4f}; validation - "
-                  f"{refit['split']} gap {gap['gap']:+.4f}."
-                  + (f" **Warning:** {gap['warning']}." if gap["warning"] else ""))
-    text.append("")
-  _atomic_write(os.path.join(output_dir, RESULTS_MD), "\n".join(text))
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def write_hparams_config(output_dir: str, grid: Mapping[str, Sequence],
-                         num_folds: int) -> None:
-  """The HParams experiment at the sweep root: the grid keys (with their values) and
-  the fold as the dashboard's columns, validation MCA and ACA as its metrics. Each
-  trial writes its own hyper-parameters and metrics (the trainer does)."""
-  import tensorflow as tf
-  from tensorboard.plugins.hparams import api as hparams_api
-  hparams = [hparams_api.HParam(k, hparams_api.Discrete(list(v)))
-             for k, v in grid.items()]
-  hparams.append(hparams_api.HParam(
-      "fold", hparams_api.Discrete(list(range(max(num_folds, 1))))))
-  hparams.append(hparams_api.HParam("num_folds"))
-  writer = tf.summary.create_file_writer(output_dir)
-  with writer.as_default():
-    hparams_api.hparams_config(hparams=hparams,
-                               metrics=[hparams_api.Metric(m) for m in METRICS])
-  writer.flush()
-  writer.close()
-
-
 # --- The sweep -------------------------------------------------------------------------
 
 
-def _check_sweep_file(output_dir: str, base: trainer.TrainConfig,
+def _check_sweep_file(output_dir: str, base: TrainConfig,
                       grid: Mapping[str, Sequence], num_folds: int,
                       by_group: bool) -> None:
   """A re-run must be the same sweep: mixing trials of another base config into one
@@ -406,7 +287,7 @@ def _check_sweep_file(output_dir: str, base: trainer.TrainConfig,
           f"this sweep folder was made with other settings ({', '.join(changed)}); "
           "use another --output_dir or the same flags", file=path)
   os.makedirs(output_dir, exist_ok=True)
-  _atomic_write(path, json.dumps(dict(state, grid=grid), indent=2) + "\n")
+  sweep_results._atomic_write(path, json.dumps(dict(state, grid=grid), indent=2) + "\n")
 
 
 def best_combination(table: pd.DataFrame, trials: Sequence[Trial]) -> dict:
@@ -419,7 +300,7 @@ def best_combination(table: pd.DataFrame, trials: Sequence[Trial]) -> dict:
   return next(t.combination for t in trials if os.path.dirname(t.run_dir) == best)
 
 
-def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
+def refit_best(combination: Mapping[str, object], base: TrainConfig,
                output_dir: str, test_split: str = "test") -> dict:
   """Retrains `combination` on the whole training split (validated on the eval split,
   best checkpoint by its MCA) in DIR/refit and evaluates it on `test_split`.
@@ -439,8 +320,8 @@ def refit_best(combination: Mapping[str, object], base: trainer.TrainConfig,
           "val_test_gap": report.get("val_test_gap")}
 
 
-def resolve_folds(text: str, base: trainer.TrainConfig
-                  ) -> tuple[int, trainer.TrainConfig]:
+def resolve_folds(text: str, base: TrainConfig
+                  ) -> tuple[int, TrainConfig]:
   """--folds -> (number of folds, base config).
 
   A number K is K made folds (the base's fold_column is kept, so `--folds=3
@@ -459,7 +340,7 @@ def resolve_folds(text: str, base: trainer.TrainConfig
                             f"{text!r}") from None
 
 
-def run_sweep(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
+def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
               output_dir: str, *, num_folds: int = 5, by_group: bool = True,
               refit: bool = False, test_split: str = "test",
               parallel: bool = False) -> dict:
@@ -482,11 +363,11 @@ def run_sweep(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
   """
   num_folds = num_folds if num_folds >= 2 else 0
   _check_sweep_file(output_dir, base, grid, num_folds, by_group)
-  write_hparams_config(output_dir, grid, num_folds)
+  sweep_results.write_hparams_config(output_dir, grid, num_folds)
   trials = make_trials(base, grid, output_dir, num_folds)
   logging.info("%d combinations x %d folds: %d trials, %d finished before",
                len(combinations(grid)), max(num_folds, 1), len(trials),
-               sum(is_complete(t.run_dir) for t in trials))
+               sum(rundir.is_complete(t.run_dir) for t in trials))
   devices = visible_gpus() if parallel else []
   if parallel and len(devices) < 2:
     logging.info("--parallel: %s; running the trials in sequence",
@@ -496,12 +377,12 @@ def run_sweep(base: trainer.TrainConfig, grid: Mapping[str, Sequence],
     failures = run_parallel(trials, by_group, devices)
   else:
     failures = run_sequential(trials, by_group)
-  table = results_table(trials)
+  table = sweep_results.results_table(trials)
   refit_result = None
   if refit:
     refit_result = refit_best(best_combination(table, trials), base, output_dir,
                               test_split)
-  write_results(output_dir, table, num_folds, failures, refit_result)
+  sweep_results.write_results(output_dir, table, num_folds, failures, refit_result)
   return {"table": table, "failures": failures, "refit": refit_result}
 
 

@@ -8,10 +8,8 @@ completed epoch when the same command runs again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -23,289 +21,17 @@ import tensorflow as tf
 from absl import logging
 
 from hep2tf import figures, hardware, models, rundir, storage
-from hep2tf.data import augment, folds, reader
+from hep2tf.data import folds, reader
+from hep2tf.data.records import check_shards, load_info, num_examples, shard_files
 from hep2tf.evaluation import export, metrics, plots
-from hep2tf.training import distribute, loop, summaries
-
-@dataclasses.dataclass
-class TrainConfig:
-  """Everything a run needs; the train flags map one to one onto these fields."""
-
-  # Data.
-  records_dir: str = "records/synthetic_hep2"
-  train_split: str = "train"
-  eval_split: str = "validation"
-  image_size: int = 0            # 0: the records' own size
-  apply_mask: bool = False
-  balanced_sampling: bool = False
-  shuffle_buffer: int = 8192
-  cache: str = "auto"            # auto | true | false (reader.create_split)
-  # Model.
-  model: str = "cnn"
-  weights: str = "none"          # none | imagenet | a weights file | an earlier run
-  dropout: float = 0.5
-  weight_decay: float = 5e-4
-  batch_norm: bool = False
-  normalization: str = "per_image"
-  freeze_epochs: int = 0         # backbones: epochs with the backbone frozen first
-  # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
-  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
-  cnn_filters: str = "16,32,64,64,128"  # one width per conv layer
-  dense_units: int = 128                # fc1 and fc2
-  # Augmentation (inside the compiled training step).
-  rotation: bool = True
-  rot90: bool = True
-  flips: bool = True
-  brightness: float = 0.0
-  contrast: float = 0.0
-  erasing: float = 0.0
-  # Specimen-level augmentation (what differs between slides and microscopes).
-  defocus: float = 0.0           # max Gaussian blur sigma, pixels
-  gain: float = 0.0              # exposure factor in [1 / (1 + gain), 1 + gain]
-  gamma: float = 0.0             # gamma in [1 / (1 + gamma), 1 + gamma]
-  background_offset: float = 0.0  # max added background, DN
-  shot_noise: float = 0.0        # max DN per photon of added shot noise
-  read_noise: float = 0.0        # max std of added read noise, DN
-  mixup: float = 0.0
-  cutmix: float = 0.0
-  # Optimisation.
-  optimizer: str = "adam"        # sgd | adam | adamw
-  learning_rate: float = 1e-3
-  momentum: float = 0.9
-  adamw_weight_decay: float = 1e-4
-  schedule: str = "constant"     # constant | cosine | plateau
-  warmup_epochs: int = 0
-  label_smoothing: float = 0.0
-  class_weights: bool = False
-  auto_class_weights: float = 0.0  # >0: class weights on when largest/smallest > this
-  epochs: int = 10
-  min_steps: int = 0             # epochs raised so that a run takes at least this
-  batch_size: int = 64
-  steps_per_epoch: int = 0       # 0: one pass over the training split
-  early_stopping_patience: int = 0
-  # Cross-validation (hep2tf.sweep): hold out fold `fold` of `num_folds` of the
-  # training split for validation; 0 folds uses eval_split.
-  num_folds: int = 0
-  fold: int = 0
-  fold_by_group: bool = True     # folds keep each specimen/patient in one fold
-  fold_column: str = ""          # "fold": the dataset's own folds from the manifest
-  # Execution.
-  mixed_precision: str = "auto"  # hardware.CHOICES; auto: hardware.resolve_precision
-  jit_compile: bool = False
-  seed: int = 0
-  deterministic: bool = False
-  image_summary_every: int = 5
-  overwrite: bool = False
-  # Distribution (hep2tf/training/distribute.py): the batch size is global.
-  distribution: str = "default"  # default | mirrored | multi_worker | tpu
-  tpu: str = ""
-  cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
-  training_loop: str = "auto"    # auto (= custom) | fit | custom: hep2tf/training/loop.py
-
-
-SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
+from hep2tf.training import build, distribute, loop, summaries
+from hep2tf.training.callbacks import (BestModel, NaNGuard, SafeBackupAndRestore,
+                                       atomic_save, write_json)
+from hep2tf.training.config import TrainConfig
 
 
 class TrainingError(RuntimeError):
   """The run stopped for a reason the user must act on (NaN loss, corrupt shard)."""
-
-
-# --- Building ---------------------------------------------------------------------
-
-
-def _slug(name: str) -> str:
-  return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
-
-
-def model_hparams(config: TrainConfig) -> dict:
-  """The hparams each model family takes (backbones normalise on their own)."""
-  hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
-  if config.model in SCRATCH_MODELS:
-    hparams.update(batch_norm=config.batch_norm, normalization=config.normalization)
-  else:
-    hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
-                   backbone_trainable=config.freeze_epochs == 0)
-  if config.model in ("cnn", "cnn_bn"):
-    hparams.update(filters=parse_widths(config.cnn_filters),
-                   dense_units=config.dense_units)
-  return hparams
-
-
-def parse_widths(text: str) -> tuple[int, ...]:
-  """"32,64,128,256,512" -> (32, 64, 128, 256, 512); one width per conv block."""
-  try:
-    widths = tuple(int(w) for w in str(text).split(","))
-  except ValueError:
-    widths = ()
-  if len(widths) != len(models.cnn.KERNEL_SIZES) or min(widths, default=0) < 1:
-    raise ValueError(f"--cnn_filters={text!r}: expected "
-                     f"{len(models.cnn.KERNEL_SIZES)} positive integers, comma "
-                     "separated (e.g. 32,64,128,256,512)")
-  return widths
-
-
-def build_models(config: TrainConfig, input_shape, num_classes: int
-                 ) -> tuple[keras.Model, keras.Model, keras.Model]:
-  """Returns (training model, inference model, augmenter).
-
-  The training model is augmenter -> inference model, so augmentation runs inside the
-  compiled step and is absent from the saved and exported inference model.
-  """
-  model = models.build_model(config.model, input_shape, num_classes,
-                             **model_hparams(config))
-  if config.weights not in ("none", "", "imagenet"):
-    loaded = models.load_pretrained(model, config.weights)
-    logging.info("Loaded %d layers from %s", len(loaded), config.weights)
-  augmenter = augment.build_augmenter(
-      rotation=config.rotation, rot90=config.rot90, flips=config.flips,
-      brightness=config.brightness, contrast=config.contrast,
-      erasing=config.erasing, defocus=config.defocus, gain=config.gain,
-      gamma=config.gamma, background_offset=config.background_offset,
-      shot_noise=config.shot_noise, read_noise=config.read_noise,
-      seed=config.seed)
-  inputs = keras.Input(shape=input_shape, name="image")
-  outputs = model(augmenter(inputs))
-  return keras.Model(inputs, outputs, name="train_model"), model, augmenter
-
-
-def make_learning_rate(config: TrainConfig, steps_per_epoch: int):
-  if config.schedule == "cosine":
-    warmup = config.warmup_epochs * steps_per_epoch
-    total = max(1, config.epochs * steps_per_epoch - warmup)
-    if warmup:
-      return keras.optimizers.schedules.CosineDecay(
-          initial_learning_rate=config.learning_rate * 0.01, decay_steps=total,
-          warmup_target=config.learning_rate, warmup_steps=warmup)
-    return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
-  if config.schedule in ("constant", "plateau"):
-    return config.learning_rate
-  raise ValueError(f"unknown schedule {config.schedule!r}: "
-                   "expected constant, cosine or plateau")
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int):
-  lr = make_learning_rate(config, steps_per_epoch)
-  if config.optimizer == "sgd":
-    return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
-  if config.optimizer == "adam":
-    return keras.optimizers.Adam(lr)
-  if config.optimizer == "adamw":
-    return keras.optimizers.AdamW(lr, weight_decay=config.adamw_weight_decay)
-  raise ValueError(f"unknown optimizer {config.optimizer!r}: "
-                   "expected sgd, adam or adamw")
-
-
-def compile_model(train_model: keras.Model, config: TrainConfig,
-                  class_names, steps_per_epoch: int) -> None:
-  num_classes = len(class_names)
-  train_model.compile(
-      optimizer=make_optimizer(config, steps_per_epoch),
-      loss=keras.losses.CategoricalCrossentropy(
-          label_smoothing=config.label_smoothing),
-      metrics=["accuracy", metrics.MeanClassAccuracy(num_classes, name="mca")]
-      + [metrics.ClassRecall(k, name=f"recall_{_slug(name)}")
-         for k, name in enumerate(class_names)],
-      jit_compile=config.jit_compile)
-
-
-def class_weights(counts: dict, class_names) -> dict[int, float]:
-  """Inverse-frequency weights n / (K * n_k), classes absent from train weigh 0."""
-  total = sum(counts.get(c, 0) for c in class_names)
-  k = len(class_names)
-  return {i: (total / (k * counts[c]) if counts.get(c) else 0.0)
-          for i, c in enumerate(class_names)}
-
-
-def train_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
-  """Epochs to run: config.epochs, raised where that is under config.min_steps
-  optimisation steps, so one flagfile trains a 400-cell and a 13,596-cell set."""
-  if config.min_steps <= 0 or config.epochs * steps_per_epoch >= config.min_steps:
-    return config.epochs
-  return math.ceil(config.min_steps / max(1, steps_per_epoch))
-
-
-def use_class_weights(config: TrainConfig, counts: dict, class_names) -> bool:
-  """Whether to weight the loss by class: --class_weights, or --auto_class_weights=R
-  and the training split is imbalanced (its largest class more than R times its
-  smallest). Balanced sampling already evens the classes, so it never adds weights."""
-  if config.class_weights or config.auto_class_weights <= 0:
-    return config.class_weights
-  sizes = [counts.get(c, 0) for c in class_names]
-  present = [n for n in sizes if n > 0]
-  if config.balanced_sampling or len(present) < 2:
-    return False
-  return max(present) > config.auto_class_weights * min(present)
-
-
-# --- Callbacks ----------------------------------------------------------------------
-
-
-class NaNGuard(keras.callbacks.Callback):
-  """Stops at the first non-finite loss and remembers where."""
-
-  def __init__(self):
-    super().__init__()
-    self.where = None
-    self._epoch = 0
-
-  def on_train_batch_end(self, batch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not math.isfinite(float(loss)):
-      self.where = (self._epoch + 1, batch)
-      self.model.stop_training = True
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._epoch = epoch
-
-
-class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-  """BackupAndRestore that never backs up an epoch whose loss went non-finite, so a
-  resumed run starts from the last good state."""
-
-  def on_epoch_end(self, epoch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not math.isfinite(float(loss)):
-      return
-    super().on_epoch_end(epoch, logs)
-
-
-def atomic_save(model: keras.Model, path: str) -> None:
-  """Saves a .keras file so that a crash leaves the old file or the new, never half."""
-  tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
-                     os.path.basename(path))
-  model.save(tmp)
-  storage.replace(tmp, path)
-
-
-class BestModel(keras.callbacks.Callback):
-  """Keeps the inference model of the epoch with the best validation MCA; the best
-  value survives a resume (RUN/best.json)."""
-
-  def __init__(self, model_dir: str, inference_model: keras.Model,
-               monitor: str = "val_mca"):
-    super().__init__()
-    self._dir = model_dir
-    self._inference_model = inference_model
-    self._monitor = monitor
-    self._state_path = os.path.join(model_dir, rundir.BEST_STATE)
-    self.best = -math.inf
-    if storage.exists(self._state_path):
-      with storage.open_file(self._state_path) as f:
-        self.best = json.load(f)["value"]
-
-  def on_epoch_end(self, epoch, logs=None):
-    value = (logs or {}).get(self._monitor)
-    if value is None or not math.isfinite(float(value)):
-      return
-    if float(value) > self.best:
-      self.best = float(value)
-      atomic_save(self._inference_model, os.path.join(self._dir, rundir.BEST_MODEL))
-      _write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
-                                     "epoch": epoch + 1})
-
-
-def _write_json(path: str, obj) -> None:
-  storage.write_atomic(path, json.dumps(obj, indent=2))
 
 
 # --- The run ------------------------------------------------------------------------
@@ -389,7 +115,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
            restore_root: str) -> dict:
   policy, policy_reason = setup_execution(config)
-  info = reader.load_info(config.records_dir)
+  info = load_info(config.records_dir)
   class_names = list(info.class_names)
 
   image_size = (config.image_size, config.image_size) if config.image_size else None
@@ -421,7 +147,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
 
   train_ds = distribute.shard_by_file(
       dataset(config.train_split, True, fold_spec(holdout=False)),
-      len(reader.shard_files(config.records_dir, config.train_split)))
+      len(shard_files(config.records_dir, config.train_split)))
   if config.num_folds:
     val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
     num_train = folds.fold_size(config.records_dir, config.train_split,
@@ -430,33 +156,33 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
                               fold_spec(holdout=True))
   else:
     val_ds = dataset(config.eval_split, False)
-    num_train = reader.num_examples(config.records_dir, config.train_split)
-    num_val = reader.num_examples(config.records_dir, config.eval_split)
+    num_train = num_examples(config.records_dir, config.train_split)
+    num_val = num_examples(config.records_dir, config.eval_split)
   # The reader cannot know the split's length (interleave, filters); stating it lets
   # Keras plan each validation pass instead of running into the end of the data.
   val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(
       math.ceil(num_val / config.batch_size)))
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
-  epochs = train_epochs(config, steps_per_epoch)
+  epochs = build.train_epochs(config, steps_per_epoch)
   if epochs != config.epochs:
     logging.info("%d epochs of %d steps are under --min_steps=%d: training %d "
                  "epochs instead", config.epochs, steps_per_epoch, config.min_steps,
                  epochs)
     config = dataclasses.replace(config, epochs=epochs)
   train_counts = info.class_counts.get(config.train_split, {})
-  weighted = use_class_weights(config, train_counts, class_names)
+  weighted = build.use_class_weights(config, train_counts, class_names)
   if weighted and not config.class_weights:
     logging.info("training split is imbalanced (%s; largest over smallest > %g): "
                  "weighting the loss by class", train_counts,
                  config.auto_class_weights)
 
   with strategy.scope():
-    train_model, model, augmenter = build_models(config, input_shape,
-                                                 len(class_names))
-    compile_model(train_model, config, class_names, steps_per_epoch)
+    train_model, model, augmenter = build.build_models(config, input_shape,
+                                                       len(class_names))
+    build.compile_model(train_model, config, class_names, steps_per_epoch)
 
-  _write_json(os.path.join(model_dir, rundir.CONFIG_FILE), {
+  write_json(os.path.join(model_dir, rundir.CONFIG_FILE), {
       "model": config.model, "input_shape": list(input_shape),
       "class_names": class_names, "positive_class": info.positive_class,
       "records_dir": storage.abspath(config.records_dir),
@@ -486,7 +212,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
 
-  weights = class_weights(train_counts, class_names) if weighted else None
+  weights = build.class_weights(train_counts, class_names) if weighted else None
 
   def fit(epochs, backup_dir, initial_epoch=0):
     # Each phase backs up on its own: the optimizer of the unfrozen phase has other
@@ -495,7 +221,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       loop.fit(strategy, train_model, train_ds, val_ds, epochs=epochs,
                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                global_batch_size=config.batch_size, class_weight=weights,
-               recall_names=[f"recall_{_slug(c)}" for c in class_names],
+               recall_names=[f"recall_{build.metric_slug(c)}" for c in class_names],
                callbacks=callbacks, checkpoint_dir=os.path.join(backup_root, backup_dir),
                restore_dir=os.path.join(restore_root, backup_dir),
                chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
@@ -517,12 +243,12 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
         # Unfreeze (BatchNorm stays in inference mode); the optimizer starts anew.
         with strategy.scope():
           models.set_backbone_trainable(model, True)
-          compile_model(train_model, config, class_names, steps_per_epoch)
+          build.compile_model(train_model, config, class_names, steps_per_epoch)
     if not nan_guard.where:
       fit(config.epochs, "main", initial_epoch=frozen)
   except tf.errors.DataLossError as e:
-    problems = reader.check_shards(config.records_dir, config.train_split)
-    problems += reader.check_shards(config.records_dir, config.eval_split)
+    problems = check_shards(config.records_dir, config.train_split)
+    problems += check_shards(config.records_dir, config.eval_split)
     raise TrainingError(
         "the records are corrupt: " + "; ".join(map(str, problems or [e.message]))
         + f". Re-create them with python -m hep2tf.create_records --overwrite "
@@ -571,8 +297,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   epochs_run = len(history.get("epoch", [])) if history else 0
   report.update(epochs_run=epochs_run, train_seconds=train_seconds,
                 mixed_precision=policy)
-  _write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
-              {"epochs": epochs_run, "val_mca": report["mca"],
+  write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
+             {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})
   storage.rmtree(backup_root, ignore_errors=True)
   return report

@@ -18,8 +18,9 @@ from hep2tf import create_records  # noqa: E402
 from hep2tf import errors  # noqa: E402
 from hep2tf.convert import beam  # noqa: E402
 from hep2tf.convert import create  # noqa: E402
-from hep2tf.convert import writer  # noqa: E402
+from hep2tf.convert import verify  # noqa: E402
 from hep2tf.data import schema  # noqa: E402
+from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS  # noqa: E402
 
 DIRECT = ["--runner=DirectRunner"]
 # Oversampling, copies and two shards per split: every part of the plan is exercised.
@@ -46,7 +47,7 @@ def converted(tmp_path_factory):
 
 def _shards(folder: pathlib.Path) -> dict[str, list[tuple]]:
   """Shard file name -> its records in order, as (split, id, label, sha256, ...)."""
-  meta = json.loads((folder / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((folder / INFO_FILE).read_text())
   out = {}
   for path in sorted(folder.glob("*.tfrecord-*")):
     split = path.name.split("-")[1].split(".")[0]
@@ -77,7 +78,7 @@ def test_direct_runner_writes_the_local_converters_records(converted):
   assert keys == collections.Counter(r[:5] for rows in theirs.values() for r in rows)
   assert sum(keys.values()) == sum(local.splits.values())
   assert any(key[4] != 0 for key in keys)
-  for name in (writer.MANIFEST, writer.CLASS_COUNTS, writer.HEP2TF_JSON,
+  for name in (MANIFEST, CLASS_COUNTS, INFO_FILE,
                "dataset_info.json", "features.json"):
     assert (root / "beam" / name).read_bytes() == (root / "local" / name).read_bytes()
   assert not list(root.glob(".beam.*")), "the staging folder was left behind"
@@ -89,7 +90,7 @@ def test_beam_records_load_without_hep2tf(converted):
   assert {s: builder.info.splits[s].num_examples for s in local.splits} == local.splits
   record = next(iter(tfds.as_numpy(builder.as_dataset(split="train"))))
   assert record["image"].shape == (78, 78, 1)
-  assert writer.verify_records(root / "beam") == []
+  assert verify.verify_records(root / "beam") == []
 
 
 def test_existing_output_is_refused_before_running(converted, tmp_path):
@@ -123,6 +124,6 @@ def test_bad_image_fails_or_is_skipped(converted, tmp_path, capsys):
   assert not out.exists() and not list(tmp_path.glob(".rec.*"))
   code = _run_main(common + [f"--output_dir={out}", "--on_error=skip"], DIRECT)
   assert code == errors.EXIT_SKIPPED
-  meta = json.loads((out / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((out / INFO_FILE).read_text())
   assert sum(meta["splits"].values()) == 59
-  assert "00007.png" in (out / writer.REJECTS).read_text()
+  assert "00007.png" in (out / REJECTS).read_text()

@@ -9,11 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 from absl import flags
 
-from hep2tf import create_records
-
+from hep2tf import create_records, errors
 from hep2tf.convert import create
-from hep2tf import errors
-from hep2tf.convert import writer
+from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +27,7 @@ def synthetic(tmp_path_factory):
 def test_default_pipeline_keeps_specimens_and_hashes_apart(synthetic):
   folder, summary = synthetic
   assert summary.name == "synthetic_hep2" and sum(summary.splits.values()) == 60
-  manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
+  manifest = pd.read_csv(f"{summary.output_dir}/{MANIFEST}", dtype=str,
                          keep_default_na=False)
   # 12 specimens, 2 per class: too few for three grouped splits. Specimens keep
   # train and test apart; validation is carved from training specimens, and says so.
@@ -41,7 +39,7 @@ def test_default_pipeline_keeps_specimens_and_hashes_apart(synthetic):
     assert all(summary.class_counts[split][c] > 0 for c in summary.class_names), split
   train_groups = set(manifest[manifest["split"] == "train"]["group"])
   assert set(manifest[manifest["split"] == "validation"]["group"]) <= train_groups
-  meta = json.loads((pathlib.Path(summary.output_dir) / writer.HEP2TF_JSON
+  meta = json.loads((pathlib.Path(summary.output_dir) / INFO_FILE
                      ).read_text())
   assert any("Golgi has 2 groups" in n for n in meta["split_notes"])
   assert any("NOT group-disjoint" in n for n in meta["split_notes"])
@@ -68,10 +66,10 @@ def test_balance_and_copies_give_the_promised_counts(synthetic, tmp_path):
   smallest = min(first.class_counts["train"].values())
   assert set(summary.class_counts["train"].values()) == {smallest * 3}
   assert summary.image_shape == [32, 32]
-  meta = json.loads((tmp_path / "rec" / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((tmp_path / "rec" / INFO_FILE).read_text())
   assert meta["balance"] == "undersample" and meta["augment_copies"] == 2
   assert meta["splits"]["train"] == smallest * 3 * 6
-  counts = json.loads((tmp_path / "rec" / writer.CLASS_COUNTS).read_text())
+  counts = json.loads((tmp_path / "rec" / CLASS_COUNTS).read_text())
   assert counts["train"] == summary.class_counts["train"]
   for split in ("validation", "test"):
     assert counts.get(split, {}) == first.class_counts.get(split, {})
@@ -93,7 +91,7 @@ def test_main_exit_codes(synthetic, tmp_path, capsys):
   assert "--overwrite" in capsys.readouterr().err
   assert _run_main([f"--verify={summary.output_dir}"]) == errors.EXIT_OK
   # A csv source with one missing image: skipped, listed, exit code says so.
-  table = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str)
+  table = pd.read_csv(f"{summary.output_dir}/{MANIFEST}", dtype=str)
   table["path"] = table["file_name"]
   table.loc[3, "path"] = "missing.png"
   table[["path", "label", "group"]].to_csv(folder / "cells.csv", index=False)
@@ -103,8 +101,8 @@ def test_main_exit_codes(synthetic, tmp_path, capsys):
                     "--on_error=skip", f"--output_dir={out}", "--name=cells",
                     "--num_workers=1"])
   assert code == errors.EXIT_SKIPPED
-  assert "missing.png" in (out / writer.REJECTS).read_text()
-  assert sum(json.loads((out / writer.HEP2TF_JSON).read_text())["splits"].values()) == 59
+  assert "missing.png" in (out / REJECTS).read_text()
+  assert sum(json.loads((out / INFO_FILE).read_text())["splits"].values()) == 59
 
 
 def test_image_size_flag():
@@ -175,7 +173,7 @@ def test_stress_profile_keeps_its_specimen_split(tmp_path):
       synth_num_images=60, synth_profile="stress", num_workers=1, progress=False)
   assert summary.name == "synthetic_hep2_stress"
   assert set(summary.splits) == {"train", "validation", "test"}
-  manifest = pd.read_csv(f"{summary.output_dir}/{writer.MANIFEST}", dtype=str,
+  manifest = pd.read_csv(f"{summary.output_dir}/{MANIFEST}", dtype=str,
                          keep_default_na=False)
   # The folders give the split, by specimen; the converter keeps it as it is.
   assert (manifest.groupby("group")["split"].nunique() == 1).all()

@@ -11,8 +11,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from hep2tf.convert import writer
+from hep2tf.convert import verify, writer
 from hep2tf.data import schema
+from hep2tf.data.records import INFO_FILE, MANIFEST, REJECTS
 from hep2tf.data.sources import Source
 from hep2tf.errors import InputError
 
@@ -53,7 +54,7 @@ def test_tfds_reads_the_records_and_labels_match_the_manifest(tmp_path):
   assert builder.info.features["label"].names == CLASSES
   records = list(tfds.as_numpy(builder.as_dataset(split="train")))
   assert len(records) == 16
-  manifest = pd.read_csv(tmp_path / "rec" / writer.MANIFEST, dtype=str,
+  manifest = pd.read_csv(tmp_path / "rec" / MANIFEST, dtype=str,
                          keep_default_na=False)
   by_id = manifest.set_index("id")
   for record in records:
@@ -65,7 +66,7 @@ def test_tfds_reads_the_records_and_labels_match_the_manifest(tmp_path):
     np.testing.assert_array_equal(record["image"][..., 0], original)
   assert set(manifest["shard"]) == {f"tiny-{s}.tfrecord-0000{k}-of-00002"
                                     for s in ("train", "test") for k in (0, 1)}
-  meta = json.loads((tmp_path / "rec" / writer.HEP2TF_JSON).read_text())
+  meta = json.loads((tmp_path / "rec" / INFO_FILE).read_text())
   assert set(meta) == {"name", "class_names", "channels", "image_shape", "has_mask",
                        "positive_class", "splits", "class_counts", "balance",
                        "augment_copies", "seed", "dataset", "data_dir",
@@ -82,7 +83,7 @@ def test_split_notes_reach_hep2tf_json_locally_and_through_a_url(tmp_path):
   notes = ["validation carved from training groups"]
   for out in (str(tmp_path / "local"), "ram://hep2tf-writer-notes/out"):
     _write(source, out, split_notes=notes)
-    with tf.io.gfile.GFile(f"{out}/{writer.HEP2TF_JSON}") as f:
+    with tf.io.gfile.GFile(f"{out}/{INFO_FILE}") as f:
       assert json.load(f)["split_notes"] == notes, out
 
 
@@ -142,15 +143,15 @@ def test_skip_writes_rejects_csv_and_counts_what_is_left(tmp_path):
   (tmp_path / "data" / "00003.png").write_bytes(b"")
   summary = _write(source, tmp_path / "rec", on_error="skip")
   assert summary.num_rejected == 1 and sum(summary.splits.values()) == 23
-  rejects = pd.read_csv(tmp_path / "rec" / writer.REJECTS)
+  rejects = pd.read_csv(tmp_path / "rec" / REJECTS)
   assert rejects["file"][0].endswith("00003.png") and "empty" in rejects["reason"][0]
-  assert writer.verify_records(tmp_path / "rec") == []
+  assert verify.verify_records(tmp_path / "rec") == []
 
 
 def test_verify_names_the_shard_and_record_of_a_flipped_byte(tmp_path):
   source = _dataset(tmp_path / "data")
   _write(source, tmp_path / "rec", num_shards=1)
-  assert writer.verify_records(tmp_path / "rec") == []
+  assert verify.verify_records(tmp_path / "rec") == []
   shard = tmp_path / "rec" / "tiny-train.tfrecord-00000-of-00001"
   data = bytearray(shard.read_bytes())
   offset = 0
@@ -158,7 +159,7 @@ def test_verify_names_the_shard_and_record_of_a_flipped_byte(tmp_path):
     offset += 16 + struct.unpack("<Q", data[offset:offset + 8])[0]
   data[offset + 12 + 40] ^= 0xFF
   shard.write_bytes(bytes(data))
-  problems = writer.verify_records(tmp_path / "rec")
+  problems = verify.verify_records(tmp_path / "rec")
   assert len(problems) == 1
   assert problems[0].startswith("tiny-train.tfrecord-00000-of-00001: record 5:")
 

@@ -1,4 +1,5 @@
-"""Tests of hep2tf.data.augment, each op eagerly and inside tf.function / tf.data."""
+"""Tests of hep2tf.data.augment, augment_layers and mixing, each op eagerly and inside
+tf.function / tf.data."""
 
 import os
 
@@ -9,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hep2tf.data import augment  # noqa: E402
+from hep2tf.data import augment, augment_layers, mixing  # noqa: E402
 
 
 def asymmetric_image(height=5, width=5, channels=1):
@@ -66,15 +67,15 @@ def test_dihedral_with_tensor_k_in_graph(mode):
 # ---------------------------------------------------------------- layers
 
 LAYERS = {
-    "dihedral": lambda: augment.RandomDihedral(seed=1),
-    "quarter_turn": lambda: augment.RandomQuarterTurn(seed=2),
-    "erasing": lambda: augment.RandomErasing(1.0, scale=(0.1, 0.3), seed=3),
+    "dihedral": lambda: augment_layers.RandomDihedral(seed=1),
+    "quarter_turn": lambda: augment_layers.RandomQuarterTurn(seed=2),
+    "erasing": lambda: augment_layers.RandomErasing(1.0, scale=(0.1, 0.3), seed=3),
     "augmenter": lambda: augment.build_augmenter(brightness=0.2, contrast=0.2,
                                                  erasing=0.5, seed=4),
-    "defocus": lambda: augment.RandomDefocus(2.0, seed=5),
-    "gain_gamma": lambda: augment.RandomGainGamma(0.5, 0.3, seed=6),
-    "background_offset": lambda: augment.RandomBackgroundOffset(20.0, seed=7),
-    "sensor_noise": lambda: augment.RandomSensorNoise(1.0, 2.0, seed=8),
+    "defocus": lambda: augment_layers.RandomDefocus(2.0, seed=5),
+    "gain_gamma": lambda: augment_layers.RandomGainGamma(0.5, 0.3, seed=6),
+    "background_offset": lambda: augment_layers.RandomBackgroundOffset(20.0, seed=7),
+    "sensor_noise": lambda: augment_layers.RandomSensorNoise(1.0, 2.0, seed=8),
     "specimen_augmenter": lambda: augment.build_augmenter(
         rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
         background_offset=10.0, shot_noise=1.0, read_noise=2.0, seed=9),
@@ -108,13 +109,13 @@ def test_layer_changes_examples_differently_in_training(name, mode):
 
 def test_custom_layers_default_to_identity():
   batch = identical_batch(4)
-  for layer in (augment.RandomDihedral(seed=0), augment.RandomErasing(1.0, seed=0)):
+  for layer in (augment_layers.RandomDihedral(seed=0), augment_layers.RandomErasing(1.0, seed=0)):
     np.testing.assert_array_equal(layer(batch), batch)
 
 
 def test_random_dihedral_draws_only_and_all_dihedral_transforms():
   image = asymmetric_image(6, 6, 1)
-  out = augment.RandomDihedral(seed=5)(np.stack([image] * 64), training=True).numpy()
+  out = augment_layers.RandomDihedral(seed=5)(np.stack([image] * 64), training=True).numpy()
   candidates = [numpy_dihedral(image, k) for k in range(8)]
   seen = set()
   for example in out:
@@ -126,8 +127,8 @@ def test_random_dihedral_draws_only_and_all_dihedral_transforms():
 
 def test_quarter_turn_draws_only_rotations():
   image = asymmetric_image(6, 6, 1)
-  out = augment.RandomQuarterTurn(seed=5)(np.stack([image] * 32),
-                                          training=True).numpy()
+  out = augment_layers.RandomQuarterTurn(seed=5)(np.stack([image] * 32),
+                                                 training=True).numpy()
   rotations = [np.rot90(image, k) for k in range(4)]
   seen = {next(k for k, r in enumerate(rotations) if np.array_equal(o, r))
           for o in out}
@@ -136,7 +137,7 @@ def test_quarter_turn_draws_only_rotations():
 
 def test_random_erasing_fills_one_box_with_zero():
   batch = np.full((8, 20, 20, 1), 100.0, np.float32)
-  out = augment.RandomErasing(1.0, scale=(0.1, 0.2), seed=7)(
+  out = augment_layers.RandomErasing(1.0, scale=(0.1, 0.2), seed=7)(
       batch, training=True).numpy()
   assert set(np.unique(out)) <= {0.0, 100.0}
   for example in out:
@@ -174,7 +175,7 @@ def _high_frequency_energy(images):
 def test_defocus_removes_fine_detail_keeps_the_mean_and_varies_per_image(mode):
   rng = np.random.default_rng(0)
   batch = (rng.uniform(0, 200, (32, 24, 24, 1))).astype(np.float32)
-  layer = augment.RandomDefocus(2.0, seed=1)
+  layer = augment_layers.RandomDefocus(2.0, seed=1)
   out = run_in(mode, lambda x: layer(x, training=True), batch)
   before, after = _high_frequency_energy(batch), _high_frequency_energy(out)
   assert np.median(after / before) < 0.3
@@ -189,7 +190,7 @@ def test_gaussian_blur_matches_scipy():
   from scipy import ndimage
   rng = np.random.default_rng(1)
   batch = rng.uniform(0, 255, (2, 16, 16, 2)).astype(np.float32)
-  got = augment.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
+  got = augment_layers.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
   for i, sigma in enumerate((0.8, 1.6)):
     for c in range(2):
       want = ndimage.gaussian_filter(batch[i, :, :, c], sigma, mode="mirror",
@@ -201,7 +202,7 @@ def test_gaussian_blur_matches_scipy():
 def test_gain_scales_each_image_by_one_factor_in_range(mode):
   batch = np.full((64, 8, 8, 1), 50.0, np.float32)
   batch[:, :4] = 20.0
-  layer = augment.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
+  layer = augment_layers.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
   out = run_in(mode, lambda x: layer(x, training=True), batch)
   factors = out / batch
   # One factor per image (the mean scales with it), within [1/2, 2], both ways.
@@ -216,7 +217,7 @@ def test_gain_scales_each_image_by_one_factor_in_range(mode):
 def test_gamma_is_a_power_law_per_image():
   batch = np.full((32, 4, 4, 1), 255 * 0.2, np.float32)
   batch[:, 2:] = 255 * 0.6
-  out = augment.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
+  out = augment_layers.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
       batch, training=True).numpy()
   # x -> 255 (x / 255) ** g: the exponent recovered from either level agrees.
   from_dark = np.log(out[:, 0, 0, 0] / 255) / np.log(0.2)
@@ -229,7 +230,7 @@ def test_gamma_is_a_power_law_per_image():
 def test_background_offset_adds_one_constant_per_image():
   rng = np.random.default_rng(4)
   batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
-  out = augment.RandomBackgroundOffset(15.0, seed=4)(batch, training=True).numpy()
+  out = augment_layers.RandomBackgroundOffset(15.0, seed=4)(batch, training=True).numpy()
   offset = out - batch
   np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
                              atol=1e-4)
@@ -244,13 +245,13 @@ def _noise_variance(layer, level, n=64, size=16):
 
 
 def test_shot_noise_grows_with_signal_read_noise_does_not():
-  shot = augment.RandomSensorNoise(shot=2.0, read=0.0, seed=5)
+  shot = augment_layers.RandomSensorNoise(shot=2.0, read=0.0, seed=5)
   dark, bright = _noise_variance(shot, 20.0), _noise_variance(shot, 180.0)
   # Variance k * x: nine times the signal, about nine times the variance.
   assert 6 < bright / dark < 12
   # E[k] = 1 for k uniform in [0, 2]: the variance is about the signal in DN.
   assert 120 < bright < 240
-  read = augment.RandomSensorNoise(shot=0.0, read=4.0, seed=6)
+  read = augment_layers.RandomSensorNoise(shot=0.0, read=4.0, seed=6)
   ratio = _noise_variance(read, 180.0) / _noise_variance(read, 20.0)
   assert 0.7 < ratio < 1.4
   # std uniform in [0, 4]: E[std^2] = 16 / 3.
@@ -271,7 +272,7 @@ def test_specimen_layers_stay_in_range_and_are_serialisable():
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
   with pytest.raises(ValueError, match="must be >= 0"):
-    augment.RandomSensorNoise(shot=-1.0)
+    augment_layers.RandomSensorNoise(shot=-1.0)
 
 
 def test_rotation_fills_corners_with_black():
@@ -312,7 +313,7 @@ def constant_batch(n=6, k=6, size=10):
 @pytest.mark.parametrize("mode", ["eager", "tf.data"])
 def test_mixup_follows_formula(mode):
   images, labels, values = constant_batch()
-  fn = lambda x, y: augment.mix_batch(x, y, mixup_alpha=0.4, seed=[1, 2])
+  fn = lambda x, y: mixing.mix_batch(x, y, mixup_alpha=0.4, seed=[1, 2])
   if mode == "eager":
     out_images, out_labels = fn(images, labels)
   else:
@@ -330,8 +331,8 @@ def test_mixup_follows_formula(mode):
 
 def test_cutmix_labels_follow_box_area():
   images, labels, values = constant_batch(size=20)
-  out_images, out_labels = augment.mix_batch(images, labels, cutmix_alpha=1.0,
-                                             seed=[3, 4])
+  out_images, out_labels = mixing.mix_batch(images, labels, cutmix_alpha=1.0,
+                                            seed=[3, 4])
   out_images, out_labels = out_images.numpy(), out_labels.numpy()
   np.testing.assert_allclose(out_labels.sum(axis=1), 1.0, atol=1e-6)
   pasted_any = False
@@ -347,10 +348,10 @@ def test_mix_batch_chooses_per_batch_and_is_seeded():
   images, labels, _ = constant_batch()
   kinds = set()
   for s in range(12):
-    a = augment.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
-                          seed=[s, 0])
-    b = augment.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
-                          seed=[s, 0])
+    a = mixing.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
+                         seed=[s, 0])
+    b = mixing.mix_batch(images, labels, mixup_alpha=1.0, cutmix_alpha=1.0,
+                         seed=[s, 0])
     np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
     # mixup keeps each constant image constant; cutmix pastes a box into it.
     kinds.add(max(len(np.unique(x)) for x in a[0].numpy()) == 1)
@@ -359,6 +360,6 @@ def test_mix_batch_chooses_per_batch_and_is_seeded():
 
 def test_mix_batch_off_is_identity():
   images, labels, _ = constant_batch()
-  out_images, out_labels = augment.mix_batch(images, labels)
+  out_images, out_labels = mixing.mix_batch(images, labels)
   np.testing.assert_array_equal(out_images, images)
   np.testing.assert_array_equal(out_labels, labels)

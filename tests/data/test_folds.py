@@ -8,6 +8,7 @@ import pytest
 
 from hep2tf.convert import create
 from hep2tf.data import folds, reader, schema, synth
+from hep2tf.data.records import MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def records(tmp_path_factory):
 
 
 def _train_rows(records_dir):
-  manifest = pd.read_csv(f"{records_dir}/{folds.MANIFEST}", dtype=str,
+  manifest = pd.read_csv(f"{records_dir}/{MANIFEST}", dtype=str,
                          keep_default_na=False)
   return manifest[manifest["split"] == "train"]
 

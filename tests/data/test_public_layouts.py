@@ -18,7 +18,9 @@ from PIL import Image
 from hep2tf import create_records, errors
 from hep2tf.convert import writer
 from hep2tf.data import folds, reader, synth
-from hep2tf.training import sweep, trainer
+from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST
+from hep2tf.training import sweep
+from hep2tf.training.config import TrainConfig
 from tests.conftest import REPO
 
 _RNG = np.random.default_rng(23)
@@ -49,13 +51,13 @@ def _run(argv):
 
 
 def _manifest(records):
-  return pd.read_csv(os.path.join(records, writer.MANIFEST), dtype=str,
+  return pd.read_csv(os.path.join(records, MANIFEST), dtype=str,
                      keep_default_na=False)
 
 
 def _table(records):
   """{split: {class: count}} from the records' class_counts.json."""
-  counts = json.loads(open(os.path.join(records, writer.CLASS_COUNTS)).read())
+  counts = json.loads(open(os.path.join(records, CLASS_COUNTS)).read())
   return {s: c for s, c in counts.items() if s in writer.SPLIT_ORDER}
 
 
@@ -132,7 +134,7 @@ def test_cnmc_from_the_top_folder(tmp_path, capsys, layout):
       "all", "hem", "hem", "all"]
   assert test.loc[["1", "2", "3", "4"], "group"].tolist() == ["5", "H5", "H5", "6"]
   assert (test["fold"] == "").all()
-  info = json.loads(open(os.path.join(out, writer.HEP2TF_JSON)).read())
+  info = json.loads(open(os.path.join(out, INFO_FILE)).read())
   assert info["group_disjoint"] is True and info["positive_class"] == "all"
   assert any("fold_2 -> validation" in n for n in info["layout_notes"])
 
@@ -148,7 +150,7 @@ def test_cnmc_layout_options_from_the_command_line(tmp_path, capsys):
   assert _table(out) == {"train": {"hem": 6, "all": 6},
                          "test": {"hem": 2, "all": 2}}
   assert folds.official_folds(out) == ["fold_0", "fold_1", "fold_2"]
-  num, config = sweep.resolve_folds("official", trainer.TrainConfig(
+  num, config = sweep.resolve_folds("official", TrainConfig(
       records_dir=out))
   assert num == 3 and config.fold_column == "fold"
   manifest = _manifest(out)
@@ -259,7 +261,7 @@ def test_icpr2012_grouped_by_slide_from_cells_csv(tmp_path, capsys):
   assert (manifest["split"] == "validation").any()
   assert manifest.set_index(["split", "id"]).loc[("test", "001"), "intensity"] == (
       "positive")
-  info = json.loads(open(os.path.join(out, writer.HEP2TF_JSON)).read())
+  info = json.loads(open(os.path.join(out, INFO_FILE)).read())
   assert info["group_disjoint"] is True
 
 
@@ -271,7 +273,7 @@ def test_icpr2012_without_cells_csv_says_validation_shares_slides(tmp_path, caps
   printed = capsys.readouterr().out
   assert "validation carved from training is NOT slide-disjoint" in printed
   assert "group_disjoint: false" in printed
-  info = json.loads(open(os.path.join(out, writer.HEP2TF_JSON)).read())
+  info = json.loads(open(os.path.join(out, INFO_FILE)).read())
   assert info["group_disjoint"] is False
   assert sum(info["splits"].values()) == 26 and info["splits"]["test"] == 5
 
@@ -338,4 +340,4 @@ def test_readme_dataset_examples_run_as_written(tmp_path, monkeypatch, capsys):
                                                           "fold_2"]
   assert json.loads(open("records/icpr2012/hep2tf.json").read())["group_disjoint"]
   for name in ("icpr2014", "icpr2012", "cnmc", "cells", "labels"):
-    assert os.path.exists(f"records/{name}/{writer.HEP2TF_JSON}"), name
+    assert os.path.exists(f"records/{name}/{INFO_FILE}"), name

@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hep2tf.data import reader  # noqa: E402
-from hep2tf.data import schema  # noqa: E402
+from hep2tf.data import reader, schema  # noqa: E402
+from hep2tf.data.records import (  # noqa: E402
+    check_shards, load_info, num_examples, shard_files)
 from hep2tf.errors import InputError  # noqa: E402
 
 CLASSES = ["homogeneous", "speckled", "golgi"]
@@ -75,34 +76,34 @@ def ids_of(dataset):
 
 def test_load_info_and_num_examples(tmp_path):
   write_records(tmp_path, [3, 2, 1])
-  info = reader.load_info(tmp_path)
+  info = load_info(tmp_path)
   assert info.class_names == CLASSES and info.num_classes == 3
   assert info.image_shape == (8, 8) and info.channels == 1
-  assert reader.num_examples(tmp_path, "train") == 6
+  assert num_examples(tmp_path, "train") == 6
 
 
 def test_missing_metadata_names_the_folder(tmp_path):
   with pytest.raises(InputError, match="hep2tf.json") as e:
-    reader.load_info(tmp_path)
+    load_info(tmp_path)
   assert e.value.file == str(tmp_path)
 
 
 def test_unknown_split_names_existing_splits(tmp_path):
   write_records(tmp_path, [2, 2, 2])
   with pytest.raises(InputError, match=r"'test'.*\['train'\]"):
-    reader.shard_files(tmp_path, "test")
+    shard_files(tmp_path, "test")
   with pytest.raises(InputError, match="'test'"):
-    reader.num_examples(tmp_path, "test")
+    num_examples(tmp_path, "test")
 
 
 def test_shard_files_sorted_and_incomplete_set_rejected(tmp_path):
   write_records(tmp_path, [4, 4, 4], num_shards=4)
-  files = reader.shard_files(tmp_path, "train")
+  files = shard_files(tmp_path, "train")
   assert [os.path.basename(f)[-14:] for f in files] == [
       f"{i:05d}-of-00004" for i in range(4)]
   os.remove(files[2])
   with pytest.raises(InputError, match="incomplete"):
-    reader.shard_files(tmp_path, "train")
+    shard_files(tmp_path, "train")
 
 
 # ---------------------------------------------------------------- reading
@@ -245,8 +246,8 @@ def record_offsets(path):
 
 def test_check_shards_names_shard_and_record(tmp_path):
   write_records(tmp_path, [6, 6, 6], num_shards=3)
-  assert reader.check_shards(tmp_path, "train") == []
-  shard = reader.shard_files(tmp_path, "train")[1]
+  assert check_shards(tmp_path, "train") == []
+  shard = shard_files(tmp_path, "train")[1]
   start, length = record_offsets(shard)[2]
   data = bytearray(open(shard, "rb").read())
   data[start + length // 2] ^= 0xFF
@@ -256,7 +257,7 @@ def test_check_shards_names_shard_and_record(tmp_path):
     for _ in reader.create_split(tmp_path, "train", batch_size=4,
                                  training=False):
       pass
-  problems = reader.check_shards(tmp_path, "train")
+  problems = check_shards(tmp_path, "train")
   assert len(problems) == 1
   assert problems[0].file == shard and problems[0].row == 2
   assert os.path.basename(shard) in str(problems[0])
@@ -264,7 +265,7 @@ def test_check_shards_names_shard_and_record(tmp_path):
 
 def test_check_shards_finds_undecodable_image(tmp_path):
   write_records(tmp_path, [2, 2, 2], num_shards=2)
-  shard = reader.shard_files(tmp_path, "train")[0]
+  shard = shard_files(tmp_path, "train")[0]
   features = schema.make_features(CLASSES, 1, False, (8, 8))
   records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
   records.insert(1, schema.encode_example(
@@ -272,7 +273,7 @@ def test_check_shards_finds_undecodable_image(tmp_path):
   with tf.io.TFRecordWriter(shard) as writer:
     for r in records:
       writer.write(r)
-  problems = reader.check_shards(tmp_path, "train")
+  problems = check_shards(tmp_path, "train")
   assert [(p.file, p.row) for p in problems] == [(shard, 1)]
   assert "decode" in problems[0].reason
 
@@ -317,7 +318,7 @@ def test_varying_sizes_need_image_size(tmp_path):
 
 def test_cache_auto_caches_what_fits_the_budget(tmp_path):
   write_records(tmp_path, [3, 3, 3])             # 9 examples of 8x8x1
-  info = reader.load_info(tmp_path)
+  info = load_info(tmp_path)
   size = reader.decoded_bytes(info, "train")
   assert size == 9 * (8 * 8 + reader._EXAMPLE_OVERHEAD_BYTES)
   assert reader.decoded_bytes(info, "train", (16, 16)) > size

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from hep2tf.evaluation import calibration
 from hep2tf.errors import InputError
+from hep2tf.evaluation import calibration
 
 
 def test_ece_and_bins_by_hand():

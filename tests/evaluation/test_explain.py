@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hep2tf import models
-from hep2tf.evaluation import explain
 from hep2tf.errors import InputError
+from hep2tf.evaluation import explain
 
 SIZE = 32
 

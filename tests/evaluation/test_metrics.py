@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from hep2tf.evaluation import metrics
 from hep2tf.errors import InputError
+from hep2tf.evaluation import formatting, keras_metrics, metrics
 
 NAMES3 = ["Homogeneous", "Speckled", "Golgi"]
 
@@ -130,7 +130,7 @@ def test_group_vote_can_be_right_when_cells_are_wrong():
                         "voted": "Homogeneous", "vote_share": pytest.approx(3 / 5),
                         "correct": True}
   assert table["B"]["voted"] == "Homogeneous" and not table["B"]["correct"]
-  text = metrics.format_trust(report)
+  text = formatting.format_trust(report)
   assert "specimen-level pattern by voting" in text and "wrong" in text
 
 
@@ -149,8 +149,8 @@ def test_subgroup_report_by_intensity_and_specimen():
       "10", "10", "2", "2", "2", "10", "2", "2"], NAMES3)
   assert list(specimens) == ["2", "10"]                # natural order
   assert specimens["10"]["mca"] == pytest.approx(2 / 3)
-  text = metrics.format_trust({"class_names": NAMES3, "aca": 0.75,
-                               "by_intensity": report})
+  text = formatting.format_trust({"class_names": NAMES3, "aca": 0.75,
+                                  "by_intensity": report})
   assert "intermediate" in text and "Homogene" in text
 
 
@@ -187,8 +187,8 @@ def test_bad_input_raises_input_error():
 
 def test_format_report_shows_names_and_figures():
   y_true, y_pred = _three_class_case()
-  text = metrics.format_report(metrics.classification_report(y_true, y_pred, NAMES3),
-                               title="HEp-2 test split")
+  text = formatting.format_report(metrics.classification_report(y_true, y_pred, NAMES3),
+                                  title="HEp-2 test split")
   assert text.startswith("HEp-2 test split")
   for name in NAMES3:
     assert name in text
@@ -204,14 +204,14 @@ def test_format_report_binary_and_groups():
   report = metrics.classification_report(
       [0, 1, 1, 0], [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]], ["hem", "all"],
       groups=["p1", "p1", "p2", "p2"], positive_class="all")
-  text = metrics.format_report(report)
+  text = formatting.format_report(report)
   assert f"ROC-AUC  {report['roc_auc']:.4f}" in text
   assert "F1 0.6667" in text
   assert "group accuracy" in text and "2 groups" in text
 
 
 def test_abbreviations_stay_unique():
-  short = metrics.abbreviate(["coarse_speckled", "coarse_speckled_b", "golgi"])
+  short = formatting.abbreviate(["coarse_speckled", "coarse_speckled_b", "golgi"])
   assert len(set(short)) == 3 and all(len(s) <= 8 for s in short)
 
 
@@ -233,8 +233,8 @@ def test_keras_metrics_match_report_through_evaluate():
   y = rng.integers(0, 3, size=96)
   model = _tiny_model(3)
   model.compile(loss="sparse_categorical_crossentropy",
-                metrics=[metrics.MeanClassAccuracy(3),
-                         metrics.ClassRecall(1, name="recall_speckled")])
+                metrics=[keras_metrics.MeanClassAccuracy(3),
+                         keras_metrics.ClassRecall(1, name="recall_speckled")])
   probs = model.predict(x, batch_size=32, verbose=0)
   result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
   report = metrics.classification_report(y, probs, NAMES3)
@@ -244,7 +244,7 @@ def test_keras_metrics_match_report_through_evaluate():
       report["per_class"]["Speckled"]["recall"], abs=1e-5)
   # (N, 1) sparse labels read the same. (Keras's loss cannot take a second label rank
   # in the same compiled model, so this one runs eagerly.)
-  column = metrics.MeanClassAccuracy(3)
+  column = keras_metrics.MeanClassAccuracy(3)
   column.update_state(y[:, None], probs)
   assert float(column.result()) == pytest.approx(report["mca"], abs=1e-5)
 
@@ -254,8 +254,8 @@ def test_keras_metrics_take_argmax_of_soft_labels():
   y = rng.integers(0, 3, size=50)
   soft = 0.7 * np.eye(3)[y] + 0.3 * np.eye(3)[rng.integers(0, 3, size=50)]
   probs = rng.dirichlet(np.ones(3), size=50).astype("float32")
-  mca = metrics.MeanClassAccuracy(3)
-  recall = metrics.ClassRecall(2)
+  mca = keras_metrics.MeanClassAccuracy(3)
+  recall = keras_metrics.ClassRecall(2)
   for part in (slice(0, 20), slice(20, 50)):  # two batches: state must accumulate
     mca.update_state(soft[part], probs[part])
     recall.update_state(soft[part], probs[part])
@@ -270,7 +270,7 @@ def test_keras_metrics_take_argmax_of_soft_labels():
 
 
 def test_keras_metrics_skip_absent_classes_and_weigh_samples():
-  mca = metrics.MeanClassAccuracy(3)
+  mca = keras_metrics.MeanClassAccuracy(3)
   probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]], "float32")
   mca.update_state(np.array([0, 1, 1]), probs, sample_weight=np.array([1.0, 3.0, 1.0]))
   # Class 2 absent; class 0 recall 1; class 1 weighted recall 3/4.
@@ -286,17 +286,17 @@ def test_keras_metrics_in_fit_under_mixed_precision_and_serialise():
   try:
     model = _tiny_model(2)
     model.compile(optimizer="sgd", loss="categorical_crossentropy",
-                  metrics=[metrics.MeanClassAccuracy(2), metrics.ClassRecall(1)])
+                  metrics=[keras_metrics.MeanClassAccuracy(2), keras_metrics.ClassRecall(1)])
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
                         validation_data=(x, y))
   finally:
     keras.mixed_precision.set_global_policy(policy)
   assert {"mca", "val_mca", "recall_1", "val_recall_1"} <= set(history.history)
   assert 0.0 <= history.history["val_mca"][0] <= 1.0
-  config = keras.saving.serialize_keras_object(metrics.MeanClassAccuracy(6))
+  config = keras.saving.serialize_keras_object(keras_metrics.MeanClassAccuracy(6))
   assert config["registered_name"] == "hep2tf>MeanClassAccuracy"
   restored = keras.saving.deserialize_keras_object(config)
   assert restored.num_classes == 6 and restored.name == "mca"
   restored = keras.saving.deserialize_keras_object(
-      keras.saving.serialize_keras_object(metrics.ClassRecall(4, name="golgi")))
+      keras.saving.serialize_keras_object(keras_metrics.ClassRecall(4, name="golgi")))
   assert restored.class_id == 4 and restored.name == "golgi"

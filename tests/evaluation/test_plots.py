@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from hep2tf import figures
-from hep2tf.evaluation import plots
 from hep2tf.errors import InputError
+from hep2tf.evaluation import plots
 
 NAMES = ["Homogeneous", "Speckled", "Nucleolar", "Centromere", "NuMem", "Golgi"]
 

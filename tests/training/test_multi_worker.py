@@ -136,14 +136,15 @@ FIXED_ORDER = ("--norotation", "--norot90", "--noflips", "--dropout=0",
 def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
                                                          tmp_path):
   from hep2tf import models
-  from hep2tf.training import trainer
+  from hep2tf.training import build, trainer
+  from hep2tf.training.config import TrainConfig
   records_dir = one_shard_records
   run = str(tmp_path / "mw")
   with _workers(_command(records_dir, run, "--distribution=multi_worker",
                          *FIXED_ORDER), str(tmp_path), "b") as processes:
     # The single-process run (Keras fit) in this process, while the workers start.
     single = str(tmp_path / "single")
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         records_dir=records_dir, model="cnn", batch_size=16, image_summary_every=0,
         rotation=False, rot90=False, flips=False, dropout=0.0, shuffle_buffer=1,
         seed=1, epochs=1, steps_per_epoch=4, optimizer="sgd", learning_rate=0.01,
@@ -160,7 +161,7 @@ def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
   flat_two = np.concatenate([w.ravel() for w in two])
   assert np.linalg.norm(flat_one - flat_two) <= 1e-4 * np.linalg.norm(flat_one)
   # Four SGD steps moved the weights far more than the tolerance: the check bites.
-  init = trainer.build_models(config, (78, 78, 1), 6)[1]
+  init = build.build_models(config, (78, 78, 1), 6)[1]
   assert not np.allclose(flat_one, np.concatenate(
       [w.ravel() for w in init.get_weights()]), atol=1e-3)
   losses = [pd.read_csv(os.path.join(r, "history.csv"))["loss"].iloc[0]

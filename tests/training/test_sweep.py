@@ -16,7 +16,8 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from hep2tf import errors, rundir
 from hep2tf.convert import create
 from hep2tf.data import folds, synth
-from hep2tf.training import sweep, trainer
+from hep2tf.training import sweep, sweep_results, trainer
+from hep2tf.training.config import TrainConfig
 from tests.conftest import REPO
 
 # The smoke config at its smallest: one epoch of two steps, no image summaries.
@@ -82,7 +83,7 @@ def test_parse_grid_refuses_bad_entries(spec, reason):
 
 
 def test_trials_cover_every_combination_and_fold(tmp_path):
-  base = trainer.TrainConfig(learning_rate=5.0, num_folds=7)
+  base = TrainConfig(learning_rate=5.0, num_folds=7)
   grid = {"learning_rate": [0.01, 0.001], "batch_size": [16, 32]}
   trials = sweep.make_trials(base, grid, str(tmp_path), num_folds=3)
   assert len(trials) == 12
@@ -100,7 +101,7 @@ def test_trials_cover_every_combination_and_fold(tmp_path):
 
 def _fake_trial(tmp_path, combination, fold, val_mca, finished=True):
   trial = sweep.Trial(combination, sweep.combination_slug(combination), fold,
-                      trainer.TrainConfig(**combination),
+                      TrainConfig(**combination),
                       str(tmp_path / sweep.combination_slug(combination) / f"f{fold}"))
   os.makedirs(trial.run_dir)
   if finished:
@@ -117,7 +118,7 @@ def test_table_ranks_complete_combinations_by_mean_mca(tmp_path):
                                (0.001, [0.99, 0.0], [True, False])]:
     trials += [_fake_trial(tmp_path, {"learning_rate": lr}, k, s, d)
                for k, (s, d) in enumerate(zip(scores, finished))]
-  table = sweep.results_table(trials)
+  table = sweep_results.results_table(trials)
   # 0.01 and 0.1 tie on the mean; the incomplete one ranks last despite 0.99.
   assert table["learning_rate"].tolist()[2] == 0.001
   assert table["folds_done"].tolist() == [2, 2, 1]
@@ -125,7 +126,7 @@ def test_table_ranks_complete_combinations_by_mean_mca(tmp_path):
   assert table.loc[0, "std_val_mca"] == pytest.approx(0.1)
   assert table.loc[0, "train_seconds"] == pytest.approx(4.0)
   assert sweep.best_combination(table, trials)["learning_rate"] in (0.1, 0.01)
-  text = sweep.markdown_table(table)
+  text = sweep_results.markdown_table(table)
   assert text.count("\n") == 4 and "| 0.7000 |" in text
 
 
@@ -138,7 +139,7 @@ def test_ungrouped_folds_reach_the_trainer(monkeypatch, tmp_path):
       json.dump({"val_mca": 0.5, "val_aca": 0.5, "train_seconds": 1.0}, f)
 
   monkeypatch.setattr(trainer, "train_and_evaluate", fake_train)
-  config = trainer.TrainConfig(num_folds=3)
+  config = TrainConfig(num_folds=3)
   run_dir = str(tmp_path / "trial")
   os.makedirs(run_dir)
   trial = sweep.Trial({"learning_rate": 0.1}, "lr", 0, config, run_dir)
@@ -150,16 +151,16 @@ def test_ungrouped_folds_reach_the_trainer(monkeypatch, tmp_path):
 
 
 def test_sweep_writes_table_and_hparams_and_resumes(records, tmp_path):
-  base = trainer.TrainConfig(records_dir=records, **TINY)
+  base = TrainConfig(records_dir=records, **TINY)
   grid = {"learning_rate": [1e-3, 1e-2]}
   out = str(tmp_path / "sweep")
   result = sweep.run_sweep(base, grid, out, num_folds=2)
-  table = pd.read_csv(os.path.join(out, sweep.RESULTS_CSV))
+  table = pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))
   assert len(table) == 2 and (table["folds_done"] == 2).all()
   for column in ("mean_val_mca", "std_val_mca", "mean_val_aca", "std_val_aca"):
     assert table[column].map(math.isfinite).all()
   assert table["mean_val_mca"].is_monotonic_decreasing
-  with open(os.path.join(out, sweep.RESULTS_MD)) as f:
+  with open(os.path.join(out, sweep_results.RESULTS_MD)) as f:
     markdown = f.read()
   assert markdown.count("| learning_rate") == 1 and markdown.count("\n| ") == 3
   assert not result["failures"]
@@ -180,16 +181,16 @@ def test_sweep_writes_table_and_hparams_and_resumes(records, tmp_path):
   for t in trials:
     now = os.path.getmtime(os.path.join(t.run_dir, rundir.COMPLETE_FILE))
     assert (now == stamps[t.run_dir]) == (t is not trials[1])
-  assert (pd.read_csv(os.path.join(out, sweep.RESULTS_CSV))["folds_done"] == 2).all()
+  assert (pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))["folds_done"] == 2).all()
 
 
 def test_sweep_refuses_other_base_settings_in_the_same_folder(records, tmp_path):
   out = str(tmp_path / "sweep")
-  base = trainer.TrainConfig(records_dir=records, **TINY)
+  base = TrainConfig(records_dir=records, **TINY)
   sweep._check_sweep_file(out, base, {"epochs": [1]}, 2, True)
   with pytest.raises(errors.InputError, match="dropout"):
-    sweep._check_sweep_file(out, trainer.TrainConfig(records_dir=records, dropout=0.1,
-                                                     **TINY), {"epochs": [1]}, 2,
+    sweep._check_sweep_file(out, TrainConfig(records_dir=records, dropout=0.1,
+                                             **TINY), {"epochs": [1]}, 2,
                             True)
 
 
@@ -235,10 +236,10 @@ def test_smoke_sweep_4x3_killed_and_resumed(records, tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   assert len(complete()) == 12
   assert all(p.stat().st_mtime == t for p, t in finished.items())
-  table = pd.read_csv(out / sweep.RESULTS_CSV)
+  table = pd.read_csv(out / sweep_results.RESULTS_CSV)
   assert len(table) == 4 and (table["folds_done"] == 3).all()
   assert table[["mean_val_mca", "std_val_mca", "mean_val_aca", "std_val_aca"]
                ].map(math.isfinite).all().all()
   assert len(_hparams_sessions(str(out / "trials"))) == 12
-  assert "Refit of the best combination" in (out / sweep.RESULTS_MD).read_text()
+  assert "Refit of the best combination" in (out / sweep_results.RESULTS_MD).read_text()
   assert (out / "refit" / "eval" / "test" / "metrics.json").exists()

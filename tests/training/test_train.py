@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from hep2tf import hardware
 from hep2tf.evaluation import evaluate, predict
-from hep2tf.training import trainer
+from hep2tf.training import build, trainer
+from hep2tf.training.config import TrainConfig
 
 from tests.conftest import REPO
 
@@ -26,7 +27,7 @@ SMOKE = dict(model="cnn", epochs=2, batch_size=16, learning_rate=1e-3,
 
 
 def smoke_config(records_dir, **overrides):
-  return trainer.TrainConfig(records_dir=records_dir, **{**SMOKE, **overrides})
+  return TrainConfig(records_dir=records_dir, **{**SMOKE, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_training_step_randomises_orientation_and_inference_is_deterministic(
     tiny_records):
   records_dir, _ = tiny_records
   config = smoke_config(records_dir)
-  train_model, model, augmenter = trainer.build_models(config, (78, 78, 1), 6)
+  train_model, model, augmenter = build.build_models(config, (78, 78, 1), 6)
   rng = np.random.default_rng(0)
   images = np.zeros((8, 78, 78, 1), np.float32)
   images[:, 10:30, 5:60] = 200.0     # an asymmetric bar in every image
@@ -308,20 +309,20 @@ def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_
 def test_cnn_widths_are_config_fields(tiny_records):
   records_dir, _ = tiny_records
   config = smoke_config(records_dir, cnn_filters="4,8,8,16,24", dense_units=32)
-  _, model, _ = trainer.build_models(config, (78, 78, 1), 6)
+  _, model, _ = build.build_models(config, (78, 78, 1), 6)
   assert [model.get_layer(f"conv{i}").filters for i in range(1, 6)] == [4, 8, 8, 16, 24]
   assert model.get_layer("fc1").units == model.get_layer("fc2").units == 32
-  seed = trainer.build_models(smoke_config(records_dir, cnn_filters="32,64,128,256,512",
-                                           dense_units=1024), (78, 78, 1), 6)[1]
+  seed = build.build_models(smoke_config(records_dir, cnn_filters="32,64,128,256,512",
+                                         dense_units=1024), (78, 78, 1), 6)[1]
   assert seed.get_layer("conv5").filters == 512 and seed.get_layer("fc2").units == 1024
   # The widths are the cnn's alone; other models keep their own hparams.
-  alexnet = trainer.model_hparams(smoke_config(records_dir, model="alexnet_small"))
+  alexnet = build.model_hparams(smoke_config(records_dir, model="alexnet_small"))
   assert "filters" not in alexnet and "backbone_trainable" not in alexnet
-  assert "backbone_trainable" in trainer.model_hparams(smoke_config(
+  assert "backbone_trainable" in build.model_hparams(smoke_config(
       records_dir, model="resnet50"))
   for bad in ("4,8,8,16", "4,8,x,16,24", "4,8,0,16,24"):
     with pytest.raises(ValueError, match="cnn_filters"):
-      trainer.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
+      build.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
 
 
 def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():

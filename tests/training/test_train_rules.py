@@ -10,24 +10,25 @@ import pandas as pd
 import pytest
 
 from hep2tf import rundir
-from hep2tf.data import reader
+from hep2tf.data.records import load_info, num_examples
 from hep2tf.evaluation import evaluate, metrics
-from hep2tf.training import sweep, trainer
+from hep2tf.training import build, sweep_results, trainer
+from hep2tf.training.config import TrainConfig
 
 CLASSES = ["a", "b", "c"]
 
 
 def config(**overrides):
-  return trainer.TrainConfig(**overrides)
+  return TrainConfig(**overrides)
 
 
 def test_min_steps_raises_epochs_only_when_a_run_is_short():
   # 400 cells at batch 64: 6 steps an epoch; 6 epochs are 36 steps.
-  assert trainer.train_epochs(config(epochs=6, min_steps=600), 6) == 100
-  assert trainer.train_epochs(config(epochs=6, min_steps=601), 6) == 101
+  assert build.train_epochs(config(epochs=6, min_steps=600), 6) == 100
+  assert build.train_epochs(config(epochs=6, min_steps=601), 6) == 101
   # 13,596 cells: 212 steps an epoch, 6 epochs are already over 600 steps.
-  assert trainer.train_epochs(config(epochs=6, min_steps=600), 212) == 6
-  assert trainer.train_epochs(config(epochs=6, min_steps=0), 6) == 6
+  assert build.train_epochs(config(epochs=6, min_steps=600), 212) == 6
+  assert build.train_epochs(config(epochs=6, min_steps=0), 6) == 6
 
 
 @pytest.mark.parametrize("counts, ratio, expected", [
@@ -38,28 +39,28 @@ def test_min_steps_raises_epochs_only_when_a_run_is_short():
     ({"a": 90, "b": 0, "c": 0}, 3.0, False),       # one class present: nothing to even
 ])
 def test_auto_class_weights_follow_the_imbalance_rule(counts, ratio, expected):
-  assert trainer.use_class_weights(config(auto_class_weights=ratio), counts,
-                                   CLASSES) is expected
+  assert build.use_class_weights(config(auto_class_weights=ratio), counts,
+                                 CLASSES) is expected
 
 
 def test_explicit_choices_win_over_the_rule():
   imbalanced = {"a": 90, "b": 60, "c": 10}
-  assert trainer.use_class_weights(config(class_weights=True), {"a": 5, "b": 5},
-                                   CLASSES)
+  assert build.use_class_weights(config(class_weights=True), {"a": 5, "b": 5},
+                                 CLASSES)
   # Balanced sampling already evens the classes.
-  assert not trainer.use_class_weights(
+  assert not build.use_class_weights(
       config(auto_class_weights=3.0, balanced_sampling=True), imbalanced, CLASSES)
 
 
 def test_a_short_imbalanced_run_trains_longer_and_weights_its_classes(
     tiny_records, tmp_path, caplog):
   records_dir, _ = tiny_records
-  counts = reader.load_info(records_dir).class_counts["train"]
+  counts = load_info(records_dir).class_counts["train"]
   assert max(counts.values()) > 3 * min(counts.values())   # Golgi is rare
-  steps = reader.num_examples(records_dir, "train") // 16
+  steps = num_examples(records_dir, "train") // 16
   run = str(tmp_path / "run")
   with caplog.at_level(logging.INFO, logger="absl"):
-    report = trainer.train_and_evaluate(trainer.TrainConfig(
+    report = trainer.train_and_evaluate(TrainConfig(
         records_dir=records_dir, model="cnn", epochs=1, batch_size=16,
         min_steps=steps + 1, auto_class_weights=3.0, shuffle_buffer=256,
         image_summary_every=0), run)
@@ -91,6 +92,6 @@ def test_sweep_results_show_the_refits_gap(tmp_path):
   refit = {"combination": {"learning_rate": 1e-3}, "run_dir": "r", "split": "test",
            "mca": 0.75, "aca": 0.8,
            "val_test_gap": metrics.val_test_gap(0.904, 0.75)}
-  sweep.write_results(str(tmp_path), table, 3, {}, refit=refit)
-  text = (tmp_path / sweep.RESULTS_MD).read_text()
+  sweep_results.write_results(str(tmp_path), table, 3, {}, refit=refit)
+  text = (tmp_path / sweep_results.RESULTS_MD).read_text()
   assert "validation - test gap +0.1540" in text and "**Warning:**" in text

@@ -8,8 +8,10 @@ import pytest
 
 from hep2tf import models, rundir
 from hep2tf.convert import create
-from hep2tf.data import reader, synth
-from hep2tf.training import trainer
+from hep2tf.data import synth
+from hep2tf.data.records import load_info
+from hep2tf.training import build, trainer
+from hep2tf.training.config import TrainConfig
 
 TINY = dict(epochs=1, batch_size=8, steps_per_epoch=1, image_summary_every=0,
             shuffle_buffer=64)
@@ -47,7 +49,7 @@ def pretrained(tmp_path_factory):
   root = tmp_path_factory.mktemp("transfer")
   records = _records(root, seed=1)
   run_dir = str(root / "run_a")
-  trainer.train_and_evaluate(trainer.TrainConfig(records_dir=records, seed=1, **TINY),
+  trainer.train_and_evaluate(TrainConfig(records_dir=records, seed=1, **TINY),
                              run_dir)
   return root, run_dir
 
@@ -57,18 +59,18 @@ def _weights(model, name):
 
 
 def _build(records, weights, seed):
-  config = trainer.TrainConfig(records_dir=records, weights=weights, seed=seed,
-                               **TINY)
-  info = reader.load_info(records)
+  config = TrainConfig(records_dir=records, weights=weights, seed=seed,
+                       **TINY)
+  info = load_info(records)
   shape = tuple(info.image_shape) + (info.channels,)
-  _, model, _ = trainer.build_models(config, shape, len(info.class_names))
+  _, model, _ = build.build_models(config, shape, len(info.class_names))
   return config, model
 
 
 def test_other_classes_keep_the_backbone_and_rebuild_the_head(pretrained):
   root, run_a = pretrained
   records_b = _records(root, seed=2, classes=SUBSET)
-  assert reader.load_info(records_b).class_names == sorted(
+  assert load_info(records_b).class_names == sorted(
       c.lower() for c in SUBSET)
   source = models.load_model(os.path.join(run_a, rundir.BEST_MODEL))
   config, model = _build(records_b, run_a, seed=2)

@@ -6,15 +6,19 @@ the labelled preliminary test set gives test, the unlabelled final set is skippe
 
 from __future__ import annotations
 
+
 import dataclasses
 import os
 import re
 from typing import Mapping, Sequence
 
+
+from hep2tf.data.sources.common import (_boolean, _check_root, CNMC_CLASSES, _finish,
+                                        _is_image, _key, _listing, _normal_split,
+                                        _Problems, Source, _subdirs)
+from hep2tf.data.sources.files import _Folder, _Resolver
+from hep2tf.data.sources.tables import _open_text, _read_table
 from hep2tf.errors import InputError, Rejects
-from hep2tf.data.sources.common import (CNMC_CLASSES, Source, _Folder, _Problems,
-    _Resolver, _boolean, _check_root, _finish, _is_image, _key, _listing,
-    _normal_split, _open_text, _read_table, _subdirs)
 
 
 _FOLD_RE = re.compile(r"fold_?(\d+)")

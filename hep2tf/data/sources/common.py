@@ -1,24 +1,27 @@
-"""What every source reader shares: the example table, CSV reading, file finding.
+"""What every source reader shares: the example table and the small helpers.
 
-`Source` and `COLUMNS` define a reader's output (see `sources.py`); the helpers read
-CSVs as text (separator sniffed, BOM and CRLF handled, rows numbered for messages),
-find image files without leaving the data folder (symlinks included) and collect or
-raise row-level problems (`_Problems`). The readers live in `sources.py` (ICPR 2014,
-folder, csv), `sources_icpr2012.py` and `sources_cnmc.py`.
+`Source` and `COLUMNS` define a reader's output (see `hep2tf.data.sources`); the
+helpers match names loosely (`_key`), list folders for messages, check the data
+folder, read layout options given as text, and collect or raise row-level problems
+(`_Problems`). CSV reading is in `tables.py`, file finding in `files.py`; the readers
+are `icpr2014.py`, `icpr2012.py`, `cnmc.py` and `generic.py`.
 """
 
 from __future__ import annotations
 
-import csv
+
 import dataclasses
 import os
 import re
-from typing import Iterable, Sequence
+from typing import Sequence
+
 
 import pandas as pd
 from absl import logging
 
+
 from hep2tf.errors import InputError, Rejects
+
 
 # `fold`: the dataset's own cross-validation fold (C-NMC fold_0..2), else "".
 COLUMNS = ("id", "path", "label", "mask_path", "intensity", "group", "split", "fold")
@@ -42,7 +45,6 @@ _ID_COLUMNS = ("imageid", "id", "cellid", "image")
 _CLASS_COLUMNS = ("imageclass", "class", "pattern", "label")
 _INTENSITY_COLUMNS = ("intensity",)
 _SPECIMEN_COLUMNS = ("specimen", "specimenid", "specimenno", "specimennumber")
-_SEPARATORS = (",", ";", "\t")
 _SHOW = 8     # folder entries listed in an error message
 
 
@@ -166,249 +168,11 @@ def _frame(rows: list[dict[str, str]], where: str) -> pd.DataFrame:
   return frame.astype(str).reset_index(drop=True)
 
 
-# ---------------------------------------------------------------- CSV reading
-
-
-@dataclasses.dataclass
-class _Table:
-  """A CSV read as text: stripped header and rows of (data row, line, values)."""
-  path: str
-  separator: str
-  header: list[str]
-  rows: list[tuple[int, int, list[str]]]
-
-  def column(self, aliases: Sequence[str]) -> int | None:
-    """Index of the first header cell whose `_key` is one of `aliases`, else None."""
-    keys = [_key(h) for h in self.header]
-    for alias in aliases:
-      if alias in keys:
-        return keys.index(alias)
-    return None
-
-  def require(self, aliases: Sequence[str], expected: str) -> int:
-    """Like `column`, but a missing column is a structural InputError."""
-    index = self.column(aliases)
-    if index is None:
-      raise _header_error(self, expected)
-    return index
-
-
-def _header_error(table: _Table, expected: str) -> InputError:
-  reason = (f"expected columns {expected} separated by {table.separator!r}; "
-            f"found header {table.header!r}")
-  others = [s for s in _SEPARATORS
-            if s != table.separator and s in table.header[0]]
-  if len(table.header) == 1 and others:
-    reason += (f" (one column containing {others[0]!r}: wrong separator? the file "
-               f"seems to be separated by {others[0]!r})")
-  return InputError(reason, file=table.path)
-
-
-def _open_text(path: str):
-  """Opens a CSV as text: UTF-8 (a BOM is dropped), else Windows-1252."""
-  try:
-    with open(path, encoding="utf-8-sig") as f:
-      f.read()
-    return open(path, encoding="utf-8-sig", newline="")
-  except UnicodeDecodeError:
-    logging.warning("%s is not UTF-8; reading it as Windows-1252", path)
-    return open(path, encoding="cp1252", newline="")
-
-
-def _sniff(line: str) -> str:
-  counts = [(line.count(s), s) for s in _SEPARATORS]
-  best = max(counts, key=lambda c: c[0])
-  return best[1] if best[0] else ","
-
-
-def _read_table(path: str, separator: str | None,
-                problems: _Problems) -> _Table:
-  """Reads a CSV as stripped text cells; raises for a missing or empty file.
-
-  `separator` None sniffs `,`, `;` or tab from the header line. Blank lines are
-  skipped; a row with more non-empty cells than the header is a row problem.
-  """
-  if not os.path.isfile(path):
-    raise InputError("CSV file not found", file=path)
-  with _open_text(path) as f:
-    text = f.read()
-  lines = text.splitlines()
-  first = next((l for l in lines if l.strip()), None)
-  if first is None:
-    raise InputError("the file is empty (expected a header line and data rows)",
-                     file=path)
-  separator = separator or _sniff(first)
-  reader = csv.reader(lines, delimiter=separator)
-  header: list[str] | None = None
-  rows, row = [], 0
-  for values in reader:
-    values = [v.strip() for v in values]
-    if not any(values):
-      continue
-    if header is None:
-      header = values
-      continue
-    line, row = reader.line_num, row + 1
-    extra = [v for v in values[len(header):] if v]
-    if extra:
-      problems(f"{len(values)} cells but the header has {len(header)} columns",
-               path, row, line)
-      continue
-    values = (values + [""] * len(header))[:len(header)]
-    rows.append((row, line, values))
-  table = _Table(path, separator, header or [], rows)
-  if not rows and not problems.count:
-    raise InputError(f"no data rows below the header {table.header!r}", file=path)
-  return table
-
-
-# ---------------------------------------------------------------- file finding
-
-
-@dataclasses.dataclass
-class _Folder:
-  """One folder listed once: lower-case name -> name, and which names are links."""
-  path: str
-  names: dict[str, str]
-  links: set[str]
-  split: str = ""
-
-  @classmethod
-  def scan(cls, path: str, split: str = "") -> "_Folder":
-    names, links = {}, set()
-    try:
-      entries = list(os.scandir(path))
-    except OSError:
-      entries = []
-    for e in entries:
-      if e.is_file():
-        names[e.name.lower()] = e.name
-        if e.is_symlink():
-          links.add(e.name)
-    return cls(path, names, links, split)
-
-
-class _Resolver:
-  """Turns file names into checked absolute paths, caching folder real paths."""
-
-  def __init__(self, root: str, real_root: str):
-    self.root, self.real_root = root, real_root
-    self._real_dirs: dict[str, str] = {}
-
-  def _real_dir(self, directory: str) -> str:
-    if directory not in self._real_dirs:
-      self._real_dirs[directory] = os.path.realpath(directory)
-    return self._real_dirs[directory]
-
-  def escapes(self, path: str, is_link: bool | None = None) -> bool:
-    """Whether `path` (absolute, normalised) resolves outside the data folder."""
-    real = os.path.join(self._real_dir(os.path.dirname(path)),
-                        os.path.basename(path))
-    if is_link is None:
-      is_link = os.path.islink(real)
-    if is_link:
-      real = os.path.realpath(real)
-    return not _inside(self.real_root, real)
-
-  def in_folder(self, folder: _Folder, name: str) -> tuple[str | None, str]:
-    """(absolute path or None, problem) of file `name` in a listed folder."""
-    if not name or name != os.path.basename(name) or name in (".", ".."):
-      target = os.path.normpath(os.path.join(folder.path, name))
-      if self.escapes(target):
-        return None, f"{name!r} climbs out of the data folder {self.root}"
-      return None, f"{name!r} is a path, expected a plain file name"
-    actual = folder.names.get(name.lower())
-    if actual is None:
-      return None, f"image file {name} not found in {folder.path}"
-    path = os.path.join(folder.path, actual)
-    if self.escapes(path, actual in folder.links):
-      return None, (f"{path} resolves to {os.path.realpath(path)}, outside the "
-                    f"data folder {self.root}")
-    return path, ""
-
-  def relative(self, value: str, bases: Sequence[str]) -> tuple[str | None, str]:
-    """(absolute path or None, problem) of a path written in a CSV."""
-    value = value.replace("\\", "/") if os.sep == "/" else value
-    candidates = ([value] if os.path.isabs(value)
-                  else [os.path.join(b, value) for b in dict.fromkeys(bases)])
-    candidates = [os.path.normpath(c) for c in candidates]
-    inside = [c for c in candidates if not self.escapes(c)]
-    if not inside:
-      return None, (f"path {value!r} climbs out of the data folder {self.root}"
-                    " (after following symlinks)")
-    for candidate in inside:
-      if os.path.isfile(candidate):
-        return candidate, ""
-    return None, f"image file {value!r} not found (looked in {', '.join(bases)})"
-
-
-def _find_file(root: str, names: Sequence[str], depth: int = 2) -> list[str]:
-  """Files below `root` (at most `depth` folders down) whose name is in `names`."""
-  wanted = {n.lower() for n in names}
-  found = []
-  for directory, dirs, files in os.walk(root):
-    level = os.path.relpath(directory, root).count(os.sep) + (directory != root)
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
-    found += [os.path.join(directory, f) for f in sorted(files)
-              if f.lower() in wanted]
-  return found
-
-
-def _best_folder(candidates: Iterable[str], wanted: set[str]) -> _Folder | None:
-  """The candidate folder holding most of the `wanted` (lower-case) file names."""
-  best, hits = None, 0
-  for path in dict.fromkeys(candidates):
-    folder = _Folder.scan(path)
-    count = len(wanted.intersection(folder.names))
-    if count > hits:
-      best, hits = folder, count
-  return best
-
-
 def _class_lookup(class_names: Sequence[str]) -> dict[str, str]:
   """`_key` of each spelling (aliases included) -> canonical class name."""
   lookup = {k: c for k, c in _CLASS_ALIASES.items() if c in class_names}
   lookup.update({_key(c): c for c in class_names})
   return lookup
-
-
-@dataclasses.dataclass
-class _Found:
-  path: str
-  split: str
-
-
-def _image_and_mask(resolver: _Resolver, folders: list[_Folder], cell_id: str,
-                    mask_suffix: str) -> tuple[_Found | None, str, str]:
-  """Finds `<id>.png` in exactly one folder and its mask beside it, if any."""
-  file_name = f"{cell_id}.png"
-  if len(folders) == 1 or file_name != os.path.basename(file_name):
-    image, problem = resolver.in_folder(folders[0], file_name)
-    found = [(folders[0], image)] if image else []
-  else:
-    found, problem = [], ""
-    for folder in folders:
-      if file_name.lower() in folder.names:
-        image, problem = resolver.in_folder(folder, file_name)
-        if problem:
-          return None, "", problem
-        found.append((folder, image))
-    if not found:
-      places = ", ".join(f.path for f in folders)
-      problem = f"image file {file_name} not found in {places}"
-  if problem:
-    return None, "", problem
-  if len(found) > 1:
-    places = " and ".join(f.path for f, _ in found)
-    return None, "", f"image file {file_name} found in both {places}"
-  folder, image = found[0]
-  mask_name = f"{cell_id}{mask_suffix}.png"
-  mask = ""
-  if mask_name.lower() in folder.names:
-    mask, problem = resolver.in_folder(folder, mask_name)
-    if problem:
-      return None, "", f"mask: {problem}"
-  return _Found(image, folder.split), mask, ""
 
 
 def _icpr_id(value: str, digits: int) -> str:

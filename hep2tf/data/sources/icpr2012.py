@@ -6,14 +6,18 @@ from the contest's `cells.csv` when it is there.
 
 from __future__ import annotations
 
+
 import os
 from typing import Sequence
 
+
+from hep2tf.data.sources.common import (_check_root, _CLASS_COLUMNS, _class_lookup,
+                                        _finish, ICPR2012_CLASSES, _icpr_id,
+                                        _ID_COLUMNS, _INTENSITY_COLUMNS, _key, _listing,
+                                        _normal_split, _Problems, Source, _subdirs)
+from hep2tf.data.sources.files import _Folder, _image_and_mask, _Resolver
+from hep2tf.data.sources.tables import _header_error, _read_table
 from hep2tf.errors import InputError, Rejects
-from hep2tf.data.sources.common import (ICPR2012_CLASSES, Source, _CLASS_COLUMNS,
-    _Folder, _ID_COLUMNS, _INTENSITY_COLUMNS, _Problems, _Resolver, _check_root,
-    _class_lookup, _finish, _header_error, _icpr_id, _image_and_mask, _key,
-    _listing, _normal_split, _read_table, _subdirs)
 
 
 def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",

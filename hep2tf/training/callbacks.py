@@ -1,0 +1,85 @@
+"""The trainer's own Keras callbacks (the summaries' are in summaries.py).
+
+`NaNGuard` stops at the first non-finite loss and remembers where;
+`SafeBackupAndRestore` never backs up an epoch whose loss went non-finite; `BestModel`
+keeps the inference model of the epoch with the best validation MCA (RUN/best.keras,
+written atomically) and its value across a resume (RUN/best.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import keras
+
+from hep2tf import rundir, storage
+
+
+class NaNGuard(keras.callbacks.Callback):
+  """Stops at the first non-finite loss and remembers where."""
+
+  def __init__(self):
+    super().__init__()
+    self.where = None
+    self._epoch = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      self.where = (self._epoch + 1, batch)
+      self.model.stop_training = True
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """BackupAndRestore that never backs up an epoch whose loss went non-finite, so a
+  resumed run starts from the last good state."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      return
+    super().on_epoch_end(epoch, logs)
+
+
+def atomic_save(model: keras.Model, path: str) -> None:
+  """Saves a .keras file so that a crash leaves the old file or the new, never half."""
+  tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
+                     os.path.basename(path))
+  model.save(tmp)
+  storage.replace(tmp, path)
+
+
+class BestModel(keras.callbacks.Callback):
+  """Keeps the inference model of the epoch with the best validation MCA; the best
+  value survives a resume (RUN/best.json)."""
+
+  def __init__(self, model_dir: str, inference_model: keras.Model,
+               monitor: str = "val_mca"):
+    super().__init__()
+    self._dir = model_dir
+    self._inference_model = inference_model
+    self._monitor = monitor
+    self._state_path = os.path.join(model_dir, rundir.BEST_STATE)
+    self.best = -math.inf
+    if storage.exists(self._state_path):
+      with storage.open_file(self._state_path) as f:
+        self.best = json.load(f)["value"]
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self._monitor)
+    if value is None or not math.isfinite(float(value)):
+      return
+    if float(value) > self.best:
+      self.best = float(value)
+      atomic_save(self._inference_model, os.path.join(self._dir, rundir.BEST_MODEL))
+      write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
+                                    "epoch": epoch + 1})
+
+
+def write_json(path: str, obj) -> None:
+  storage.write_atomic(path, json.dumps(obj, indent=2))
