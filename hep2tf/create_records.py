@@ -63,6 +63,8 @@ def define_flags() -> None:
   # Synthetic.
   flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
                        "synthetic: cells to draw.")
+  flags.DEFINE_integer("synth_num_specimens", None, "synthetic: specimens (wells) "
+                       "to spread the cells over (default: the generator's rule).")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
   flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
                     "synthetic: default, or stress (specimen shift: its test "
@@ -154,6 +156,7 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    output_dir: str | None = None, name: str | None = None,
                    overwrite: bool = False, source_options: dict | None = None,
                    synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
+                   synth_num_specimens: int | None = None,
                    synth_seed: int = 0, synth_profile: str = "default",
                    validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
                    test_fraction: float = splits.DEFAULT_TEST_FRACTION,
@@ -182,10 +185,12 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
     data_dir = data_dir or SYNTHETIC_DIR + suffix
     name = name or SYNTHETIC_NAME + suffix
     if not synth.matches(data_dir, synth_num_images, synth_seed,
-                         SYNTHETIC_IMAGE_SIZE, profile=synth_profile):
+                         SYNTHETIC_IMAGE_SIZE, synth_num_specimens,
+                         profile=synth_profile):
       logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
       synth.generate(data_dir, synth_num_images, seed=synth_seed,
-                     image_size=SYNTHETIC_IMAGE_SIZE, num_workers=num_workers,
+                     image_size=SYNTHETIC_IMAGE_SIZE,
+                     num_specimens=synth_num_specimens, num_workers=num_workers,
                      overwrite=True, profile=synth_profile)
     layout = "icpr2014"
   elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
@@ -245,7 +250,8 @@ def main(argv: Sequence[str]) -> int:
     summary, rejects = create_records(
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
-        synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
+        synth_num_images=FLAGS.synth_num_images,
+        synth_num_specimens=FLAGS.synth_num_specimens, synth_seed=FLAGS.synth_seed,
         synth_profile=FLAGS.synth_profile,
         validation_fraction=FLAGS.validation_fraction,
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,

@@ -60,6 +60,7 @@ class TrainConfig:
   # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
   cnn_filters: str = "16,32,64,64,128"  # one width per conv layer
   dense_units: int = 128                # fc1 and fc2
+  cnn_head: str = "flatten"             # flatten (the seed's) or avg (global pooling)
   # Augmentation (inside the compiled training step).
   rotation: bool = True
   rot90: bool = True
@@ -129,13 +130,15 @@ def model_hparams(config: TrainConfig) -> dict:
   """The hparams each model family takes (backbones normalise on their own)."""
   hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
   if config.model in SCRATCH_MODELS:
-    hparams.update(batch_norm=config.batch_norm, normalization=config.normalization)
+    # cnn_bn is the cnn with batch_norm=True: --batch_norm adds it, never removes it.
+    hparams.update(batch_norm=config.batch_norm or config.model == "cnn_bn",
+                   normalization=config.normalization)
   else:
     hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
                    backbone_trainable=config.freeze_epochs == 0)
   if config.model in ("cnn", "cnn_bn"):
     hparams.update(filters=parse_widths(config.cnn_filters),
-                   dense_units=config.dense_units)
+                   dense_units=config.dense_units, head=config.cnn_head)
   return hparams
 
 
