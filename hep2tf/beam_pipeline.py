@@ -71,10 +71,11 @@ _LAST_FILES = ("hep2tf.json", "dataset_info.json")
 def prepare_examples(dataset: str = create_records.SYNTHETIC,
                      data_dir: str | None = None, *, name: str | None = None,
                      source_options: dict | None = None,
-                     synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
+                     synth_num_images: int = create_records.DEFAULT_SET_IMAGES,
+                     synth_num_specimens: int | None = None,
                      synth_seed: int = 0,
-                     validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
-                     test_fraction: float = splits.DEFAULT_TEST_FRACTION,
+                     validation_fraction: float | None = None,
+                     test_fraction: float | None = None,
                      group_split: bool = True, balance: str = "none",
                      augment_copies: int = 0, seed: int = 0, on_error: str = "fail",
                      num_workers: int = 1
@@ -84,16 +85,22 @@ def prepare_examples(dataset: str = create_records.SYNTHETIC,
   Args mirror `create_records.create_records`. Returns (source, example table with
   split and dihedral set, the data folder, rejects so far). Raises InputError.
   """
+  synth_num_specimens, validation_fraction, test_fraction = (
+      create_records.default_set_options(
+          dataset, synth_num_images, "default", synth_num_specimens,
+          validation_fraction, test_fraction))
   rejects = errors.Rejects()
   layout = dataset
   if dataset == create_records.SYNTHETIC:
     data_dir = data_dir or create_records.SYNTHETIC_DIR
     name = name or create_records.SYNTHETIC_NAME
     size = create_records.SYNTHETIC_IMAGE_SIZE
-    if not synth.matches(data_dir, synth_num_images, synth_seed, size):
+    if not synth.matches(data_dir, synth_num_images, synth_seed, size,
+                         synth_num_specimens):
       logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
       synth.generate(data_dir, synth_num_images, seed=synth_seed, image_size=size,
-                     num_workers=num_workers, overwrite=True)
+                     num_specimens=synth_num_specimens, num_workers=num_workers,
+                     overwrite=True)
     layout = "icpr2014"
   elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
     # --csv_path alone: the paths in it are relative to its folder.
@@ -418,7 +425,8 @@ def run_conversion(flag_values, pipeline_args: Sequence[str]
   options = create_records.source_options(f)
   source, examples, data_dir, rejects = prepare_examples(
       f.dataset, f.data_dir, name=f.name, source_options=options,
-      synth_num_images=f.synth_num_images, synth_seed=f.synth_seed,
+      synth_num_images=f.synth_num_images,
+      synth_num_specimens=f.synth_num_specimens, synth_seed=f.synth_seed,
       validation_fraction=f.validation_fraction, test_fraction=f.test_fraction,
       group_split=f.group_split, balance=f.balance,
       augment_copies=f.augment_copies, seed=f.seed, on_error=f.on_error,

@@ -39,6 +39,15 @@ SYNTHETIC = "synthetic"
 SYNTHETIC_NAME = "synthetic_hep2"
 SYNTHETIC_DIR = "data/synthetic_hep2"
 SYNTHETIC_IMAGE_SIZE = 78
+# The embedded default set (synthetic, no size flag): sized for the default job
+# (configs/cnn.flags, 10 minutes on the slowest CPU class) while its test split,
+# grouped by specimen, keeps >= 2,000 cells and >= 2 specimens of every class.
+# ICPR 2014's proportion (83 specimens for 13,596 cells) would give Golgi, the rarest
+# class, 2 specimens here; 110 (about 65 cells each) give it 6, and a 30% test split
+# takes at least two of them.
+DEFAULT_SET_IMAGES = 7200
+DEFAULT_SET_SPECIMENS = 110
+DEFAULT_SET_FRACTIONS = (0.14, 0.30)  # validation, test
 
 
 def define_flags() -> None:
@@ -61,10 +70,13 @@ def define_flags() -> None:
       "test_csv=PATH; icpr2012: cells_csv=PATH; folder: channels=1; csv: "
       "class_names=a,b. Repeat for more.")
   # Synthetic.
-  flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
-                       "synthetic: cells to draw.")
+  flags.DEFINE_integer("synth_num_images", DEFAULT_SET_IMAGES,
+                       "synthetic: cells to draw (the default set: "
+                       f"{DEFAULT_SET_IMAGES:,}; ICPR 2014's size: 13,596).")
   flags.DEFINE_integer("synth_num_specimens", None, "synthetic: specimens (wells) "
-                       "to spread the cells over (default: the generator's rule).")
+                       "to spread the cells over (default: "
+                       f"{DEFAULT_SET_SPECIMENS} for the {DEFAULT_SET_IMAGES:,}-cell "
+                       "default set, else ICPR 2014's 83 scaled to the cells).")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
   flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
                     "synthetic: default, or stress (specimen shift: its test "
@@ -77,10 +89,14 @@ def define_flags() -> None:
                       f"layout's; {SYNTHETIC_NAME} for synthetic).")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing records folder.")
   # Splits, balance, offline augmentation.
-  flags.DEFINE_float("validation_fraction", splits.DEFAULT_VALIDATION_FRACTION,
-                     "Fraction of all examples for validation when splits are made.")
-  flags.DEFINE_float("test_fraction", splits.DEFAULT_TEST_FRACTION,
-                     "Fraction of all examples for test when splits are made.")
+  flags.DEFINE_float("validation_fraction", None,
+                     "Fraction of all examples for validation when splits are made "
+                     f"(default {splits.DEFAULT_VALIDATION_FRACTION}; the synthetic "
+                     f"default set: {DEFAULT_SET_FRACTIONS[0]}).")
+  flags.DEFINE_float("test_fraction", None,
+                     "Fraction of all examples for test when splits are made "
+                     f"(default {splits.DEFAULT_TEST_FRACTION}; the synthetic "
+                     f"default set: {DEFAULT_SET_FRACTIONS[1]}).")
   flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
                        "split when groups are known.")
   flags.DEFINE_enum("small_groups", "carve", list(splits.SMALL_GROUP_MODES),
@@ -152,14 +168,37 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
   return (parts[0], parts[-1])
 
 
+def default_set_options(dataset: str, synth_num_images: int, synth_profile: str,
+                        synth_num_specimens: int | None,
+                        validation_fraction: float | None,
+                        test_fraction: float | None
+                        ) -> tuple[int | None, float, float]:
+  """(synth_num_specimens, validation_fraction, test_fraction), the ones left None
+  filled in: the default set's (DEFAULT_SET_*) for the synthetic set of
+  DEFAULT_SET_IMAGES cells, the generator's rule and splits' defaults otherwise."""
+  default_set = (dataset == SYNTHETIC and synth_profile == "default"
+                 and synth_num_images == DEFAULT_SET_IMAGES)
+  if default_set:
+    fractions = DEFAULT_SET_FRACTIONS
+    if synth_num_specimens is None:
+      synth_num_specimens = DEFAULT_SET_SPECIMENS
+  else:
+    fractions = (splits.DEFAULT_VALIDATION_FRACTION, splits.DEFAULT_TEST_FRACTION)
+  if validation_fraction is None:
+    validation_fraction = fractions[0]
+  if test_fraction is None:
+    test_fraction = fractions[1]
+  return synth_num_specimens, validation_fraction, test_fraction
+
+
 def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
                    output_dir: str | None = None, name: str | None = None,
                    overwrite: bool = False, source_options: dict | None = None,
-                   synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
+                   synth_num_images: int = DEFAULT_SET_IMAGES,
                    synth_num_specimens: int | None = None,
                    synth_seed: int = 0, synth_profile: str = "default",
-                   validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
-                   test_fraction: float = splits.DEFAULT_TEST_FRACTION,
+                   validation_fraction: float | None = None,
+                   test_fraction: float | None = None,
                    group_split: bool = True, small_groups: str = "carve",
                    balance: str = "none",
                    augment_copies: int = 0, seed: int = 0,
@@ -178,6 +217,9 @@ def create_records(dataset: str = SYNTHETIC, data_dir: str | None = None, *,
   Raises InputError for bad input (nothing is published then).
   """
   num_workers = num_workers or os.cpu_count() or 1
+  synth_num_specimens, validation_fraction, test_fraction = default_set_options(
+      dataset, synth_num_images, synth_profile, synth_num_specimens,
+      validation_fraction, test_fraction)
   rejects = errors.Rejects()
   layout = dataset
   if dataset == SYNTHETIC:
