@@ -37,7 +37,8 @@ def run_conversion(flag_values, pipeline_args: Sequence[str]
   options = create.source_options(f)
   source, examples, data_dir, rejects = beam.prepare_examples(
       f.dataset, f.data_dir, name=f.name, source_options=options,
-      synth_num_images=f.synth_num_images, synth_seed=f.synth_seed,
+      synth_num_images=f.synth_num_images,
+      synth_num_specimens=f.synth_num_specimens, synth_seed=f.synth_seed,
       validation_fraction=f.validation_fraction, test_fraction=f.test_fraction,
       group_split=f.group_split, balance=f.balance,
       augment_copies=f.augment_copies, seed=f.seed, on_error=f.on_error,

@@ -54,8 +54,14 @@ def define_flags() -> None:
       "test_csv=PATH; icpr2012: cells_csv=PATH; folder: channels=1; csv: "
       "class_names=a,b. Repeat for more.")
   # Synthetic.
-  flags.DEFINE_integer("synth_num_images", synth.DEFAULT_NUM_IMAGES,
-                       "synthetic: cells to draw.")
+  flags.DEFINE_integer("synth_num_images", create.DEFAULT_SET_IMAGES,
+                       "synthetic: cells to draw (the default set: "
+                       f"{create.DEFAULT_SET_IMAGES:,}; ICPR 2014's size: 13,596).")
+  flags.DEFINE_integer("synth_num_specimens", None, "synthetic: specimens (wells) "
+                       "to spread the cells over (default: "
+                       f"{create.DEFAULT_SET_SPECIMENS} for the "
+                       f"{create.DEFAULT_SET_IMAGES:,}-cell default set, else ICPR "
+                       "2014's 83 scaled to the cells).")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
   flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
                     "synthetic: default, or stress (specimen shift: its test "
@@ -68,10 +74,14 @@ def define_flags() -> None:
                       f"layout's; {create.SYNTHETIC_NAME} for synthetic).")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing records folder.")
   # Splits, balance, offline augmentation.
-  flags.DEFINE_float("validation_fraction", splits.DEFAULT_VALIDATION_FRACTION,
-                     "Fraction of all examples for validation when splits are made.")
-  flags.DEFINE_float("test_fraction", splits.DEFAULT_TEST_FRACTION,
-                     "Fraction of all examples for test when splits are made.")
+  flags.DEFINE_float("validation_fraction", None,
+                     "Fraction of all examples for validation when splits are made "
+                     f"(default {splits.DEFAULT_VALIDATION_FRACTION}; the synthetic "
+                     f"default set: {create.DEFAULT_SET_FRACTIONS[0]}).")
+  flags.DEFINE_float("test_fraction", None,
+                     "Fraction of all examples for test when splits are made "
+                     f"(default {splits.DEFAULT_TEST_FRACTION}; the synthetic "
+                     f"default set: {create.DEFAULT_SET_FRACTIONS[1]}).")
   flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
                        "split when groups are known.")
   flags.DEFINE_enum("small_groups", "carve", list(splits.SMALL_GROUP_MODES),
@@ -122,7 +132,8 @@ def main(argv: Sequence[str]) -> int:
     summary, rejects = create.create_records(
         FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
         overwrite=FLAGS.overwrite, source_options=options,
-        synth_num_images=FLAGS.synth_num_images, synth_seed=FLAGS.synth_seed,
+        synth_num_images=FLAGS.synth_num_images,
+        synth_num_specimens=FLAGS.synth_num_specimens, synth_seed=FLAGS.synth_seed,
         synth_profile=FLAGS.synth_profile,
         validation_fraction=FLAGS.validation_fraction,
         test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,

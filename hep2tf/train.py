@@ -41,6 +41,7 @@ def define_flags() -> None:
   flags.DEFINE_boolean("batch_norm", _D.batch_norm, "BatchNorm after each conv (cnn, alexnet).")
   flags.DEFINE_enum("normalization", _D.normalization, ["per_image", "dataset", "none"], "Input normalisation inside the model.")
   flags.DEFINE_string("cnn_filters", _D.cnn_filters, "cnn: filters of the 5 conv layers, comma separated (the seed study's: 32,64,128,256,512).")
+  flags.DEFINE_enum("cnn_head", _D.cnn_head, ["flatten", "avg"], "cnn: flatten the last feature map into fc1 (the seed study's) or average each filter over the cell first (avg: global average pooling).")
   flags.DEFINE_integer("dense_units", _D.dense_units, "cnn: units of each of the two dense layers (the seed study's: 1024).")
   flags.DEFINE_integer("freeze_epochs", _D.freeze_epochs, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
   # Augmentation.

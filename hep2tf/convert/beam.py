@@ -55,10 +55,11 @@ _LAST_FILES = (INFO_FILE, "dataset_info.json")
 def prepare_examples(dataset: str = create.SYNTHETIC,
                      data_dir: str | None = None, *, name: str | None = None,
                      source_options: dict | None = None,
-                     synth_num_images: int = synth.DEFAULT_NUM_IMAGES,
+                     synth_num_images: int = create.DEFAULT_SET_IMAGES,
+                     synth_num_specimens: int | None = None,
                      synth_seed: int = 0,
-                     validation_fraction: float = splits.DEFAULT_VALIDATION_FRACTION,
-                     test_fraction: float = splits.DEFAULT_TEST_FRACTION,
+                     validation_fraction: float | None = None,
+                     test_fraction: float | None = None,
                      group_split: bool = True, balance: str = "none",
                      augment_copies: int = 0, seed: int = 0, on_error: str = "fail",
                      num_workers: int = 1
@@ -68,16 +69,22 @@ def prepare_examples(dataset: str = create.SYNTHETIC,
   Args mirror `create.create_records`. Returns (source, example table with
   split and dihedral set, the data folder, rejects so far). Raises InputError.
   """
+  synth_num_specimens, validation_fraction, test_fraction = (
+      create.default_set_options(
+          dataset, synth_num_images, "default", synth_num_specimens,
+          validation_fraction, test_fraction))
   rejects = errors.Rejects()
   layout = dataset
   if dataset == create.SYNTHETIC:
     data_dir = data_dir or create.SYNTHETIC_DIR
     name = name or create.SYNTHETIC_NAME
     size = create.SYNTHETIC_IMAGE_SIZE
-    if not synth.matches(data_dir, synth_num_images, synth_seed, size):
+    if not synth.matches(data_dir, synth_num_images, synth_seed, size,
+                         synth_num_specimens):
       logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
       synth.generate(data_dir, synth_num_images, seed=synth_seed, image_size=size,
-                     num_workers=num_workers, overwrite=True)
+                     num_specimens=synth_num_specimens, num_workers=num_workers,
+                     overwrite=True)
     layout = "icpr2014"
   elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
     # --csv_path alone: the paths in it are relative to its folder.

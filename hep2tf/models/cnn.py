@@ -22,6 +22,7 @@ from hep2tf.models import layers as hep2tf_layers
 FILTERS = (32, 64, 128, 256, 512)
 KERNEL_SIZES = (5, 3, 3, 3, 3)
 DENSE_UNITS = 1024
+HEADS = ("flatten", "avg")
 
 
 @register("cnn")
@@ -32,6 +33,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
           dropout: float = 0.5,
           weight_decay: float = 5e-4,
           batch_norm: bool = False,
+          head: str = "flatten",
           normalization: str = "per_image",
           mean: float | Sequence[float] | None = None,
           std: float | Sequence[float] | None = None,
@@ -46,6 +48,9 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
     dropout: rate after fc1 and after fc2.
     weight_decay: L2 coefficient on every conv and dense kernel (see l2_regularizer).
     batch_norm: BatchNormalization after each conv, before the ReLU.
+    head: how the last feature map reaches fc1: "flatten" (the seed study's: every
+      position its own weights) or "avg" (global average pooling: the mean of each
+      filter over the cell, so fc1 does not depend on where a feature lies).
     normalization, mean, std: the input normalisation (layers.normalization_layer).
     weights: None/"none" or a path; `build_model` loads a path after building.
 
@@ -53,6 +58,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
     keras.Model named "cnn" with layers conv1..convN, fc1, fc2, logits, probs.
   """
   hep2tf_layers.check_scratch_weights(weights, "cnn")
+  if head not in HEADS:
+    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
   if len(filters) != len(kernel_sizes):
     raise ValueError(f"filters {filters} and kernel_sizes {kernel_sizes} differ "
                      f"in length")
@@ -71,7 +78,10 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
       x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
     x = keras.layers.Activation("relu", name=f"relu{i}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-  x = keras.layers.Flatten(name="flatten")(x)
+  if head == "avg":
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+  else:
+    x = keras.layers.Flatten(name="flatten")(x)
   for i in (1, 2):
     x = keras.layers.Dense(
         dense_units, activation="relu", kernel_initializer="glorot_uniform",

@@ -33,13 +33,15 @@ def model_hparams(config: TrainConfig) -> dict:
   """The hparams each model family takes (backbones normalise on their own)."""
   hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
   if config.model in SCRATCH_MODELS:
-    hparams.update(batch_norm=config.batch_norm, normalization=config.normalization)
+    # cnn_bn is the cnn with batch_norm=True: --batch_norm adds it, never removes it.
+    hparams.update(batch_norm=config.batch_norm or config.model == "cnn_bn",
+                   normalization=config.normalization)
   else:
     hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
                    backbone_trainable=config.freeze_epochs == 0)
   if config.model in ("cnn", "cnn_bn"):
     hparams.update(filters=parse_widths(config.cnn_filters),
-                   dense_units=config.dense_units)
+                   dense_units=config.dense_units, head=config.cnn_head)
   return hparams
 
 

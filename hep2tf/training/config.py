@@ -35,6 +35,7 @@ class TrainConfig:
   # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
   cnn_filters: str = "16,32,64,64,128"  # one width per conv layer
   dense_units: int = 128                # fc1 and fc2
+  cnn_head: str = "flatten"             # flatten (the seed's) or avg (global pooling)
   # Augmentation (inside the compiled training step).
   rotation: bool = True
   rot90: bool = True

@@ -11,6 +11,7 @@ from absl import flags
 
 from hep2tf import create_records, errors
 from hep2tf.convert import create
+from hep2tf.data import splits, synth
 from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS
 
 
@@ -180,3 +181,35 @@ def test_stress_profile_keeps_its_specimen_split(tmp_path):
   test_files = {f"{i}.png" for i in manifest[manifest["split"] == "test"]["id"]}
   assert test_files == {p.name for p in (tmp_path / "data" / "test").glob("?????.png")}
   assert summary.split_notes == []
+
+
+def test_default_set_options_fill_only_what_is_left_none():
+  default = create.DEFAULT_SET_IMAGES
+  assert create.default_set_options("synthetic", default, "default", None,
+                                    None, None) == (110, 0.14, 0.30)
+  assert create.default_set_options("synthetic", default, "default", 50,
+                                    0.1, 0.25) == (50, 0.1, 0.25)
+  # Any other size, profile or layout: the generator's rule and the usual fractions.
+  for args in (("synthetic", 60, "default"), ("synthetic", default, "stress"),
+               ("icpr2014", default, "default")):
+    assert create.default_set_options(*args, None, None, None) == (
+        None, 0.16, 0.2)
+
+
+def test_default_set_test_split_holds_2000_cells_and_two_specimens_per_class():
+  """The default job's promise, checked on the plan and the real split code (no
+  pixels are drawn): a grouped test split of >= 2,000 cells with >= 2 specimens of
+  every class, and every class in every split."""
+  specimens, val, test = create.default_set_options(
+      "synthetic", create.DEFAULT_SET_IMAGES, "default", None, None, None)
+  plan = pd.DataFrame(synth.make_plan(create.DEFAULT_SET_IMAGES, seed=0,
+                                      num_specimens=specimens))
+  table = pd.DataFrame({"id": plan["image_id"].astype(str), "path": "",
+                        "label": plan["label"], "group": plan["specimen"].astype(str),
+                        "split": "", "sha256": plan["image_id"].astype(str)})
+  made = splits.assign_splits(table, validation_fraction=val, test_fraction=test)
+  assert made.attrs["split_notes"] == []
+  assert (made["split"] == "test").sum() >= 2000
+  per_class = made.groupby(["split", "label"])["group"].nunique().unstack()
+  assert per_class.loc["test"].min() >= 2, per_class
+  assert per_class.notna().all().all() and per_class.min().min() >= 1

@@ -325,6 +325,22 @@ def test_cnn_widths_are_config_fields(tiny_records):
       build.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
 
 
+def test_cnn_bn_has_batch_norm_and_the_head_is_a_config_field(tiny_records):
+  records_dir, _ = tiny_records
+  names = lambda model: [layer.name for layer in model.layers]
+  plain = build.build_models(smoke_config(records_dir, model="cnn"), (78, 78, 1), 6)[1]
+  assert "bn1" not in names(plain) and "flatten" in names(plain)
+  # The registered variant keeps its batch norm when --batch_norm is left false.
+  bn = build.build_models(smoke_config(records_dir, model="cnn_bn", batch_norm=False),
+                          (78, 78, 1), 6)[1]
+  assert {"bn1", "bn5"} <= set(names(bn))
+  avg = build.build_models(smoke_config(records_dir, cnn_head="avg"), (78, 78, 1), 6)[1]
+  assert "avg_pool" in names(avg) and "flatten" not in names(avg)
+  assert avg.get_layer("fc1").kernel.shape[0] == avg.get_layer("conv5").filters
+  with pytest.raises(ValueError, match="head"):
+    build.build_models(smoke_config(records_dir, cnn_head="max"), (78, 78, 1), 6)
+
+
 def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
   import io
 
