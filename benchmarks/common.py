@@ -7,13 +7,12 @@ value / baseline and the target, when there is one, is a bound on that ratio.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
 from typing import Callable, Iterable
 
-from hep2tf import hardware
+from hep2tf import atomic, hardware
 
 FIGURE_KEYS = ("name", "unit", "value", "baseline", "ratio", "target", "met")
 
@@ -178,9 +177,5 @@ def write_results(path: str | os.PathLike, machine: dict, figures: Iterable[Figu
   results = {"machine": machine, "settings": settings,
              "wall_seconds": round(seconds, 1),
              "figures": [f.to_json() for f in figures], "errors": errors or {}}
-  tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
+  atomic.write_json(path, results)
   return results

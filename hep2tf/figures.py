@@ -13,12 +13,11 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hep2tf import storage
+from hep2tf import atomic
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
@@ -51,19 +50,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
 
 def save_png(data: bytes, path: str | os.PathLike) -> None:
   """Writes PNG bytes to `path` atomically (temp file, then rename)."""
-  path = os.fspath(path)
-  if not storage.is_local(path):
-    storage.write_atomic(path, data)  # one object, whole or absent (storage.py)
-    return
-  folder = os.path.dirname(os.path.abspath(path))
-  handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-  try:
-    with os.fdopen(handle, "wb") as f:
-      f.write(data)
-    # mkstemp makes the file private; a figure is meant to be read by others.
-    os.chmod(tmp_path, 0o644)
-    os.replace(tmp_path, path)
-  except BaseException:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
-    raise
+  atomic.write(path, data)

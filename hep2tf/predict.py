@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import errors, storage
+from hep2tf import atomic, errors
 from hep2tf.evaluation import predict
 
 
@@ -57,7 +57,7 @@ def main(argv):
   if FLAGS.output == "-":
     frame.to_csv(sys.stdout, index=False, float_format="%.6f")
   else:
-    storage.write_atomic(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
+    atomic.write(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
     print(f"{len(frame)} predictions written to {FLAGS.output}")
 
 

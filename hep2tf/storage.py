@@ -4,7 +4,7 @@ Every path flag of hep2tf (records, run directories, weights, outputs) goes thro
 these helpers, so a cluster can keep its records and runs on shared storage, as Model
 Garden and TFDS do.
 
-What is atomic where:
+What is atomic where (the writes themselves are in atomic.py):
 - a local (POSIX) path: whole files are written to a temporary sibling and renamed
   into place (`os.replace`), folders likewise; a crash leaves the old or the new
   version, never half of one. A shared POSIX filesystem (NFS, Lustre) keeps this
@@ -35,14 +35,15 @@ def is_local(path: str | os.PathLike) -> bool:
   return "://" not in path or path.startswith("file://")
 
 
-def _local(path: str | os.PathLike) -> str:
+def local_path(path: str | os.PathLike) -> str:
+  """A local path without its file:// scheme (a URL comes back unchanged)."""
   path = os.fspath(path)
   return path[len("file://"):] if path.startswith("file://") else path
 
 
 def abspath(path: str | os.PathLike) -> str:
   """os.path.abspath for local paths; a URL is already absolute."""
-  return os.path.abspath(_local(path)) if is_local(path) else os.fspath(path)
+  return os.path.abspath(local_path(path)) if is_local(path) else os.fspath(path)
 
 
 def exists(path) -> bool:
@@ -65,7 +66,7 @@ def listdir(path) -> list[str]:
 def rmtree(path, ignore_errors: bool = False) -> None:
   path = os.fspath(path)
   if is_local(path):
-    shutil.rmtree(_local(path), ignore_errors=ignore_errors)
+    shutil.rmtree(local_path(path), ignore_errors=ignore_errors)
     return
   try:
     tf.io.gfile.rmtree(path)
@@ -78,30 +79,8 @@ def open_file(path, mode: str = "r"):
   """A file object: the built-in open for local paths, tf.io.gfile.GFile for URLs."""
   path = os.fspath(path)
   if is_local(path):
-    return open(_local(path), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    return open(local_path(path), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
   return tf.io.gfile.GFile(path, mode)
-
-
-def write_atomic(path, data: str | bytes) -> None:
-  """Writes a whole file as a temporary sibling, then `replace`s the file with it.
-
-  (Also on URLs: TensorFlow's ram:// filesystem appends when a GFile opens an
-  existing file for writing, and a rename is what object stores make whole.)
-  """
-  path = os.fspath(path)
-  mode = "wb" if isinstance(data, bytes) else "w"
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open_file(tmp, mode) as f:
-    f.write(data)
-  replace(tmp, path)
-
-
-def replace(src, dst) -> None:
-  """Moves a file over `dst`: atomic on local paths; copy + delete on object stores."""
-  if is_local(src) and is_local(dst):
-    os.replace(_local(src), _local(dst))
-  else:
-    tf.io.gfile.rename(os.fspath(src), os.fspath(dst), overwrite=True)
 
 
 def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
@@ -130,7 +109,7 @@ def local_copy(path) -> Iterator[str]:
   copy (for readers that open local files only: PIL, h5py), removed afterwards."""
   path = os.fspath(path)
   if is_local(path):
-    yield _local(path)
+    yield local_path(path)
     return
   scratch = local_staging()
   try:

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, hardware, rundir, storage
+from hep2tf import atomic, errors, hardware, rundir, storage
 from hep2tf.training import distribute, trainer
 from hep2tf.training.config import TrainConfig
 
@@ -127,7 +127,7 @@ def write_flagfile(path: str) -> None:
            if f.name != "overwrite"] + ["model_dir"]
   lines = ["# Resolved flags of this run: python -m hep2tf.train --flagfile=THIS"]
   lines += [FLAGS[name].serialize() for name in names]
-  storage.write_atomic(path, "\n".join(lines) + "\n")
+  atomic.write(path, "\n".join(lines) + "\n")
 
 
 def main(argv):

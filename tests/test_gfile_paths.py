@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from hep2tf import models, rundir, storage
+from hep2tf import atomic, models, rundir, storage
 from hep2tf.convert import create
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
@@ -70,7 +70,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
     urls.append(url)
   frame = predict.predict_files(run, urls)
   assert list(frame["class"]) == list(predictions["predicted"][:8])
-  storage.write_atomic(f"{ROOT}/predictions.csv", frame.to_csv(index=False))
+  atomic.write(f"{ROOT}/predictions.csv", frame.to_csv(index=False))
   with storage.open_file(f"{ROOT}/predictions.csv") as f:
     assert len(pd.read_csv(f)) == 8
 
@@ -83,12 +83,12 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
 
 
 def test_whole_file_writes_replace_on_urls_and_locally(tmp_path):
-  # ram:// appends when a GFile reopens a file for writing; write_atomic replaces.
+  # ram:// appends when a GFile reopens a file for writing; atomic.write replaces.
   for folder in (f"{ROOT}/atomic", str(tmp_path)):
     storage.makedirs(folder)
     path = f"{folder}/a.csv"
-    storage.write_atomic(path, "first,longer\n")
-    storage.write_atomic(path, "second\n")
+    atomic.write(path, "first,longer\n")
+    atomic.write(path, "second\n")
     with storage.open_file(path) as f:
       assert f.read() == "second\n"
     assert storage.listdir(folder) == ["a.csv"]  # no temporary left

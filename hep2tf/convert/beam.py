@@ -36,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from hep2tf import errors
+from hep2tf import atomic, errors
 from hep2tf.convert import create, loading, metadata, samples, writer
 from hep2tf.data import images, intensity, schema, sources, splits, synth
 from hep2tf.data.records import INFO_FILE, shard_file_name
@@ -279,9 +279,8 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
                       max_megapixels=max_megapixels)
 
   if local:
-    writer._clean_stale(pathlib.Path(output_dir))
-  parent, base = posixpath.split(output_dir.rstrip("/"))
-  staging = _join(parent, f".{base}.tmp-{os.getpid()}")
+    atomic.clean_stale(output_dir)
+  staging = atomic.staging_path(output_dir)
   if tf.io.gfile.exists(staging):
     tf.io.gfile.rmtree(staging)
   tf.io.gfile.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
@@ -376,7 +375,7 @@ def _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
 def _publish(staging: str, output_dir: str) -> None:
   """Local: renames into place (atomic). Elsewhere: copies, dataset_info.json last."""
   if _is_local(output_dir):
-    writer._publish(pathlib.Path(staging), pathlib.Path(output_dir))
+    atomic.publish_dir(staging, output_dir)
     return
   if tf.io.gfile.exists(output_dir):
     tf.io.gfile.rmtree(output_dir)

@@ -36,7 +36,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from hep2tf import storage
+from hep2tf import atomic, storage
 from hep2tf.convert import loading, metadata, samples
 from hep2tf.data import images, intensity, schema
 from hep2tf.data.records import INFO_FILE, REJECTS, shard_file_name
@@ -127,12 +127,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
   data_dir = pathlib.Path(data_dir).absolute() if data_dir else common_dir(
       examples["path"])
 
-  _clean_stale(output_dir)
-  staging = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
-  if staging.exists():
-    shutil.rmtree(staging)
-  staging.mkdir(parents=True)
-  try:
+  atomic.clean_stale(output_dir)
+  with atomic.staged_dir(output_dir) as staging:
     plan = shard_plan(examples, seed, num_shards)
     pixels = pixels or loading.prescan(plan, source.channels, intensity_mode,
                                        percentiles, max_megapixels, num_workers)
@@ -160,10 +156,6 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
     metadata.write_tables(staging, source, summary, manifest, has_mask, balance,
                           augment_copies, seed, dataset or name, data_dir, rejects)
     samples.write_samples(str(staging), summary, source.channels, has_mask)
-    _publish(staging, output_dir)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
   return summary
 
 
@@ -272,44 +264,6 @@ def _write_through_local(url: str, overwrite: bool, write) -> metadata.WriteSumm
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   return dataclasses.replace(summary, output_dir=url)
-
-
-def _publish(staging: pathlib.Path, output_dir: pathlib.Path) -> None:
-  """Renames the finished folder into place; the old one goes only after."""
-  if not output_dir.exists():
-    os.rename(staging, output_dir)
-    return
-  old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
-  os.rename(output_dir, old)
-  os.rename(staging, output_dir)
-  shutil.rmtree(old, ignore_errors=True)
-
-
-def _clean_stale(output_dir: pathlib.Path) -> None:
-  """Removes what a crashed earlier run left; restores an old folder it moved aside."""
-  parent = output_dir.parent
-  if not parent.exists():
-    return
-  for path in sorted(parent.glob(f".{output_dir.name}.*-*")):
-    kind, _, pid = path.name.rpartition("-")
-    if not pid.isdigit() or _alive(int(pid)):
-      continue
-    if kind.endswith(".old") and not output_dir.exists():
-      os.rename(path, output_dir)
-    elif kind.endswith((".old", ".tmp")):
-      shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-  if pid == os.getpid():
-    return False
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
 
 
 def common_dir(paths: Iterable[str]) -> pathlib.Path:

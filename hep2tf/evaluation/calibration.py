@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import optimize
 
-from hep2tf import storage
+from hep2tf import atomic, storage
 from hep2tf.errors import InputError
 
 NUM_BINS = 15
@@ -250,5 +250,5 @@ def update_run_calibration(model_dir: str, **values) -> dict[str, Any]:
   """Merges `values` into RUN/calibration.json (written atomically); returns it."""
   stored = {**read_run_calibration(model_dir), **values}
   path = os.path.join(model_dir, CALIBRATION_FILE)
-  storage.write_atomic(path, json.dumps(stored, indent=2))
+  atomic.write_json(path, stored)
   return stored

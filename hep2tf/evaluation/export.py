@@ -20,13 +20,11 @@ TIFF with the hep2tf.predict command line, which reads it as the converter does.
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import keras
 import tensorflow as tf
 
-from hep2tf import storage
+from hep2tf import atomic, storage
 from hep2tf.data import intensity
 from hep2tf.evaluation import calibration
 
@@ -90,7 +88,7 @@ def _percentile(values: tf.Tensor, q: float) -> tf.Tensor:
 def export_serving(model: keras.Model, path: str, *, class_names, channels: int,
                    image_size: tuple[int, int], temperature: float = 1.0,
                    pixels: intensity.PixelSpec | None = None) -> str:
-  """Writes the SavedModel at `path` atomically (a tmp folder renamed into place).
+  """Writes the SavedModel at `path` atomically (`atomic.staged_dir`).
 
   `temperature` divides the logits before the softmax (1.0: the model's own output).
   `pixels`: the records' PixelSpec (default 8-bit), applied inside the signature.
@@ -121,10 +119,6 @@ def export_serving(model: keras.Model, path: str, *, class_names, channels: int,
     storage.rmtree(path, ignore_errors=True)
     archive.write_out(path, verbose=False)
     return path
-  tmp = f"{path}.tmp-{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
-  archive.write_out(tmp, verbose=False)
-  if os.path.exists(path):
-    shutil.rmtree(path)
-  os.replace(tmp, path)
+  with atomic.staged_dir(path) as staging:
+    archive.write_out(str(staging), verbose=False)
   return path

@@ -9,7 +9,6 @@ bytes into the tensor `tf.summary.image` takes (the trainer's summaries use it t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Mapping
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from hep2tf import figures, rundir, storage
+from hep2tf import atomic, figures, rundir, storage
 from hep2tf.data import schema
 from hep2tf.evaluation import formatting, plots
 
@@ -29,7 +28,7 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
   out = os.path.join(model_dir, "eval", split)
   storage.makedirs(out)
   class_names = report["class_names"]
-  storage.write_atomic(os.path.join(out, "metrics.json"), json.dumps(report, indent=2))
+  atomic.write_json(os.path.join(out, "metrics.json"), report)
   frame = pd.DataFrame({
       "file_name": meta.get(schema.FILE_NAME), "id": meta.get(schema.ID),
       "group": meta.get(schema.GROUP), "intensity": meta.get(schema.INTENSITY),
@@ -40,11 +39,10 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
     frame["uncertain"] = probs.max(axis=1) < report["abstention"]["min_confidence"]
   for k, name in enumerate(class_names):
     frame[f"p_{name}"] = probs[:, k]
-  storage.write_atomic(os.path.join(out, "predictions.csv"),
-                       frame.to_csv(index=False))
+  atomic.write(os.path.join(out, "predictions.csv"), frame.to_csv(index=False))
   if report.get("group", {}).get("table"):
-    storage.write_atomic(os.path.join(out, "specimen_votes.csv"),
-                         pd.DataFrame(report["group"]["table"]).to_csv(index=False))
+    atomic.write(os.path.join(out, "specimen_votes.csv"),
+                 pd.DataFrame(report["group"]["table"]).to_csv(index=False))
   drawn = {
       "confusion_matrix": plots.confusion_matrix_figure(
           np.asarray(report["confusion_matrix"]), class_names),

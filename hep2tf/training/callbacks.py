@@ -14,7 +14,7 @@ import os
 
 import keras
 
-from hep2tf import rundir, storage
+from hep2tf import atomic, rundir, storage
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -46,14 +46,6 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     super().on_epoch_end(epoch, logs)
 
 
-def atomic_save(model: keras.Model, path: str) -> None:
-  """Saves a .keras file so that a crash leaves the old file or the new, never half."""
-  tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-" +
-                     os.path.basename(path))
-  model.save(tmp)
-  storage.replace(tmp, path)
-
-
 class BestModel(keras.callbacks.Callback):
   """Keeps the inference model of the epoch with the best validation MCA; the best
   value survives a resume (RUN/best.json)."""
@@ -76,10 +68,7 @@ class BestModel(keras.callbacks.Callback):
       return
     if float(value) > self.best:
       self.best = float(value)
-      atomic_save(self._inference_model, os.path.join(self._dir, rundir.BEST_MODEL))
-      write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
+      atomic.save_model(self._inference_model,
+                        os.path.join(self._dir, rundir.BEST_MODEL))
+      atomic.write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
                                     "epoch": epoch + 1})
-
-
-def write_json(path: str, obj) -> None:
-  storage.write_atomic(path, json.dumps(obj, indent=2))

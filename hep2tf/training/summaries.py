@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from hep2tf import figures, storage
+from hep2tf import atomic, figures, storage
 from hep2tf.evaluation import formatting, metrics, plots, results
 
 
@@ -64,7 +64,7 @@ class ScalarSummaries(keras.callbacks.Callback):
 class HistoryCSV(keras.callbacks.Callback):
   """history.csv as Keras's CSVLogger(append=True) writes it (`epoch`, then the
   logged keys sorted), but rewritten whole after each epoch with
-  `storage.write_atomic`, so it also works on object stores, which cannot append,
+  `atomic.write`, so it also works on object stores, which cannot append,
   and a crash never leaves half a row."""
 
   def __init__(self, path: str):
@@ -89,7 +89,7 @@ class HistoryCSV(keras.callbacks.Callback):
       writer.writeheader()
     writer.writerow({key: (epoch if key == "epoch" else logs.get(key, "NA"))
                      for key in fields})
-    storage.write_atomic(self._path, buffer.getvalue())
+    atomic.write(self._path, buffer.getvalue())
 
 
 class ImageSummaries(keras.callbacks.Callback):

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 from absl import flags, logging
 
-from hep2tf import errors, rundir
+from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
 from hep2tf.evaluation import evaluate
 from hep2tf.training import sweep_results, trainer
@@ -287,7 +287,7 @@ def _check_sweep_file(output_dir: str, base: TrainConfig,
           f"this sweep folder was made with other settings ({', '.join(changed)}); "
           "use another --output_dir or the same flags", file=path)
   os.makedirs(output_dir, exist_ok=True)
-  sweep_results._atomic_write(path, json.dumps(dict(state, grid=grid), indent=2) + "\n")
+  atomic.write_json(path, dict(state, grid=grid))
 
 
 def best_combination(table: pd.DataFrame, trials: Sequence[Trial]) -> dict:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hep2tf import rundir
+from hep2tf import atomic, rundir
 
 if TYPE_CHECKING:
   from hep2tf.training.sweep import Trial
@@ -78,7 +78,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 def write_results(output_dir: str, table: pd.DataFrame, num_folds: int,
                   failures: Mapping[str, str], refit: dict | None = None) -> None:
   """DIR/results.csv and DIR/results.md (the table, failures and the refit)."""
-  _atomic_write(os.path.join(output_dir, RESULTS_CSV), table.to_csv(index=False))
+  atomic.write(os.path.join(output_dir, RESULTS_CSV), table.to_csv(index=False))
   how = (f"mean and std over {num_folds} folds of the training split"
          if num_folds >= 2 else "one run per combination on the validation split")
   text = ["# Sweep results\n", f"Ranked by mean validation MCA ({how}).\n",
@@ -98,14 +98,7 @@ def write_results(output_dir: str, table: pd.DataFrame, num_folds: int,
                   f"{refit['split']} gap {gap['gap']:+.4f}."
                   + (f" **Warning:** {gap['warning']}." if gap["warning"] else ""))
     text.append("")
-  _atomic_write(os.path.join(output_dir, RESULTS_MD), "\n".join(text))
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  atomic.write(os.path.join(output_dir, RESULTS_MD), "\n".join(text))
 
 
 def write_hparams_config(output_dir: str, grid: Mapping[str, Sequence],

@@ -20,13 +20,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import figures, hardware, models, rundir, storage
+from hep2tf import atomic, figures, hardware, models, rundir, storage
 from hep2tf.data import folds, reader
 from hep2tf.data.records import check_shards, load_info, num_examples, shard_files
 from hep2tf.evaluation import export, metrics, plots
 from hep2tf.training import build, distribute, loop, summaries
-from hep2tf.training.callbacks import (BestModel, NaNGuard, SafeBackupAndRestore,
-                                       atomic_save, write_json)
+from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
 from hep2tf.training.config import TrainConfig
 
 
@@ -182,7 +181,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
                                                        len(class_names))
     build.compile_model(train_model, config, class_names, steps_per_epoch)
 
-  write_json(os.path.join(model_dir, rundir.CONFIG_FILE), {
+  atomic.write_json(os.path.join(model_dir, rundir.CONFIG_FILE), {
       "model": config.model, "input_shape": list(input_shape),
       "class_names": class_names, "positive_class": info.positive_class,
       "records_dir": storage.abspath(config.records_dir),
@@ -272,10 +271,10 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     return report
 
   # --- Outputs of a finished run --------------------------------------------------
-  atomic_save(model, os.path.join(model_dir, rundir.FINAL_MODEL))
+  atomic.save_model(model, os.path.join(model_dir, rundir.FINAL_MODEL))
   best_path = os.path.join(model_dir, rundir.BEST_MODEL)
   if not storage.exists(best_path):
-    atomic_save(model, best_path)
+    atomic.save_model(model, best_path)
   best = models.load_model(best_path)
   export.export_serving(best, os.path.join(model_dir, rundir.EXPORT_DIR),
                         class_names=class_names, channels=info.channels,
@@ -297,7 +296,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   epochs_run = len(history.get("epoch", [])) if history else 0
   report.update(epochs_run=epochs_run, train_seconds=train_seconds,
                 mixed_precision=policy)
-  write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
+  atomic.write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
              {"epochs": epochs_run, "val_mca": report["mca"],
                "val_aca": report["aca"], "train_seconds": train_seconds})
   storage.rmtree(backup_root, ignore_errors=True)

@@ -15,14 +15,13 @@ import json
 import multiprocessing
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from hep2tf import atomic
 from hep2tf.data.synth.cells import draw_cell, specimen_params, stress_specimen_params
 from hep2tf.data.synth.plan import (DEFAULT_NUM_IMAGES, STRESS_SPLITS, check_profile,
                                     default_num_specimens, make_plan,
@@ -173,10 +172,7 @@ def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES
         "pass overwrite=True (--overwrite) to replace it")
   plan = make_plan(num_images, seed, num_specimens, profile)
 
-  folder.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-",
-                                          dir=folder.parent))
-  try:
+  with atomic.staged_dir(folder) as staging:
     if profile == "stress":
       for _, sub, _ in STRESS_SPLITS:
         (staging / sub).mkdir()
@@ -193,20 +189,4 @@ def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES
     # Written last: its presence is what marks the folder as complete.
     (staging / PARAMS_NAME).write_text(json.dumps(params, indent=2) + "\n",
                                        encoding="utf-8")
-    _publish(staging, folder)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
   return csv_path
-
-
-def _publish(staging: pathlib.Path, folder: pathlib.Path) -> None:
-  """Moves `staging` to `folder`, replacing what is there (renames, then deletes)."""
-  if folder.exists() or folder.is_symlink():
-    trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-",
-                                          dir=folder.parent))
-    os.replace(folder, trash / "old")
-    os.replace(staging, folder)
-    shutil.rmtree(trash, ignore_errors=True)
-  else:
-    os.replace(staging, folder)
