@@ -1,6 +1,6 @@
 """Benchmarks of hep2tf against what a user would otherwise write.
 
-  python -m benchmarks.run            # full run on the synthetic 13,596-cell set (< 20 min)
+  python -m benchmarks.run            # full run, synthetic 13,596-cell set (< 20 min)
   python -m benchmarks.run --quick    # the same sections at toy size (< 3 min)
 
 Sections (one module each): `converter` (records per second, peak memory), `reader`

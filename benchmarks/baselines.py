@@ -57,7 +57,8 @@ def lbp_riu2(images: np.ndarray, points: int, radius: float) -> np.ndarray:
 
 
 def lbp_features(images: np.ndarray, scales=SCALES) -> np.ndarray:
-  """Concatenated, normalised riu2 histograms over `scales`: (N, H, W[, 1]) -> (N, F)."""
+  """Concatenated, normalised riu2 histograms over `scales`:
+  (N, H, W[, 1]) -> (N, F)."""
   images = np.asarray(images)
   if images.ndim == 4:
     images = images.mean(axis=-1)

@@ -96,7 +96,8 @@ def run(inputs: data.Inputs, work_dir: str, *, repeats: int = 1,
   os.makedirs(out_dir, exist_ok=True)
 
   def ours(workers):
-    return lambda: data.make_records(inputs.source_dir, os.path.join(out_dir, "records"),
+    return lambda: data.make_records(inputs.source_dir,
+                                     os.path.join(out_dir, "records"),
                                      num_workers=workers)
 
   plain = best_rate(lambda: plain_loop(inputs.source_dir,

@@ -2,7 +2,8 @@
 
 Everything lives under one work folder (benchmarks/work/ by default, git-ignored):
 
-  WORK/source_<N>/        synthetic ICPR 2014 layout, drawn once and reused (synth.matches)
+  WORK/source_<N>/        synthetic ICPR 2014 layout, drawn once and reused
+                          (synth.matches)
   WORK/records_<N>/       records made by create_records (reader, training, accuracy)
   WORK/png_<N>/<split>/<class>/NNNNN.png
                           hard links to the same source images, split as the records
@@ -111,7 +112,8 @@ def prepare(work_dir: str, num_images: int, seed: int = 0,
   """Draws (or reuses) the source, converts it and makes the PNG folders."""
   os.makedirs(work_dir, exist_ok=True)
   source_dir = draw_source(work_dir, num_images, seed, num_workers)
-  records_dir = make_records(source_dir, os.path.join(work_dir, f"records_{num_images}"),
+  records_dir = make_records(source_dir,
+                             os.path.join(work_dir, f"records_{num_images}"),
                              num_workers=num_workers, seed=seed)
   png_dir = png_folders(records_dir, source_dir,
                         os.path.join(work_dir, f"png_{num_images}"))

@@ -1,5 +1,5 @@
-"""Step time of the custom loop (hep2tf/training/loop.py) against Keras fit, and of 2 local
-workers (MultiWorkerMirroredStrategy) against 1 process.
+"""Step time of the custom loop (hep2tf/training/loop.py) against Keras fit, and of 2
+local workers (MultiWorkerMirroredStrategy) against 1 process.
 
   python -m benchmarks.multi_worker --records_dir=RECORDS [--steps=20] [--output=F]
 

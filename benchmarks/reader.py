@@ -70,7 +70,8 @@ def decode_only(inputs: data.Inputs, batch_size: int) -> tf.data.Dataset:
 
 def from_pngs(inputs: data.Inputs, batch_size: int, split: str | None = None,
               seed: int | None = None) -> tf.data.Dataset:
-  """image_dataset_from_directory over png_dir/<split>, as the keras-io recipe uses it."""
+  """image_dataset_from_directory over png_dir/<split>, as the keras-io recipe uses
+  it."""
   dataset = keras.utils.image_dataset_from_directory(
       os.path.join(inputs.png_dir, split or inputs.train_split),
       labels="inferred", label_mode="categorical",
@@ -100,6 +101,7 @@ def run(inputs: data.Inputs, *, batch_size: int = 64,
       common.Figure("reader as the trainer uses it vs image_dataset_from_directory",
                     "images/s", rate_default, rate_pngs, target=">= 2",
                     baseline_name="image_dataset_from_directory over the PNGs",
-                    note=note + f"; create_split(cache='auto'): this split "
-                    f"{'fits the cache budget, so epochs after the first read memory' if cached else 'is over the cache budget and streams'}"),
+                    note=note + "; create_split(cache='auto'): this split "
+                    + ("fits the cache budget, so epochs after the first read memory"
+                       if cached else "is over the cache budget and streams")),
   ]

@@ -129,10 +129,12 @@ flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results.json"),
                     "Where to write the results.")
 flags.DEFINE_string("config", os.path.join(ROOT, "configs", "cnn.flags"),
                     "Train flagfile of the model under test.")
-flags.DEFINE_integer("num_images", 0, "Synthetic cells (0: 13,596, or 600 with --quick).")
+flags.DEFINE_integer("num_images", 0,
+                     "Synthetic cells (0: 13,596, or 600 with --quick).")
 flags.DEFINE_float("cap_seconds", 0, "Time cap of each time-to-accuracy run "
                    "(0: 330 s, or 20 s with --quick).")
-flags.DEFINE_float("target_mca", 0.90, "Validation MCA the time-to-accuracy runs aim at.")
+flags.DEFINE_float("target_mca", 0.90,
+                   "Validation MCA the time-to-accuracy runs aim at.")
 flags.DEFINE_integer("seed", 0, "Seed of the data, splits and training.")
 
 FLAGS = flags.FLAGS

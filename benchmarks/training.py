@@ -1,4 +1,5 @@
-"""Training: images/s of Keras fit as the trainer runs it, against fit on cached batches.
+"""Training: images/s of Keras fit as the trainer runs it, against fit on cached
+batches.
 
   real     build_models + compile_model on the real reader (create_split,
            repeated, shuffled), augmentation in the model, and every callback the
@@ -17,7 +18,6 @@ Validation is not part of a training step and is left out of both.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import time
@@ -187,8 +187,9 @@ def fit_rate(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
     shutil.rmtree(model_dir, ignore_errors=True)
     os.makedirs(model_dir)
     val_ds = eval_dataset(config, inputs)
-    callbacks = [first] + trainer_callbacks(config, model_dir, model, augmenter,
-                                            train_ds, val_ds, inputs.class_names) + [last]
+    callbacks = [first] + trainer_callbacks(
+        config, model_dir, model, augmenter, train_ds, val_ds,
+        inputs.class_names) + [last]
   train_model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks,
                   verbose=0)
   rate, per_step, per_epoch = projected_rate(first, last, steps, real_steps,

@@ -7,7 +7,8 @@ data/synthetic_hep2 (reused when it already matches) and writes records/syntheti
   python -m hep2tf.create_records --dataset=icpr2014 --data_dir=/data/icpr2014 \\
       --balance=oversample --augment_copies=3 --image_size=96
   python -m hep2tf.create_records --dataset=csv --data_dir=/data/cells \\
-      --csv_path=cells.csv --path_column=file --label_column=class --group_column=patient
+      --csv_path=cells.csv --path_column=file --label_column=class \\
+      --group_column=patient
   python -m hep2tf.create_records --dataset=cnmc --data_dir=/data/C-NMC_Leukemia \\
       --layout_option fold_as_split=train --validation_fraction=0
   python -m hep2tf.create_records --verify=records/synthetic_hep2

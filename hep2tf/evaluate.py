@@ -34,9 +34,12 @@ def define_flags() -> None:
   """Defines the command-line flags (once; importing this module defines none)."""
   flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
   flags.DEFINE_string("split", "test", "Split of the run's records to evaluate.")
-  flags.DEFINE_boolean("tta", False, "Average over the 8 dihedral transforms (4 for non-square inputs).")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "best: best validation MCA; final: the last epoch.")
-  flags.DEFINE_string("records_dir", None, "Evaluate on these records instead of the run's own (same classes).")
+  flags.DEFINE_boolean("tta", False, "Average over the 8 dihedral transforms (4 for "
+                       "non-square inputs).")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "best: best validation "
+                    "MCA; final: the last epoch.")
+  flags.DEFINE_string("records_dir", None, "Evaluate on these records instead of the "
+                      "run's own (same classes).")
   flags.DEFINE_integer("batch_size", 128, "Batch size for inference.")
   flags.DEFINE_boolean("calibrate", False, "Fit a temperature on the validation split, "
                        "store it in the run and re-export the SavedModel with it.")
@@ -54,11 +57,11 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
   try:
-    report = evaluate.evaluate_run(FLAGS.model_dir, FLAGS.split, tta=FLAGS.tta,
-                                   checkpoint=FLAGS.checkpoint, records_dir=FLAGS.records_dir,
-                                   batch_size=FLAGS.batch_size, calibrate=FLAGS.calibrate,
-                                   min_confidence=FLAGS.min_confidence,
-                                   explain_cells=FLAGS.explain_cells)
+    report = evaluate.evaluate_run(
+        FLAGS.model_dir, FLAGS.split, tta=FLAGS.tta, checkpoint=FLAGS.checkpoint,
+        records_dir=FLAGS.records_dir, batch_size=FLAGS.batch_size,
+        calibrate=FLAGS.calibrate, min_confidence=FLAGS.min_confidence,
+        explain_cells=FLAGS.explain_cells)
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

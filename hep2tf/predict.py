@@ -8,11 +8,11 @@ One row per file: file, class, confidence (the top probability), uncertain (with
 cell), then the probability of each class. When the run has a fitted temperature
 (`python -m hep2tf.evaluate --calibrate`) the probabilities are calibrated. With
 --explain, one PNG per input in --explain_dir shows the cell beside its SmoothGrad
-map for the predicted class (hep2tf.evaluation.explain), named in the column `explanation`.
-Images are read exactly as the converter read the run's records (hep2tf.data.images with
-the records' PixelSpec: 16-bit values kept or rescaled as recorded, RGBA composited,
-channels mapped, resized with black padding to the model's input), then mapped as the
-reader maps them (stored * 255 / white_level).
+map for the predicted class (hep2tf.evaluation.explain), named in the column
+`explanation`. Images are read exactly as the converter read the run's records
+(hep2tf.data.images with the records' PixelSpec: 16-bit values kept or rescaled as
+recorded, RGBA composited, channels mapped, resized with black padding to the model's
+input), then mapped as the reader maps them (stored * 255 / white_level).
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def main(argv):
   if not files:
     raise app.UsageError("name the image files to classify")
   try:
-    frame = predict.predict_files(FLAGS.model_dir, files, checkpoint=FLAGS.checkpoint,
-                                  tta=FLAGS.tta, batch_size=FLAGS.batch_size,
-                                  min_confidence=FLAGS.min_confidence,
-                                  explain_dir=FLAGS.explain_dir if FLAGS.explain else None)
+    frame = predict.predict_files(
+        FLAGS.model_dir, files, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
+        batch_size=FLAGS.batch_size, min_confidence=FLAGS.min_confidence,
+        explain_dir=FLAGS.explain_dir if FLAGS.explain else None)
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

@@ -79,7 +79,8 @@ def open_file(path, mode: str = "r"):
   """A file object: the built-in open for local paths, tf.io.gfile.GFile for URLs."""
   path = os.fspath(path)
   if is_local(path):
-    return open(local_path(path), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    encoding = {} if "b" in mode else {"encoding": "utf-8"}
+    return open(local_path(path), mode, **encoding)
   return tf.io.gfile.GFile(path, mode)
 
 

@@ -7,7 +7,6 @@ the source's values exactly (or by the recorded mapping), the distinct levels ar
 counted before and after, and nothing is clipped.
 """
 
-import io
 import json
 
 import numpy as np

@@ -161,7 +161,8 @@ class LoadAndEncode(beam.DoFn):
 
   def process(self, row: dict) -> Iterator[tuple]:
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
-    loaded = loading.load_one(loading.load_task(row, self._has_mask, self._load_options))
+    loaded = loading.load_one(
+        loading.load_task(row, self._has_mask, self._load_options))
     if isinstance(loaded, tuple):
       yield key, (int(row["position"]), None, {"reason": loaded[0],
                                                "file": loaded[1]})
@@ -352,8 +353,8 @@ def _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
   """The local writer's metadata, written locally and copied into `staging`."""
   with tempfile.TemporaryDirectory() as local:
     folder = pathlib.Path(local)
-    # TFDS finds the splits by listing shard files, and metadata.write_tfds_metadata drops
-    # an empty split by deleting its shards: empty stand-ins serve both here.
+    # TFDS finds the splits by listing shard files, and metadata.write_tfds_metadata
+    # drops an empty split by deleting its shards: empty stand-ins serve both here.
     shard_names = set()
     for split, lengths in shard_lengths.items():
       for shard in range(len(lengths)):

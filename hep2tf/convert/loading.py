@@ -3,10 +3,10 @@
 `prescan` decides the dataset's `intensity.PixelSpec` from its sources before any
 record is written (headers; float ranges; the training values for intensity=rescale).
 `load_task` and `load_one` turn one row of the write plan into a `images.LoadedImage`
-(or the reason it is bad, as InputError pickles lossily); `load_all` loads in plan order,
-in a process pool when asked (fork: no TensorFlow re-import). `check_dtype` refuses an
-image whose bit depth changed after the pre-scan. The local writer and the Beam
-pipeline load through these.
+(or the reason it is bad, as InputError pickles lossily); `load_all` loads in plan
+order, in a process pool when asked (fork: no TensorFlow re-import). `check_dtype`
+refuses an image whose bit depth changed after the pre-scan. The local writer and the
+Beam pipeline load through these.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ def write_records(source, examples: pd.DataFrame, output_dir: str | os.PathLike,
 # Planning.
 
 
-def shard_plan(examples: pd.DataFrame, seed: int, num_shards: int | None) -> pd.DataFrame:
+def shard_plan(examples: pd.DataFrame, seed: int,
+               num_shards: int | None) -> pd.DataFrame:
   """The write order: per split a seeded shuffle cut into contiguous shards."""
   parts = []
   extra = sorted(set(examples["split"]) - set(SPLIT_ORDER))

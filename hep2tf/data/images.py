@@ -112,10 +112,11 @@ def load_image(path: str | os.PathLike, channels: int, *,
   if keep_source:
     pixels = None
   elif kind == "uint8":
-    pixels = intensity.to_storage(decoding.to_uint8(image, channels, path), kind, spec, path)
-  else:
-    pixels = intensity.to_storage(decoding.deep_values(image, data, channels, path), kind,
+    pixels = intensity.to_storage(decoding.to_uint8(image, channels, path), kind,
                                   spec, path)
+  else:
+    pixels = intensity.to_storage(decoding.deep_values(image, data, channels, path),
+                                  kind, spec, path)
   shape = (image.height, image.width)
   mask = None
   mask_source = None
@@ -188,7 +189,8 @@ def probe_kind(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> str | No
   """"uint8", "uint16" or "float" from the file's header; None if unreadable."""
   try:
     data = decoding.read_bytes(path)
-    return decoding.sample_kind(decoding.open_header(data, path, max_megapixels), data, path)
+    header = decoding.open_header(data, path, max_megapixels)
+    return decoding.sample_kind(header, data, path)
   except InputError:
     return None
 
@@ -197,7 +199,8 @@ def float_range_of(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
   """(min, max) of a float image's values; None if unreadable."""
   try:
     data = decoding.read_bytes(path)
-    values = decoding.deep_values(decoding.decode(data, path, max_megapixels), data, 1, path)
+    image = decoding.decode(data, path, max_megapixels)
+    values = decoding.deep_values(image, data, 1, path)
   except InputError:
     return None
   return float(values.min()), float(values.max())

@@ -112,7 +112,8 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
                                                        keep_images=GRID_IMAGES)
   temperature = predict.run_temperature(model_dir, checkpoint)
   raw = predict.view_probabilities(logits)
-  scaled = None if temperature is None else predict.view_probabilities(logits, temperature)
+  scaled = (None if temperature is None
+            else predict.view_probabilities(logits, temperature))
   probs = raw if scaled is None else scaled
   class_names = run["class_names"]
   report = metrics.classification_report(
@@ -145,7 +146,8 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
                               y_true, probs, meta, explain_cells)
     report["explanations"] = explained["summary"]
   if write:
-    results.write_results(model_dir, split, report, y_true, probs, meta, shown, explained)
+    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
+                          explained)
   return report
 
 

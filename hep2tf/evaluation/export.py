@@ -3,8 +3,8 @@
 The signature `serving_default` takes a batch of encoded images (PNG, JPEG, BMP or GIF
 bytes; tf.string, shape [N]) and returns `probabilities` (float32 [N, K]), `class_id`
 (int64 [N]) and `class_name` (string [N]). Decoding, the channel mapping, the
-dataset's intensity mapping (`hep2tf.data.intensity.PixelSpec`, baked in as constants) and
-the aspect-preserving pad to the model's input size happen inside the graph, so
+dataset's intensity mapping (`hep2tf.data.intensity.PixelSpec`, baked in as constants)
+and the aspect-preserving pad to the model's input size happen inside the graph, so
 TensorFlow Serving needs nothing from hep2tf.
 
 When the run has a fitted temperature T (`python -m hep2tf.evaluate --calibrate`,

@@ -189,8 +189,8 @@ def _as_ids(values, num_classes: int, what: str) -> np.ndarray:
   array = array.astype(np.int64)
   bad = np.flatnonzero((array < 0) | (array >= num_classes))
   if bad.size:
-    raise InputError(f"{what} holds class id {array[bad[0]]} outside [0, {num_classes})",
-                     row=int(bad[0]))
+    raise InputError(f"{what} holds class id {array[bad[0]]} outside "
+                     f"[0, {num_classes})", row=int(bad[0]))
   return array
 
 
@@ -249,7 +249,8 @@ def _per_class(y_true, y_pred, cm, class_names) -> dict[str, dict[str, Any]]:
   return per_class
 
 
-def _average(per_class, class_names, support, weighted: bool) -> dict[str, float | None]:
+def _average(per_class, class_names, support,
+             weighted: bool) -> dict[str, float | None]:
   """Macro (classes with support, equal weight) or support-weighted averages."""
   averages = {}
   for key in _AVERAGED:
@@ -334,7 +335,8 @@ def _group_scores(y_true, y_pred, probs, groups, num_classes,
   share = votes.max(axis=1) / votes.sum(axis=1)
   table = [{"group": str(names[g]), "cells": int(labels[g].sum()),
             "true": class_names[group_true[g]], "voted": class_names[group_pred[g]],
-            "vote_share": float(share[g]), "correct": bool(group_true[g] == group_pred[g])}
+            "vote_share": float(share[g]),
+            "correct": bool(group_true[g] == group_pred[g])}
            for g in order]
   return {
       "num_groups": int(num_groups),

@@ -86,12 +86,14 @@ def _history_columns(history) -> dict[str, np.ndarray]:
   if hasattr(history, "history") and isinstance(history.history, Mapping):
     history = history.history  # a keras.callbacks.History
   if hasattr(history, "to_dict") and hasattr(history, "columns"):
-    columns = {str(c): np.asarray(history[c], dtype=np.float64) for c in history.columns}
+    columns = {str(c): np.asarray(history[c], dtype=np.float64)
+               for c in history.columns}
   elif isinstance(history, Mapping):
     columns = {str(k): np.asarray(v, dtype=np.float64).reshape(-1)
                for k, v in history.items()}
   else:
-    raise InputError(f"history must be a dict or DataFrame, got {type(history).__name__}")
+    raise InputError("history must be a dict or DataFrame, got "
+                     f"{type(history).__name__}")
   if not columns or not any(len(v) for v in columns.values()):
     raise InputError("history has no epochs to plot")
   return columns
@@ -118,7 +120,8 @@ def learning_curves_figure(history, *,
   loss_keys = [k for k in (_LOSS_KEY, _VAL + _LOSS_KEY) if k in columns]
   accuracy_keys = [k for k in columns if k.removeprefix(_VAL) in _ACCURACY_KEYS]
   if not loss_keys and not accuracy_keys:
-    raise InputError(f"history has neither loss nor accuracy columns: {sorted(columns)}")
+    raise InputError("history has neither loss nor accuracy columns: "
+                     f"{sorted(columns)}")
 
   fig = figures.new_figure(figsize)
   loss_ax = fig.add_subplot()

@@ -79,7 +79,8 @@ def predict_dataset(model, dataset, tta: bool = False, keep_images: int = 0,
 def run_temperature(model_dir: str, checkpoint: str) -> float | None:
   """The stored temperature when it was fitted for this checkpoint, else None."""
   stored = calibration.read_run_calibration(model_dir)
-  if stored.get("temperature") is None or stored.get("checkpoint", "best") != checkpoint:
+  if (stored.get("temperature") is None
+      or stored.get("checkpoint", "best") != checkpoint):
     return None
   return float(stored["temperature"])
 
@@ -163,6 +164,7 @@ def write_overlays(model, batch, probs, names, start: int, class_names,
     path = os.path.join(explain_dir, f"{start + i:05d}_{stem}.png")
     title = (f"{os.path.basename(name)}: {class_names[predicted[i]]} "
              f"(p = {probs[i, predicted[i]]:.2f})")
-    figures.save_figure(plots.attribution_overlay_figure(batch[i], maps[i], title), path)
+    figures.save_figure(plots.attribution_overlay_figure(batch[i], maps[i], title),
+                        path)
     paths.append(path)
   return paths

@@ -70,5 +70,5 @@ class BestModel(keras.callbacks.Callback):
       self.best = float(value)
       atomic.save_model(self._inference_model,
                         os.path.join(self._dir, rundir.BEST_MODEL))
-      atomic.write_json(self._state_path, {"monitor": self._monitor, "value": self.best,
-                                    "epoch": epoch + 1})
+      atomic.write_json(self._state_path, {"monitor": self._monitor,
+                                           "value": self.best, "epoch": epoch + 1})

@@ -84,4 +84,4 @@ class TrainConfig:
   distribution: str = "default"  # default | mirrored | multi_worker | tpu
   tpu: str = ""
   cpu_devices: int = 0           # >1: split the CPU into logical devices (testing)
-  training_loop: str = "auto"    # auto (= custom) | fit | custom: hep2tf/training/loop.py
+  training_loop: str = "auto"    # auto (= custom) | fit | custom: training/loop.py

@@ -147,7 +147,7 @@ def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
   return trials
 
 
-# --- Running one trial -----------------------------------------------------------------
+# --- Running one trial ------------------------------------------------------------
 
 
 def config_flags(config: TrainConfig, model_dir: str) -> list[str]:
@@ -264,7 +264,7 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
   return failures
 
 
-# --- The sweep -------------------------------------------------------------------------
+# --- The sweep --------------------------------------------------------------------
 
 
 def _check_sweep_file(output_dir: str, base: TrainConfig,

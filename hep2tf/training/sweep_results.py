@@ -37,7 +37,8 @@ def results_table(trials: Sequence[Trial]) -> pd.DataFrame:
   rows = []
   for slug, group in itertools.groupby(trials, key=lambda t: t.slug):
     group = list(group)
-    done = [rundir.read_complete(t.run_dir) for t in group if rundir.is_complete(t.run_dir)]
+    done = [rundir.read_complete(t.run_dir) for t in group
+            if rundir.is_complete(t.run_dir)]
     mca = np.array([d["val_mca"] for d in done], dtype=float)
     aca = np.array([d["val_aca"] for d in done], dtype=float)
     row = dict(group[0].combination)

@@ -189,7 +189,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
       "mixed_precision": policy, "mixed_precision_reason": policy_reason,
       "config": dataclasses.asdict(config)})
-  summaries.write_run_text(model_dir, {"mixed_precision": f"{policy} ({policy_reason})"})
+  summaries.write_run_text(model_dir,
+                           {"mixed_precision": f"{policy} ({policy_reason})"})
 
   nan_guard = NaNGuard()
   callbacks = [
@@ -221,7 +222,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                global_batch_size=config.batch_size, class_weight=weights,
                recall_names=[f"recall_{build.metric_slug(c)}" for c in class_names],
-               callbacks=callbacks, checkpoint_dir=os.path.join(backup_root, backup_dir),
+               callbacks=callbacks,
+               checkpoint_dir=os.path.join(backup_root, backup_dir),
                restore_dir=os.path.join(restore_root, backup_dir),
                chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
                verbose=fit_verbosity())
@@ -257,9 +259,9 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     epoch, batch = nan_guard.where
     raise TrainingError(
         f"loss became NaN or infinite at epoch {epoch}, batch {batch}; training "
-        f"stopped. The last good checkpoint is kept ({model_dir}/{rundir.BEST_MODEL}, and "
-        f"{model_dir}/{rundir.CHECKPOINT_DIR} to resume). Lower --learning_rate or check "
-        "the input.")
+        f"stopped. The last good checkpoint is kept ({model_dir}/{rundir.BEST_MODEL}, "
+        f"and {model_dir}/{rundir.CHECKPOINT_DIR} to resume). Lower --learning_rate or "
+        "check the input.")
 
   if not distribute.is_chief(strategy):
     # The chief writes the run's outputs; another worker only reports.
@@ -297,7 +299,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   report.update(epochs_run=epochs_run, train_seconds=train_seconds,
                 mixed_precision=policy)
   atomic.write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
-             {"epochs": epochs_run, "val_mca": report["mca"],
-               "val_aca": report["aca"], "train_seconds": train_seconds})
+                    {"epochs": epochs_run, "val_mca": report["mca"],
+                     "val_aca": report["aca"], "train_seconds": train_seconds})
   storage.rmtree(backup_root, ignore_errors=True)
   return report

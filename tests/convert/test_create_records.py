@@ -97,7 +97,7 @@ def test_main_exit_codes(synthetic, tmp_path, capsys):
   table.loc[3, "path"] = "missing.png"
   table[["path", "label", "group"]].to_csv(folder / "cells.csv", index=False)
   out = tmp_path / "rec"
-  code = _run_main([f"--dataset=csv", f"--data_dir={folder}",
+  code = _run_main(["--dataset=csv", f"--data_dir={folder}",
                     "--csv_path=cells.csv", "--group_column=group",
                     "--on_error=skip", f"--output_dir={out}", "--name=cells",
                     "--num_workers=1"])

@@ -1,4 +1,5 @@
-"""writer.py: records that TFDS reads, deterministic bytes, atomic publishing, verify."""
+"""convert/writer.py: records that TFDS reads, deterministic bytes, atomic publishing,
+verify."""
 
 import json
 import os
@@ -12,7 +13,6 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from hep2tf.convert import verify, writer
-from hep2tf.data import schema
 from hep2tf.data.records import INFO_FILE, MANIFEST, REJECTS
 from hep2tf.data.sources import Source
 from hep2tf.errors import InputError

@@ -109,13 +109,15 @@ def test_layer_changes_examples_differently_in_training(name, mode):
 
 def test_custom_layers_default_to_identity():
   batch = identical_batch(4)
-  for layer in (augment_layers.RandomDihedral(seed=0), augment_layers.RandomErasing(1.0, seed=0)):
+  for layer in (augment_layers.RandomDihedral(seed=0),
+                augment_layers.RandomErasing(1.0, seed=0)):
     np.testing.assert_array_equal(layer(batch), batch)
 
 
 def test_random_dihedral_draws_only_and_all_dihedral_transforms():
   image = asymmetric_image(6, 6, 1)
-  out = augment_layers.RandomDihedral(seed=5)(np.stack([image] * 64), training=True).numpy()
+  out = augment_layers.RandomDihedral(seed=5)(np.stack([image] * 64),
+                                              training=True).numpy()
   candidates = [numpy_dihedral(image, k) for k in range(8)]
   seen = set()
   for example in out:
@@ -230,7 +232,8 @@ def test_gamma_is_a_power_law_per_image():
 def test_background_offset_adds_one_constant_per_image():
   rng = np.random.default_rng(4)
   batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
-  out = augment_layers.RandomBackgroundOffset(15.0, seed=4)(batch, training=True).numpy()
+  layer = augment_layers.RandomBackgroundOffset(15.0, seed=4)
+  out = layer(batch, training=True).numpy()
   offset = out - batch
   np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
                              atol=1e-4)

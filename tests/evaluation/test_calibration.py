@@ -1,4 +1,5 @@
-"""Tests of hep2tf.evaluation.calibration: ECE, temperature scaling and abstention figures."""
+"""Tests of hep2tf.evaluation.calibration: ECE, temperature scaling and abstention
+figures."""
 
 import json
 import os

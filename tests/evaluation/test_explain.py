@@ -1,4 +1,5 @@
-"""Tests of hep2tf.evaluation.explain: SmoothGrad maps and the mask and randomisation checks."""
+"""Tests of hep2tf.evaluation.explain: SmoothGrad maps and the mask and randomisation
+checks."""
 
 import os
 

@@ -1,4 +1,5 @@
-"""Tests of hep2tf.evaluation.metrics on hand-checkable cases and against a tiny Keras model."""
+"""Tests of hep2tf.evaluation.metrics, keras_metrics and formatting on hand-checkable
+cases and against a tiny Keras model."""
 
 import json
 import os
@@ -286,7 +287,8 @@ def test_keras_metrics_in_fit_under_mixed_precision_and_serialise():
   try:
     model = _tiny_model(2)
     model.compile(optimizer="sgd", loss="categorical_crossentropy",
-                  metrics=[keras_metrics.MeanClassAccuracy(2), keras_metrics.ClassRecall(1)])
+                  metrics=[keras_metrics.MeanClassAccuracy(2),
+                           keras_metrics.ClassRecall(1)])
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
                         validation_data=(x, y))
   finally:

@@ -1,4 +1,5 @@
-"""Tests of hep2tf.evaluation.plots: each figure renders headless to a PNG of the expected size."""
+"""Tests of hep2tf.evaluation.plots (and hep2tf.figures): each figure renders headless
+to a PNG of the expected size."""
 
 import io
 import os

@@ -1,5 +1,6 @@
 """Distributed training for real on this machine: MirroredStrategy over 2 logical CPU
-devices. MultiWorkerMirroredStrategy with 2 worker processes: tests/test_multi_worker.py."""
+devices. MultiWorkerMirroredStrategy with 2 worker processes:
+tests/training/test_multi_worker.py."""
 
 import json
 import os

@@ -109,7 +109,8 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes(tiny_records,
   assert np.isfinite(history["val_loss"]).all()
   for index in range(2):
     log = _log(str(tmp_path), "a", index)
-    assert "MultiWorkerMirroredStrategy with cluster_spec" in log and "num_workers = 2" in log
+    assert ("MultiWorkerMirroredStrategy with cluster_spec" in log
+            and "num_workers = 2" in log)
     assert "1 epochs" in log
   # Only the chief's events: one writer per folder, train and validation.
   assert len(os.listdir(os.path.join(run, "train"))) == 1

@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from hep2tf import errors, rundir
 from hep2tf.convert import create
-from hep2tf.data import folds, synth
+from hep2tf.data import synth
 from hep2tf.training import sweep, sweep_results, trainer
 from hep2tf.training.config import TrainConfig
 from tests.conftest import REPO
@@ -181,7 +181,8 @@ def test_sweep_writes_table_and_hparams_and_resumes(records, tmp_path):
   for t in trials:
     now = os.path.getmtime(os.path.join(t.run_dir, rundir.COMPLETE_FILE))
     assert (now == stamps[t.run_dir]) == (t is not trials[1])
-  assert (pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))["folds_done"] == 2).all()
+  assert (pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))["folds_done"]
+          == 2).all()
 
 
 def test_sweep_refuses_other_base_settings_in_the_same_folder(records, tmp_path):

@@ -1,6 +1,5 @@
 """One whole train -> evaluate -> predict -> export on tiny records (STYLE.md 9)."""
 
-import dataclasses
 import glob
 import json
 import os

@@ -1,4 +1,5 @@
-"""C-NMC 2019 leukaemia cells from the top folder as Kaggle or TCIA ship it (`read_cnmc`).
+"""C-NMC 2019 leukaemia cells from the top folder as Kaggle or TCIA ship it
+(`read_cnmc`).
 
 Registered in `sources.LAYOUTS` as `cnmc`: the official folds give train/validation,
 the labelled preliminary test set gives test, the unlabelled final set is skipped.

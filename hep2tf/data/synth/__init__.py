@@ -11,7 +11,8 @@ Real HEp-2 data cannot be downloaded, so this package draws indirect immunofluor
 As in the real set each specimen (well) has one pattern and one intensity, and its own
 gain, background, focus and texture, so a split by specimen is harder than a random one.
 Cells are dark like real IIF: background near 0, a nucleus at 10-30% of full scale for
-`intermediate` and brighter for `positive`, with Poisson-like shot noise plus read noise.
+`intermediate` and brighter for `positive`, with Poisson-like shot noise plus read
+noise.
 
 `profile="stress"` (`--profile=stress`) draws a harder set for specimen shift: stronger
 specimen effects, and split folders (`training/`, `validation/`, `test/`, which the ICPR

@@ -129,7 +129,8 @@ def _chunks(plan: Sequence[dict], parts: int) -> list[list[dict]]:
 def _pool_context() -> multiprocessing.context.BaseContext:
   """fork where it is safe (fast, and scripts need no __main__ guard); spawn once
   TensorFlow is loaded, because forking its running thread pools can deadlock."""
-  if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+  if ("tensorflow" in sys.modules
+      or "fork" not in multiprocessing.get_all_start_methods()):
     return multiprocessing.get_context("spawn")
   return multiprocessing.get_context("fork")
 
