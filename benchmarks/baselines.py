@@ -120,9 +120,13 @@ def run_baseline(records_dir: str, train_split: str = "train",
           "test_report": report}
 
 
-flags.DEFINE_string("records_dir", "records/synthetic_hep2_stress",
-                    "Records folder with train, validation and test splits.")
-flags.DEFINE_string("output", None, "Also write the result as JSON here.")
+def define_flags() -> None:
+  """Defines the command-line flags (when run; importing this module defines none)."""
+  flags.DEFINE_string("records_dir", "records/synthetic_hep2_stress",
+                      "Records folder with train, validation and test splits.")
+  flags.DEFINE_string("output", None, "Also write the result as JSON here.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -143,4 +147,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   sys.exit(app.run(main))

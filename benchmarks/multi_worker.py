@@ -27,12 +27,18 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_string("records_dir", None, "Records to train on (e.g. the smoke set).")
-flags.DEFINE_integer("steps", 20, "Timed steps per round.")
-flags.DEFINE_integer("rounds", 3, "Alternating rounds of fit and the custom loop.")
-flags.DEFINE_string("output", "", "JSON file for the figures ('' prints only).")
-flags.DEFINE_enum("role", "main", ["main", "worker"], "Internal: worker processes.")
-flags.DEFINE_string("worker_output", "", "Internal: where worker 0 writes its times.")
+
+def define_flags() -> None:
+  """Defines the command-line flags (when run; importing this module defines none)."""
+  flags.DEFINE_string("records_dir", None, "Records to train on (e.g. the smoke set).")
+  flags.DEFINE_integer("steps", 20, "Timed steps per round.")
+  flags.DEFINE_integer("rounds", 3, "Alternating rounds of fit and the custom loop.")
+  flags.DEFINE_string("output", "", "JSON file for the figures ('' prints only).")
+  flags.DEFINE_enum("role", "main", ["main", "worker"], "Internal: worker processes.")
+  flags.DEFINE_string("worker_output", "",
+                      "Internal: where worker 0 writes its times.")
+
+
 FLAGS = flags.FLAGS
 
 BATCH = 16
@@ -200,5 +206,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("records_dir")
   app.run(main)

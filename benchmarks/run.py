@@ -121,21 +121,25 @@ def _count(inputs, split: str) -> int:
   return num_examples(inputs.records_dir, split)
 
 
-flags.DEFINE_boolean("quick", False, "Toy sizes: the whole harness in under 3 minutes.")
-flags.DEFINE_list("only", list(SECTIONS), f"Sections to run: {', '.join(SECTIONS)}.")
-flags.DEFINE_string("work_dir", os.path.join(ROOT, "benchmarks", "work"),
-                    "Folder for the synthetic set, records, PNGs and scratch runs.")
-flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results.json"),
-                    "Where to write the results.")
-flags.DEFINE_string("config", os.path.join(ROOT, "configs", "cnn.flags"),
-                    "Train flagfile of the model under test.")
-flags.DEFINE_integer("num_images", 0,
-                     "Synthetic cells (0: 13,596, or 600 with --quick).")
-flags.DEFINE_float("cap_seconds", 0, "Time cap of each time-to-accuracy run "
-                   "(0: 330 s, or 20 s with --quick).")
-flags.DEFINE_float("target_mca", 0.90,
-                   "Validation MCA the time-to-accuracy runs aim at.")
-flags.DEFINE_integer("seed", 0, "Seed of the data, splits and training.")
+def define_flags() -> None:
+  """Defines the command-line flags (when run; importing this module defines none)."""
+  flags.DEFINE_boolean("quick", False,
+                       "Toy sizes: the whole harness in under 3 minutes.")
+  flags.DEFINE_list("only", list(SECTIONS), f"Sections to run: {', '.join(SECTIONS)}.")
+  flags.DEFINE_string("work_dir", os.path.join(ROOT, "benchmarks", "work"),
+                      "Folder for the synthetic set, records, PNGs and scratch runs.")
+  flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results.json"),
+                      "Where to write the results.")
+  flags.DEFINE_string("config", os.path.join(ROOT, "configs", "cnn.flags"),
+                      "Train flagfile of the model under test.")
+  flags.DEFINE_integer("num_images", 0,
+                       "Synthetic cells (0: 13,596, or 600 with --quick).")
+  flags.DEFINE_float("cap_seconds", 0, "Time cap of each time-to-accuracy run "
+                     "(0: 330 s, or 20 s with --quick).")
+  flags.DEFINE_float("target_mca", 0.90,
+                     "Validation MCA the time-to-accuracy runs aim at.")
+  flags.DEFINE_integer("seed", 0, "Seed of the data, splits and training.")
+
 
 FLAGS = flags.FLAGS
 
@@ -177,6 +181,7 @@ def _figures(results: dict) -> list[common.Figure]:
 
 
 def run() -> None:
+  define_flags()
   app.run(main)
 
 
