@@ -70,6 +70,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
     raise ValueError(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
   # Imported here so that `--help` does not load TensorFlow.
   from benchmarks import converter, data, reader, time_to_accuracy, training
+  from hep2tf.training.config import config_from_flagfile
 
   start = time.perf_counter()
   machine = common.machine_info()
@@ -81,7 +82,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
     machine["yardstick"] = yardstick.measure("float32")
   logging.info("Preparing %d images under %s", settings.num_images, work_dir)
   inputs = data.prepare(work_dir, settings.num_images, seed=seed)
-  config = training.load_config(config_path, records_dir=inputs.records_dir,
+  config = config_from_flagfile(config_path, records_dir=inputs.records_dir,
                                 eval_split=inputs.eval_split, seed=seed)
   jobs = {
       "converter": lambda: converter.run(

@@ -38,38 +38,6 @@ from hep2tf.training.build import build_models, compile_model
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
 from hep2tf.training.config import TrainConfig
 
-_TRUE = ("true", "1", "yes")
-
-
-def load_config(flagfile: str, **overrides) -> TrainConfig:
-  """A TrainConfig from a train flagfile (`--name=value` lines, `#` comments).
-
-  The trainer's own flag parser is not used because importing hep2tf.train defines
-  its flags globally, which would clash with the benchmark's. Values are converted
-  to the type of the field's default; `--noname` sets a bool to False.
-  """
-  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-  defaults = TrainConfig()
-  values = {}
-  with open(flagfile, encoding="utf-8") as f:
-    for line in f:
-      line = line.strip()
-      if not line.startswith("--"):
-        continue
-      name, sep, text = line[2:].partition("=")
-      if not sep and name in fields:
-        values[name] = True
-      elif not sep and name.startswith("no") and name[2:] in fields:
-        values[name[2:]] = False
-      elif name in fields:
-        kind = type(getattr(defaults, name))
-        values[name] = text.lower() in _TRUE if kind is bool else kind(text)
-      else:
-        raise ValueError(f"{flagfile}: unknown train flag --{name}")
-  values.update(overrides)
-  return TrainConfig(**values)
-
-
 class Clock(keras.callbacks.Callback):
   """Records perf_counter() at each epoch begin and end, and at train end."""
 

@@ -30,21 +30,37 @@ import sys
 from absl import app, flags, logging
 
 from hep2tf import errors, train
+from hep2tf.training import config as config_lib
 from hep2tf.training import sweep, sweep_results, trainer
 
 
 def define_flags() -> None:
   """Defines the train flags (the base configuration) and the sweep's own."""
   train.define_flags()
-  flags.DEFINE_multi_string("grid", [], "KEY=V1,V2,...: a train flag and the values to try; repeat for more keys (all combinations run).")
-  flags.DEFINE_string("folds", "5", "Cross-validation folds of the training split; 0 or 1: one run per combination, validated on --eval_split; 'official': the dataset's own folds recorded in the manifest (C-NMC fold_0..2, converted with --layout_option fold_as_split=train --validation_fraction=0).")
-  flags.DEFINE_enum("group_by", "specimen", ["specimen", "patient", "none"], "specimen/patient: no group of the records (specimen or patient) in two folds; none: folds ignore groups.")
-  flags.DEFINE_string("output_dir", None, "Sweep folder (trials, results tables, refit).")
-  flags.DEFINE_boolean("refit", False, "Retrain the best combination on the whole training split and evaluate it on --test_split.")
+  flags.DEFINE_multi_string(
+      "grid", [], "KEY=V1,V2,...: a train flag and the values to try; repeat for "
+      "more keys (all combinations run).")
+  flags.DEFINE_string(
+      "folds", "5", "Cross-validation folds of the training split; 0 or 1: one run "
+      "per combination, validated on --eval_split; 'official': the dataset's own "
+      "folds recorded in the manifest (C-NMC fold_0..2, converted with "
+      "--layout_option fold_as_split=train --validation_fraction=0).")
+  flags.DEFINE_enum(
+      "group_by", "specimen", ["specimen", "patient", "none"],
+      "specimen/patient: no group of the records (specimen or patient) in two "
+      "folds; none: folds ignore groups.")
+  flags.DEFINE_string("output_dir", None,
+                      "Sweep folder (trials, results tables, refit).")
+  flags.DEFINE_boolean(
+      "refit", False, "Retrain the best combination on the whole training split and "
+      "evaluate it on --test_split.")
   flags.DEFINE_string("test_split", "test", "Split the refit model is evaluated on.")
-  flags.DEFINE_boolean("parallel", False, "Run trials in separate processes, one per visible GPU (sequential on CPU or one GPU).")
-  flags.DEFINE_string("trial_dir", None, "Internal (--parallel): run the one trial described by TRIAL_DIR/trial.json and exit.")
-
+  flags.DEFINE_boolean(
+      "parallel", False, "Run trials in separate processes, one per visible GPU "
+      "(sequential on CPU or one GPU).")
+  flags.DEFINE_string(
+      "trial_dir", None, "Internal (--parallel): run the one trial described by "
+      "TRIAL_DIR/trial.json and exit.")
 
 FLAGS = flags.FLAGS
 
@@ -62,7 +78,7 @@ def main(argv):
     if FLAGS.model_dir:
       logging.warning("--model_dir is not used by a sweep; trials go under "
                       "--output_dir")
-    num_folds, base = sweep.resolve_folds(FLAGS.folds, train.config_from_flags())
+    num_folds, base = sweep.resolve_folds(FLAGS.folds, config_lib.config_from_flags())
     result = sweep.run_sweep(
         base, sweep.parse_grid(FLAGS.grid), FLAGS.output_dir,
         num_folds=num_folds, by_group=FLAGS.group_by != "none",

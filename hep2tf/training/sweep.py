@@ -23,11 +23,12 @@ import time
 from typing import Mapping, Sequence
 
 import pandas as pd
-from absl import flags, logging
+from absl import logging
 
 from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
 from hep2tf.evaluation import evaluate
+from hep2tf.training import config as config_lib
 from hep2tf.training import sweep_results, trainer
 from hep2tf.training.config import TrainConfig
 
@@ -54,34 +55,6 @@ class Trial:
 # --- The grid -----------------------------------------------------------------------
 
 
-def _field_types() -> dict[str, type]:
-  return {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
-
-
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False,
-             "no": False}
-
-
-def parse_value(key: str, text: str):
-  """Parses one grid value as the train flag `key` does.
-
-  With the train flags defined (the command line) their parsers check enum choices
-  too; without, the TrainConfig field's type decides. Raises InputError naming the
-  grid entry when the value does not parse.
-  """
-  try:
-    if key in flags.FLAGS:
-      return flags.FLAGS[key].parser.parse(text)
-    kind = _field_types()[key]
-    if kind is bool:
-      if text.lower() not in _BOOLEANS:
-        raise ValueError("expected true or false")
-      return _BOOLEANS[text.lower()]
-    return kind(text)
-  except (ValueError, TypeError) as e:
-    raise errors.InputError(f"{key}: bad value {text!r}: {e}", file="--grid") from None
-
-
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
   """['learning_rate=1e-2,1e-3', ...] -> {'learning_rate': [0.01, 0.001], ...}.
 
@@ -89,25 +62,33 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
   order of keys and values is kept, so the trial folders are stable across re-runs.
   Raises InputError for an unknown, reserved or repeated key or a bad value.
   """
-  types = _field_types()
+  names = {f.name for f in dataclasses.fields(TrainConfig)}
   grid: dict[str, list] = {}
   for spec in specs:
     key, sep, values = spec.partition("=")
     key = key.strip().lstrip("-")
     if not sep or not key or not values.strip():
       raise errors.InputError(f"expected KEY=V1,V2,..., got {spec!r}", file="--grid")
-    if key not in types:
+    if key not in names:
       raise errors.InputError(f"{key!r} is not a train flag", file="--grid")
     if key in RESERVED_KEYS:
       raise errors.InputError(f"{key!r} is set by the sweep (--folds), not by a grid",
                               file="--grid")
     if key in grid:
       raise errors.InputError(f"{key!r} is given twice", file="--grid")
-    parsed = [parse_value(key, v.strip()) for v in values.split(",") if v.strip()]
+    parsed = [_parse_value(key, v.strip()) for v in values.split(",") if v.strip()]
     if len(set(map(repr, parsed))) != len(parsed):
       raise errors.InputError(f"{key!r} repeats a value", file="--grid")
     grid[key] = parsed
   return grid
+
+
+def _parse_value(key: str, text: str):
+  """One grid value as the train flag `key` parses it; InputError when it does not."""
+  try:
+    return config_lib.parse_value(key, text)
+  except ValueError as e:
+    raise errors.InputError(f"{key}: bad value {text!r}: {e}", file="--grid") from None
 
 
 def combinations(grid: Mapping[str, Sequence]) -> list[dict]:
@@ -150,25 +131,12 @@ def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
 # --- Running one trial ------------------------------------------------------------
 
 
-def config_flags(config: TrainConfig, model_dir: str) -> list[str]:
-  """The train command-line flags that reproduce `config` in `model_dir`."""
-  out = []
-  for field in dataclasses.fields(config):
-    if field.name == "overwrite":
-      continue
-    value = getattr(config, field.name)
-    if isinstance(value, bool):
-      value = str(value).lower()
-    out.append(f"--{field.name}={value}")
-  return out + [f"--model_dir={model_dir}"]
-
-
 def write_trial_files(trial: Trial, by_group: bool) -> None:
   """flags.txt (so `python -m hep2tf.train --flagfile=` reruns it) and trial.json."""
   os.makedirs(trial.run_dir, exist_ok=True)
   with open(os.path.join(trial.run_dir, "flags.txt"), "w") as f:
     f.write("# A trial of hep2tf.sweep: python -m hep2tf.train --flagfile=THIS\n")
-    f.write("\n".join(config_flags(trial.config, trial.run_dir)) + "\n")
+    f.write("\n".join(config_lib.flag_lines(trial.config, trial.run_dir)) + "\n")
   with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
     json.dump({"combination": trial.combination, "slug": trial.slug,
                "fold": trial.fold, "by_group": by_group,
