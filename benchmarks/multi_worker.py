@@ -45,26 +45,15 @@ BATCH = 16
 
 
 def _setup(strategy):
-  import tensorflow as tf
-  from hep2tf.data import reader
-  from hep2tf.data.records import load_info, shard_files
-  from hep2tf.training import build, distribute, trainer
+  """The trainer's own steps: its training data and compiled model."""
+  from hep2tf.training import trainer
   from hep2tf.training.config import TrainConfig
   config = TrainConfig(records_dir=FLAGS.records_dir, model="cnn",
                        batch_size=BATCH, shuffle_buffer=256, seed=0)
   trainer.setup_execution(config)
-  info = load_info(config.records_dir)
-  shape = tuple(info.image_shape) + (info.channels,)
-  train_ds = distribute.shard_by_file(
-      reader.create_split(config.records_dir, "train", batch_size=BATCH,
-                          training=True, repeat=True, shuffle_buffer=256,
-                          seed=0),
-      len(shard_files(config.records_dir, "train")))
-  with strategy.scope():
-    train_model, _, _ = build.build_models(config, shape, info.num_classes)
-    build.compile_model(train_model, config, info.class_names, 100)
-  del tf
-  return train_model, train_ds
+  data = trainer.open_data(config)
+  built = trainer.make_models(config, data, strategy)
+  return built.train_model, data.train_ds
 
 
 def _median(values):

@@ -83,6 +83,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
   logging.info("Preparing %d images under %s", settings.num_images, work_dir)
   inputs = data.prepare(work_dir, settings.num_images, seed=seed)
   config = config_from_flagfile(config_path, records_dir=inputs.records_dir,
+                                train_split=inputs.train_split,
                                 eval_split=inputs.eval_split, seed=seed)
   jobs = {
       "converter": lambda: converter.run(
@@ -90,8 +91,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
           memory_sizes=settings.memory_sizes),
       "reader": lambda: reader.run(inputs, batch_size=config.batch_size,
                                    passes=settings.reader_passes),
-      "training": lambda: training.run(config, inputs, work_dir,
-                                       steps=settings.fit_steps,
+      "training": lambda: training.run(config, work_dir, steps=settings.fit_steps,
                                        epochs=settings.fit_epochs),
       "time_to_accuracy": lambda: time_to_accuracy.run(
           config, inputs, work_dir, target=settings.target_mca,

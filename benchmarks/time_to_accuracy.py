@@ -1,7 +1,8 @@
 """Time to accuracy: wall time until validation MCA reaches a target.
 
-  ours     configs/cnn.flags as train_and_evaluate runs it (its reader, model,
-           augmentation, optimiser, schedule, precision and callbacks), on the records
+  ours     configs/cnn.flags run by the trainer's own steps (open_data, make_models,
+           make_callbacks, fit: its reader, model, augmentation, optimiser, schedule,
+           precision, callbacks and training loop), on the records
   recipe   the keras-io recipe (`recipe.py`) on the same images as PNG files, read by
            image_dataset_from_directory, same train and validation split
 
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import keras
+import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import data
@@ -28,6 +29,7 @@ from benchmarks import reader
 from benchmarks import recipe
 from benchmarks import training
 from hep2tf.evaluation import keras_metrics
+from hep2tf.training import trainer
 from hep2tf.training.config import TrainConfig
 
 
@@ -69,22 +71,18 @@ class StopAtTarget(keras.callbacks.Callback):
                    self.epochs, self.capped)
 
 
-def ours(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
-         target: float, cap_seconds: float) -> Outcome:
-  """Trains `config` the way train_and_evaluate does, until the target or the cap."""
+def ours(config: TrainConfig, work_dir: str, *, target: float,
+         cap_seconds: float) -> Outcome:
+  """Trains `config` with the trainer's own steps (its data, models, callbacks and
+  fit), until the target or the cap."""
   start = time.perf_counter()
   stop = StopAtTarget(target, cap_seconds, start)
-  real_steps = training.real_steps_per_epoch(config, inputs)
-  train_model, model, augmenter = training.build(config, inputs, real_steps)
-  train_ds = training.train_dataset(config, inputs, repeat=False)
-  val_ds = training.eval_dataset(config, inputs)
-  model_dir = os.path.join(work_dir, "tta_ours")
-  shutil.rmtree(model_dir, ignore_errors=True)
-  os.makedirs(model_dir)
-  callbacks = training.trainer_callbacks(config, model_dir, model, augmenter, train_ds,
-                                         val_ds, inputs.class_names) + [stop]
-  train_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                  callbacks=callbacks, verbose=0)
+  config, train_data, built = training.setup(config)
+  run = training.fresh_run(config, os.path.join(work_dir, "tta_ours"))
+  strategy = tf.distribute.get_strategy()
+  callbacks = trainer.make_callbacks(config, run, built, train_data,
+                                     strategy) + [stop]
+  trainer.fit(config, strategy, built, train_data, callbacks, run)
   outcome = stop.outcome()
   keras.backend.clear_session()
   keras.mixed_precision.set_global_policy("float32")
@@ -126,7 +124,7 @@ def run(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
         recipe_cap_seconds: float | None = None) -> list[common.Figure]:
   """The time-to-accuracy figure; a run that missed reports its time as a bound."""
   recipe_cap = recipe_cap_seconds or cap_seconds
-  mine = ours(config, inputs, work_dir, target=target, cap_seconds=cap_seconds)
+  mine = ours(config, work_dir, target=target, cap_seconds=cap_seconds)
   theirs = keras_io(inputs, target=target, cap_seconds=recipe_cap,
                     seed=config.seed)
   value = mine.seconds if mine.seconds is not None else mine.elapsed

@@ -1,10 +1,11 @@
 """Training: images/s of Keras fit as the trainer runs it, against fit on cached
 batches.
 
-  real     build_models + compile_model on the real reader (create_split,
-           repeated, shuffled), augmentation in the model, and every callback the
-           trainer passes to fit (backup for resume, NaN guard, CSV log, TensorBoard
-           scalars and images, best model)
+  real     the trainer's own steps (trainer.open_data, plan_epochs, make_models:
+           the real reader, repeated and shuffled, augmentation in the model) and
+           every callback the trainer passes to Keras fit (backup_callback and
+           make_callbacks: backup for resume, NaN guard, history.csv, TensorBoard
+           scalars and images, best model, schedule)
   cached   the same model on the same batches held in memory, no callbacks
 
 Each fit runs one warm-up epoch (tracing, autotuning) and then timed epochs of
@@ -27,15 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import common
-from benchmarks import data
 from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
-from hep2tf.data import reader
-from hep2tf.data.records import num_examples
-from hep2tf.training import summaries, trainer
-from hep2tf.training.build import build_models, compile_model
-from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
+from hep2tf.training import trainer
 from hep2tf.training.config import TrainConfig
 
 class Clock(keras.callbacks.Callback):
@@ -68,48 +64,22 @@ def projected_rate(first: Clock, last: Clock, steps: int, real_steps: int,
   return common.rate(images, per_step * real_steps + per_epoch), per_step, per_epoch
 
 
-def train_dataset(config: TrainConfig, inputs: data.Inputs,
-                  repeat: bool = True) -> tf.data.Dataset:
-  """The training split exactly as train_and_evaluate reads it."""
-  return reader.create_split(
-      inputs.records_dir, inputs.train_split, batch_size=config.batch_size,
-      training=True, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-      balanced=config.balanced_sampling, repeat=repeat,
-      mixup_alpha=config.mixup, cutmix_alpha=config.cutmix)
-
-
-def eval_dataset(config: TrainConfig, inputs: data.Inputs) -> tf.data.Dataset:
-  return reader.create_split(inputs.records_dir, inputs.eval_split,
-                             batch_size=config.batch_size, training=False)
-
-
-def build(config: TrainConfig, inputs: data.Inputs, real_steps: int):
-  """(training model, inference model, augmenter), compiled as the trainer does."""
+def setup(config: TrainConfig
+          ) -> tuple[TrainConfig, trainer.TrainData, trainer.Models]:
+  """The trainer's own steps up to its callbacks: execution (seed, precision), the
+  records' datasets, the epochs (--min_steps) and the compiled models. Returns the
+  config as the trainer runs it, the data and the models."""
   trainer.setup_execution(config)
-  shape = (data.IMAGE_SIZE, data.IMAGE_SIZE, 1)
-  train_model, model, augmenter = build_models(config, shape,
-                                               len(inputs.class_names))
-  compile_model(train_model, config, list(inputs.class_names), real_steps)
-  return train_model, model, augmenter
+  data = trainer.open_data(config)
+  config = trainer.plan_epochs(config, data.steps_per_epoch)
+  built = trainer.make_models(config, data, tf.distribute.get_strategy())
+  return config, data, built
 
 
-def trainer_callbacks(config: TrainConfig, model_dir: str, model, augmenter,
-                      train_ds, val_ds, class_names) -> list[keras.callbacks.Callback]:
-  """The callbacks train_and_evaluate gives fit, in its order."""
-  callbacks = [
-      SafeBackupAndRestore(os.path.join(model_dir, rundir.CHECKPOINT_DIR),
-                           delete_checkpoint=False),
-      NaNGuard(),
-      keras.callbacks.CSVLogger(os.path.join(model_dir, rundir.HISTORY_FILE)),
-      summaries.ScalarSummaries(model_dir),
-      BestModel(model_dir, model),
-  ]
-  if config.image_summary_every > 0:
-    callbacks.append(summaries.ImageSummaries(
-        model_dir, next(iter(train_ds)), augmenter,
-        lambda: trainer._predict_split(model, val_ds), list(class_names),
-        every=config.image_summary_every, num_epochs=config.epochs))
-  return callbacks
+def fresh_run(config: TrainConfig, model_dir: str) -> rundir.RunDir:
+  """An empty run directory, opened as the trainer opens one (RUN/flags.txt)."""
+  shutil.rmtree(model_dir, ignore_errors=True)
+  return trainer.open_run(config, model_dir, tf.distribute.get_strategy())
 
 
 def forward_flops_per_image(model: keras.Model) -> float:
@@ -126,56 +96,48 @@ def forward_flops_per_image(model: keras.Model) -> float:
   return flops
 
 
-def real_steps_per_epoch(config: TrainConfig, inputs: data.Inputs) -> int:
-  num_train = num_examples(inputs.records_dir, inputs.train_split)
-  return max(1, num_train // config.batch_size)
-
-
-def fit_rate(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
-             cached: bool, steps: int, epochs: int) -> dict:
+def fit_rate(config: TrainConfig, work_dir: str, *, cached: bool, steps: int,
+             epochs: int) -> dict:
   """Trains `epochs` epochs of `steps` steps; returns the projected rate and parts."""
-  real_steps = real_steps_per_epoch(config, inputs)
-  train_model, model, augmenter = build(config, inputs, real_steps)
+  config, data, built = setup(config)
   # Keras quietly drops jit_compile when a layer does not support XLA.
-  no_jit = [layer.name for layer in train_model._flatten_layers()
+  no_jit = [layer.name for layer in built.train_model._flatten_layers()
             if not layer.supports_jit]
-  train_ds = train_dataset(config, inputs)
   first, last = Clock(), Clock()
   if cached:
     images, labels = [], []
-    for x, y in train_ds.take(steps):
+    for x, y in data.train_ds.take(steps):
       images.append(x.numpy())
       labels.append(y.numpy())
     dataset = tf.data.Dataset.from_tensor_slices(
         (np.stack(images), np.stack(labels))).cache().repeat().prefetch(2)
     callbacks = [first, last]
   else:
-    dataset = train_ds
-    model_dir = os.path.join(work_dir, "fit_run")
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.makedirs(model_dir)
-    val_ds = eval_dataset(config, inputs)
-    callbacks = [first] + trainer_callbacks(
-        config, model_dir, model, augmenter, train_ds, val_ds,
-        inputs.class_names) + [last]
-  train_model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks,
-                  verbose=0)
-  rate, per_step, per_epoch = projected_rate(first, last, steps, real_steps,
+    dataset = data.train_ds
+    run = fresh_run(config, os.path.join(work_dir, "fit_run"))
+    # What the trainer's Keras fit gets, in its order: the backup, then the rest.
+    callbacks = ([first, trainer.backup_callback(run, "main")]
+                 + trainer.make_callbacks(config, run, built, data,
+                                          tf.distribute.get_strategy())
+                 + [last])
+  built.train_model.fit(dataset, epochs=epochs, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=0)
+  rate, per_step, per_epoch = projected_rate(first, last, steps, data.steps_per_epoch,
                                              config.batch_size)
   keras.backend.clear_session()
   return {"rate": rate, "per_step": per_step, "per_epoch": per_epoch,
-          "real_steps": real_steps, "xla": bool(train_model.jit_compile),
-          "no_jit": no_jit, "forward_flops": forward_flops_per_image(model)}
+          "real_steps": data.steps_per_epoch,
+          "xla": bool(built.train_model.jit_compile), "no_jit": no_jit,
+          "forward_flops": forward_flops_per_image(built.model)}
 
 
-def run(config: TrainConfig, inputs: data.Inputs, work_dir: str, *,
-        steps: int = 20, epochs: int = 3) -> list[common.Figure]:
+def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
+        epochs: int = 3) -> list[common.Figure]:
   """The training figures for `config` (its precision and XLA setting as given)."""
   epochs = max(2, epochs)
 
   def measure(variant: TrainConfig, cached: bool = False) -> dict:
-    return fit_rate(variant, inputs, work_dir, cached=cached, steps=steps,
-                    epochs=epochs)
+    return fit_rate(variant, work_dir, cached=cached, steps=steps, epochs=epochs)
 
   precision, _ = hardware.resolve_precision(config.mixed_precision)
   real = measure(config)

@@ -21,12 +21,11 @@ gives on the validation split into RUN/calibration.json.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags
 
-from hep2tf import errors
+from hep2tf import errors, rundir
 from hep2tf.evaluation import evaluate, explain, formatting
 
 
@@ -78,7 +77,7 @@ def main(argv):
           + (f"  WARNING: {gap['warning']}" if gap["warning"] else ""))
   for note in report["split_notes"]:
     print(f"split note (from the converter): {note}")
-  print(f"written to {os.path.join(FLAGS.model_dir, 'eval', FLAGS.split)}")
+  print(f"written to {rundir.RunDir(FLAGS.model_dir).eval_dir(FLAGS.split)}")
 
 
 def run():

@@ -1,9 +1,17 @@
-"""The run directory: its file names and the reads that every stage shares.
+"""The run directory: one `RunDir` object names its files and reads them.
 
 A run directory (docs/ARCHITECTURE.md) is written by the trainer (hep2tf.training) and
 read by evaluate, predict and sweeps (hep2tf.evaluation, hep2tf.training.sweep), so
-its names are spelled here, once, below both. The `RunDir` object that will open,
-validate and name a run's files (issue 18) is planned for this module.
+it is defined here, once, below both. A `RunDir` is a path that may be local or a
+tf.io.gfile URL (hep2tf.storage); everything that builds a run's paths or reads its
+files asks it:
+
+  run = RunDir(model_dir)
+  run.prepare(overwrite)        once, by the trainer, before anything is written
+  run.config_file, run.flags_file, run.best_model, run.final_model, run.history_file,
+  run.complete_file, run.checkpoint_dir, run.export_dir, run.eval_dir(split), ...
+  run.read_config(), run.read_history(), run.is_complete(), run.read_complete(),
+  run.read_eval(split)
 """
 
 from __future__ import annotations
@@ -11,58 +19,140 @@ from __future__ import annotations
 import json
 import os
 
-from hep2tf import storage
+from hep2tf import atomic, storage
 
 CONFIG_FILE = "config.json"
+FLAGS_FILE = "flags.txt"
 BEST_MODEL = "best.keras"
 FINAL_MODEL = "model.keras"
+# The checkpoints a later run may start from (--weights=RUN), best first.
+RUN_CHECKPOINTS = (BEST_MODEL, FINAL_MODEL)
 COMPLETE_FILE = "complete.json"
 BEST_STATE = "best.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
+LEARNING_CURVES = "learning_curves.png"
+EVAL_DIR = "eval"
+EVAL_METRICS = "metrics.json"
 
 
-def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
-  """A finished run is only replaced with overwrite; an unfinished one resumes."""
-  if storage.exists(os.path.join(model_dir, COMPLETE_FILE)):
-    if not overwrite:
-      raise FileExistsError(
-          f"{model_dir} holds a finished run; pass --overwrite to train it again "
-          "or choose another --model_dir")
-    storage.rmtree(model_dir)
-  storage.makedirs(model_dir)
+class RunDir:
+  """A run directory at `path` (local or a gfile URL): its files and their reads."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = os.fspath(path)
+
+  def __repr__(self) -> str:
+    return f"RunDir({self.path!r})"
+
+  def __fspath__(self) -> str:
+    return self.path
+
+  def join(self, *names: str) -> str:
+    return os.path.join(self.path, *names)
+
+  # --- The files --------------------------------------------------------------------
+
+  @property
+  def config_file(self) -> str:
+    return self.join(CONFIG_FILE)
+
+  @property
+  def flags_file(self) -> str:
+    return self.join(FLAGS_FILE)
+
+  @property
+  def best_model(self) -> str:
+    return self.join(BEST_MODEL)
+
+  @property
+  def final_model(self) -> str:
+    return self.join(FINAL_MODEL)
+
+  def model_file(self, checkpoint: str = "best") -> str:
+    """The model of `checkpoint`: best (best validation MCA) or final."""
+    return self.best_model if checkpoint == "best" else self.final_model
+
+  @property
+  def best_state(self) -> str:
+    return self.join(BEST_STATE)
+
+  @property
+  def history_file(self) -> str:
+    return self.join(HISTORY_FILE)
+
+  @property
+  def complete_file(self) -> str:
+    return self.join(COMPLETE_FILE)
+
+  @property
+  def checkpoint_dir(self) -> str:
+    return self.join(CHECKPOINT_DIR)
+
+  @property
+  def export_dir(self) -> str:
+    return self.join(EXPORT_DIR)
+
+  @property
+  def learning_curves(self) -> str:
+    return self.join(LEARNING_CURVES)
+
+  def eval_dir(self, split: str) -> str:
+    """RUN/eval/<split>/: what evaluate wrote for `split`."""
+    return self.join(EVAL_DIR, split)
+
+  # --- Making and reading it --------------------------------------------------------
+
+  def prepare(self, overwrite: bool) -> None:
+    """A finished run is only replaced with overwrite; an unfinished one resumes."""
+    if self.is_complete():
+      if not overwrite:
+        raise FileExistsError(
+            f"{self.path} holds a finished run; pass --overwrite to train it again "
+            "or choose another --model_dir")
+      storage.rmtree(self.path)
+    storage.makedirs(self.path)
+
+  def read_config(self) -> dict:
+    """RUN/config.json as a dict; FileNotFoundError when this is not a run."""
+    if not storage.exists(self.config_file):
+      raise FileNotFoundError(f"{self.path} is not a hep2tf run directory "
+                              f"({CONFIG_FILE} is missing)")
+    return _read_json(self.config_file)
+
+  def write_config(self, config: dict) -> None:
+    atomic.write_json(self.config_file, config)
+
+  def read_history(self) -> dict:
+    """The per-epoch metrics (history.csv) as {column: list}; {} if none yet."""
+    if not storage.exists(self.history_file):
+      return {}
+    import pandas as pd
+    with storage.open_file(self.history_file) as f:
+      frame = pd.read_csv(f)
+    # A resumed run may have logged an epoch twice; the later row is the one kept.
+    frame = frame.drop_duplicates(subset="epoch", keep="last")
+    return {k: frame[k].tolist() for k in frame.columns}
+
+  def is_complete(self) -> bool:
+    """Whether the run finished (its complete.json, written last, exists)."""
+    return storage.exists(self.complete_file)
+
+  def read_complete(self) -> dict:
+    """The trainer's summary of a finished run (val_mca, val_aca, train_seconds,
+    epochs)."""
+    return _read_json(self.complete_file)
+
+  def write_complete(self, summary: dict) -> None:
+    atomic.write_json(self.complete_file, summary)
+
+  def read_eval(self, split: str) -> dict | None:
+    """RUN/eval/<split>/metrics.json (evaluate's report), or None when not there."""
+    path = os.path.join(self.eval_dir(split), EVAL_METRICS)
+    return _read_json(path) if storage.exists(path) else None
 
 
-def read_run_config(model_dir: str) -> dict:
-  """RUN/config.json as a dict; FileNotFoundError when `model_dir` is not a run."""
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not storage.exists(path):
-    raise FileNotFoundError(f"{model_dir} is not a hep2tf run directory "
-                            f"({CONFIG_FILE} is missing)")
+def _read_json(path: str) -> dict:
   with storage.open_file(path) as f:
-    return json.load(f)
-
-
-def read_history(model_dir: str) -> dict:
-  """The run's per-epoch metrics (history.csv) as {column: list}; {} if none yet."""
-  path = os.path.join(model_dir, HISTORY_FILE)
-  if not storage.exists(path):
-    return {}
-  import pandas as pd
-  with storage.open_file(path) as f:
-    frame = pd.read_csv(f)
-  # A resumed run may have logged an epoch twice; the later row is the one kept.
-  frame = frame.drop_duplicates(subset="epoch", keep="last")
-  return {k: frame[k].tolist() for k in frame.columns}
-
-
-def is_complete(run_dir: str) -> bool:
-  """Whether the run finished (its complete.json exists; a local path)."""
-  return os.path.exists(os.path.join(run_dir, COMPLETE_FILE))
-
-
-def read_complete(run_dir: str) -> dict:
-  """The trainer's summary of a finished run (val_mca, val_aca, train_seconds, ...)."""
-  with open(os.path.join(run_dir, COMPLETE_FILE)) as f:
     return json.load(f)

@@ -2,9 +2,10 @@
 
   python -m hep2tf.train --flagfile=configs/cnn.flags --model_dir=runs/cnn
 
-Flags on the command line override the flagfile. The resolved flags are written to
-RUN/flags.txt. Running the same command again after an interruption resumes from the
-last completed epoch.
+The flags are TrainConfig's fields (hep2tf/training/config.py, where their help is)
+and --model_dir. Flags on the command line override the flagfile. The resolved flags
+are written to RUN/flags.txt. Running the same command again after an interruption
+resumes from the last completed epoch.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import atomic, errors, rundir, storage
-from hep2tf.training import distribute, trainer
+from hep2tf import errors, storage
+from hep2tf.training import trainer
 from hep2tf.training import config as config_lib
 from hep2tf.training.config import TrainConfig
 
@@ -59,11 +60,6 @@ def main(argv):
   config = config_lib.config_from_flags()
   try:
     check_paths(config, FLAGS.model_dir)
-    if config.distribution != "multi_worker" or distribute.is_chief_task():
-      rundir.prepare_run_dir(FLAGS.model_dir, config.overwrite)
-      config.overwrite = False  # prepare_run_dir did what overwrite asks
-      atomic.write(os.path.join(FLAGS.model_dir, "flags.txt"),
-                   config_lib.flagfile_text(config, FLAGS.model_dir))
     report = trainer.train_and_evaluate(config, FLAGS.model_dir)
   except (trainer.TrainingError, errors.InputError, FileExistsError,
           FileNotFoundError, ValueError) as e:

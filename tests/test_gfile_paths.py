@@ -50,7 +50,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   assert "checkpoints" not in _listing(run)  # removed once finished
   with storage.open_file(f"{run}/config.json") as f:
     assert json.load(f)["records_dir"] == records
-  assert len(rundir.read_history(run)["epoch"]) == 2
+  assert len(rundir.RunDir(run).read_history()["epoch"]) == 2
   assert tf.saved_model.load(f"{run}/export").signatures["serving_default"]
 
   result = evaluate.evaluate_run(run, "test")

@@ -10,8 +10,6 @@ prints and writes is described in hep2tf/evaluate.py.
 
 from __future__ import annotations
 
-import json
-import os
 
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
@@ -57,7 +55,7 @@ def fit_on_validation(model_dir: str, run: dict, model, checkpoint: str, *,
     if checkpoint == "best":
       # The export serves the best model; it now answers with calibrated probabilities.
       height, width, channels = run["input_shape"]
-      export.export_serving(model, os.path.join(model_dir, rundir.EXPORT_DIR),
+      export.export_serving(model, rundir.RunDir(model_dir).export_dir,
                             class_names=run["class_names"], channels=channels,
                             image_size=(height, width), temperature=t,
                             pixels=intensity.PixelSpec.from_json(run.get("pixels")))
@@ -90,7 +88,8 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   """
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  run = rundir.read_run_config(model_dir)
+  run_dir = rundir.RunDir(model_dir)
+  run = run_dir.read_config()
   records_dir = records_dir or run["records_dir"]
   info = load_info(records_dir)
   if list(info.class_names) != list(run["class_names"]):
@@ -124,12 +123,10 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   # Whether the converter could keep every specimen/patient/slide in one split.
   report["group_disjoint"] = info.group_disjoint
   # Beside the training's validation MCA of the best checkpoint, when it is known.
-  complete = os.path.join(model_dir, rundir.COMPLETE_FILE)
-  if (checkpoint == "best" and storage.exists(complete)
+  if (checkpoint == "best" and run_dir.is_complete()
       and split != run.get("config", {}).get("eval_split", "validation")):
-    with storage.open_file(complete) as f:
-      report["val_test_gap"] = metrics.val_test_gap(json.load(f)["val_mca"],
-                                                    report["mca"])
+    report["val_test_gap"] = metrics.val_test_gap(run_dir.read_complete()["val_mca"],
+                                                  report["mca"])
   report.update(calibration.calibration_report(raw, y_true, scaled, temperature))
   report["by_intensity"] = metrics.subgroup_report(
       y_true, probs, meta.get(schema.INTENSITY, [""] * len(y_true)), class_names)

@@ -23,8 +23,7 @@ from hep2tf.evaluation import calibration, explain, plots
 
 def load_run_model(model_dir: str, checkpoint: str = "best"):
   """The run's best (or final) model; FileNotFoundError before its first epoch."""
-  name = rundir.BEST_MODEL if checkpoint == "best" else rundir.FINAL_MODEL
-  path = os.path.join(model_dir, name)
+  path = rundir.RunDir(model_dir).model_file(checkpoint)
   if not storage.exists(path):
     raise FileNotFoundError(f"{path} does not exist; has the run finished an epoch?")
   return models.load_model(path)
@@ -115,7 +114,7 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   """Returns a DataFrame with columns file, class, confidence, uncertain (only with a
   threshold: the argument, else the run's stored one), explanation (only with
   `explain_dir`), then p_<class> for each class."""
-  run = rundir.read_run_config(model_dir)
+  run = rundir.RunDir(model_dir).read_config()
   class_names = run["class_names"]
   model = load_run_model(model_dir, checkpoint)
   logits_model = calibration.logits_model(model)

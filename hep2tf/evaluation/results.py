@@ -25,10 +25,11 @@ from hep2tf.evaluation import formatting, plots
 def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
                   explained=None) -> str:
   """Writes RUN/eval/<split>/ (see the module docstring) and its TensorBoard events."""
-  out = os.path.join(model_dir, "eval", split)
+  run = rundir.RunDir(model_dir)
+  out = run.eval_dir(split)
   storage.makedirs(out)
   class_names = report["class_names"]
-  atomic.write_json(os.path.join(out, "metrics.json"), report)
+  atomic.write_json(os.path.join(out, rundir.EVAL_METRICS), report)
   frame = pd.DataFrame({
       "file_name": meta.get(schema.FILE_NAME), "id": meta.get(schema.ID),
       "group": meta.get(schema.GROUP), "intensity": meta.get(schema.INTENSITY),
@@ -63,7 +64,7 @@ def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
         explained["images"], explained["maps"], explained["y_true"],
         explained["y_pred"], class_names, probs=explained["probs"],
         masks=explained["masks"], method=explained["summary"]["method"])
-  history = rundir.read_history(model_dir)
+  history = run.read_history()
   if history:
     drawn["learning_curves"] = plots.learning_curves_figure(history)
   pngs = {name: figures.figure_to_png(fig) for name, fig in drawn.items()}

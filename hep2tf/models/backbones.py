@@ -36,16 +36,12 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from hep2tf import storage
+from hep2tf import rundir, storage
 from hep2tf.errors import InputError
 from hep2tf.models import is_weights_path, register
 from hep2tf.models import layers as hep2tf_layers
 
 BACKBONE = "backbone"
-
-# Runs of earlier training write these (trainer contract, docs/ARCHITECTURE.md).
-RUN_CHECKPOINTS = ("best.keras", "model.keras")
-
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
@@ -311,12 +307,13 @@ def load_pretrained(model: keras.Model, source: str | os.PathLike) -> list[str]:
 
 def _resolve_source(source: str) -> str:
   if storage.isdir(source):
-    for name in RUN_CHECKPOINTS:
+    for name in rundir.RUN_CHECKPOINTS:
       candidate = os.path.join(source, name)
       if storage.exists(candidate):
         return candidate
-    raise InputError(f"run directory holds neither {' nor '.join(RUN_CHECKPOINTS)}",
-                     file=source)
+    raise InputError(
+        f"run directory holds neither {' nor '.join(rundir.RUN_CHECKPOINTS)}",
+        file=source)
   if not storage.exists(source) or storage.isdir(source):
     raise InputError("weights file not found", file=source)
   if not source.endswith((".keras", ".h5")):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import keras
 
@@ -50,13 +49,13 @@ class BestModel(keras.callbacks.Callback):
   """Keeps the inference model of the epoch with the best validation MCA; the best
   value survives a resume (RUN/best.json)."""
 
-  def __init__(self, model_dir: str, inference_model: keras.Model,
+  def __init__(self, run: rundir.RunDir, inference_model: keras.Model,
                monitor: str = "val_mca"):
     super().__init__()
-    self._dir = model_dir
+    self._run = run
     self._inference_model = inference_model
     self._monitor = monitor
-    self._state_path = os.path.join(model_dir, rundir.BEST_STATE)
+    self._state_path = run.best_state
     self.best = -math.inf
     if storage.exists(self._state_path):
       with storage.open_file(self._state_path) as f:
@@ -68,7 +67,6 @@ class BestModel(keras.callbacks.Callback):
       return
     if float(value) > self.best:
       self.best = float(value)
-      atomic.save_model(self._inference_model,
-                        os.path.join(self._dir, rundir.BEST_MODEL))
+      atomic.save_model(self._inference_model, self._run.best_model)
       atomic.write_json(self._state_path, {"monitor": self._monitor,
                                            "value": self.best, "epoch": epoch + 1})

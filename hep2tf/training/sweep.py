@@ -51,6 +51,10 @@ class Trial:
   config: TrainConfig
   run_dir: str
 
+  @property
+  def run(self) -> rundir.RunDir:
+    return rundir.RunDir(self.run_dir)
+
 
 # --- The grid -----------------------------------------------------------------------
 
@@ -131,12 +135,10 @@ def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
 # --- Running one trial ------------------------------------------------------------
 
 
-def write_trial_files(trial: Trial, by_group: bool) -> None:
-  """flags.txt (so `python -m hep2tf.train --flagfile=` reruns it) and trial.json."""
+def write_trial_file(trial: Trial, by_group: bool) -> None:
+  """RUN/trial.json: what `--trial_dir` runs (the trainer writes RUN/flags.txt, so
+  `python -m hep2tf.train --flagfile=` reruns the trial too)."""
   os.makedirs(trial.run_dir, exist_ok=True)
-  with open(os.path.join(trial.run_dir, "flags.txt"), "w") as f:
-    f.write("# A trial of hep2tf.sweep: python -m hep2tf.train --flagfile=THIS\n")
-    f.write("\n".join(config_lib.flag_lines(trial.config, trial.run_dir)) + "\n")
   with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
     json.dump({"combination": trial.combination, "slug": trial.slug,
                "fold": trial.fold, "by_group": by_group,
@@ -157,14 +159,14 @@ def run_trial(trial: Trial, by_group: bool = True) -> dict:
   A half-finished trial resumes from its checkpoints (the trainer does that).
   Raises trainer.TrainingError when training fails (e.g. the loss went NaN).
   """
-  if rundir.is_complete(trial.run_dir):
+  if trial.run.is_complete():
     logging.info("Finished before, skipped: %s", trial.run_dir)
-    return rundir.read_complete(trial.run_dir)
-  write_trial_files(trial, by_group)
+    return trial.run.read_complete()
+  write_trial_file(trial, by_group)
   logging.info("Trial %s", trial.run_dir)
   config = dataclasses.replace(trial.config, fold_by_group=by_group)
   trainer.train_and_evaluate(config, trial.run_dir)
-  return rundir.read_complete(trial.run_dir)
+  return trial.run.read_complete()
 
 
 # --- Running many ---------------------------------------------------------------------
@@ -202,9 +204,9 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
   Each child is `python -m hep2tf.sweep --trial_dir=RUN` with CUDA_VISIBLE_DEVICES
   set to its device; its output goes to RUN/log.txt. Returns {run_dir: error}.
   """
-  pending = [t for t in trials if not rundir.is_complete(t.run_dir)]
+  pending = [t for t in trials if not t.run.is_complete()]
   for trial in pending:
-    write_trial_files(trial, by_group)
+    write_trial_file(trial, by_group)
   free = list(devices)
   running: dict[str, tuple[subprocess.Popen, str, object]] = {}
   failures = {}
@@ -225,7 +227,7 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
       log.close()
       free.append(device)
       del running[run_dir]
-      if proc.returncode != 0 or not rundir.is_complete(run_dir):
+      if proc.returncode != 0 or not rundir.RunDir(run_dir).is_complete():
         failures[run_dir] = (f"exit status {proc.returncode}; see "
                              f"{os.path.join(run_dir, 'log.txt')}")
         logging.error("%s failed: %s", run_dir, failures[run_dir])
@@ -335,7 +337,7 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
   trials = make_trials(base, grid, output_dir, num_folds)
   logging.info("%d combinations x %d folds: %d trials, %d finished before",
                len(combinations(grid)), max(num_folds, 1), len(trials),
-               sum(rundir.is_complete(t.run_dir) for t in trials))
+               sum(t.run.is_complete() for t in trials))
   devices = visible_gpus() if parallel else []
   if parallel and len(devices) < 2:
     logging.info("--parallel: %s; running the trials in sequence",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hep2tf import atomic, rundir
+from hep2tf import atomic
 
 if TYPE_CHECKING:
   from hep2tf.training.sweep import Trial
@@ -37,8 +37,7 @@ def results_table(trials: Sequence[Trial]) -> pd.DataFrame:
   rows = []
   for slug, group in itertools.groupby(trials, key=lambda t: t.slug):
     group = list(group)
-    done = [rundir.read_complete(t.run_dir) for t in group
-            if rundir.is_complete(t.run_dir)]
+    done = [t.run.read_complete() for t in group if t.run.is_complete()]
     mca = np.array([d["val_mca"] for d in done], dtype=float)
     aca = np.array([d["val_aca"] for d in done], dtype=float)
     row = dict(group[0].combination)

@@ -1,8 +1,23 @@
-"""Training library: `train_and_evaluate(config, model_dir)`.
+"""Training library: `train_and_evaluate(config, model_dir)` and its steps.
 
 `python -m hep2tf.train` maps its flags onto a `TrainConfig` and calls this. The run
 directory layout is in docs/ARCHITECTURE.md. A killed run resumes from its last
 completed epoch when the same command runs again.
+
+A run is these steps, in this order; each is public, so the benchmarks and tests call
+the trainer's own code instead of copying it:
+
+  open_run                  the run directory, prepared once, with RUN/flags.txt
+  setup_execution           seeds, determinism and the precision policy
+  open_data                 the records: their info, training and validation data
+  plan_epochs               epochs raised to --min_steps
+  make_models               the training and inference models, compiled
+  outputs.write_run_config  RUN/config.json
+  make_callbacks            NaN guard, history, summaries, best model, schedule, ...
+  fit                       the phases (frozen backbone first, when asked), resumable
+  outputs.save_models       final and best model, SavedModel, learning curves
+  final_evaluation          the best model on the validation data
+  outputs.write_report      HParams, final metrics and RUN/complete.json, last
 """
 
 from __future__ import annotations
@@ -20,11 +35,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import atomic, figures, hardware, models, rundir, storage
+from hep2tf import atomic, hardware, models, rundir
 from hep2tf.data import folds, reader
-from hep2tf.data.records import check_shards, load_info, num_examples, shard_files
-from hep2tf.evaluation import export, metrics, plots
-from hep2tf.training import build, distribute, loop, summaries
+from hep2tf.data.records import (DatasetInfo, check_shards, load_info, num_examples,
+                                 shard_files)
+from hep2tf.evaluation import metrics
+from hep2tf.training import build, distribute, loop, outputs, summaries
+from hep2tf.training import config as config_lib
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
 from hep2tf.training.config import TrainConfig
 
@@ -33,7 +50,92 @@ class TrainingError(RuntimeError):
   """The run stopped for a reason the user must act on (NaN loss, corrupt shard)."""
 
 
+@dataclasses.dataclass
+class TrainData:
+  """The records as a run reads them (`open_data`)."""
+
+  info: DatasetInfo
+  image_size: tuple[int, int] | None     # --image_size; None: the records' own
+  input_shape: tuple[int, int, int]
+  train_ds: tf.data.Dataset              # repeated, shuffled, sharded across workers
+  val_ds: tf.data.Dataset                # one pass, its length stated
+  num_train: int
+  num_val: int
+  steps_per_epoch: int
+  class_weight: dict[int, float] | None  # loss weights by class id, or None
+
+  @property
+  def class_names(self) -> list[str]:
+    return list(self.info.class_names)
+
+
+@dataclasses.dataclass
+class Models:
+  """What `make_models` builds: the compiled training model (augmenter + model), the
+  inference model it trains (saved, exported, evaluated) and the augmenter."""
+
+  train_model: keras.Model
+  model: keras.Model
+  augmenter: keras.Model
+
+
 # --- The run ------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
+  """Trains a model on the records and evaluates it on the eval split.
+
+  Returns the eval-split report of `metrics.classification_report` for the best
+  checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
+  it ran).
+  """
+  # The strategy first: multi-worker collectives must be set up before any op runs.
+  distribute.split_cpu(config.cpu_devices)
+  strategy = distribute.make_strategy(config.distribution, config.tpu)
+  run = open_run(config, model_dir, strategy)
+  config = dataclasses.replace(config, overwrite=False)  # open_run did what it asks
+  # The precision policy is Keras-global; it is the run's, so it ends with the run.
+  previous_policy = keras.mixed_precision.global_policy()
+  try:
+    precision = setup_execution(config)
+    data = open_data(config)
+    config = plan_epochs(config, data.steps_per_epoch)
+    built = make_models(config, data, strategy)
+    outputs.write_run_config(run, config, data, precision)
+    callbacks = make_callbacks(config, run, built, data, strategy)
+    train_seconds = fit(config, strategy, built, data, callbacks, run,
+                        restore_from=rundir.RunDir(model_dir))
+    if not distribute.is_chief(strategy):
+      # The chief writes the run's outputs; another worker only reports.
+      report = final_evaluation(built.model, data)
+      report.update(epochs_run=len(run.read_history().get("epoch", [])),
+                    train_seconds=train_seconds, mixed_precision=precision[0])
+      return report
+    best = outputs.save_models(run, built.model, data)
+    report = final_evaluation(best, data)
+    return outputs.write_report(run, config, report, train_seconds, precision[0])
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
+    if run.path != model_dir:
+      shutil.rmtree(run.path, ignore_errors=True)
+
+
+def open_run(config: TrainConfig, model_dir: str,
+             strategy: tf.distribute.Strategy) -> rundir.RunDir:
+  """The run directory this process writes.
+
+  On the chief: `model_dir`, prepared once (a finished run is replaced only with
+  config.overwrite; an unfinished one resumes) and given RUN/flags.txt. Other workers
+  compute the same things but write them to a scratch folder, which
+  train_and_evaluate removes; they resume from the chief's checkpoints
+  (hep2tf/training/loop.py).
+  """
+  if not distribute.is_chief(strategy):
+    return rundir.RunDir(tempfile.mkdtemp(prefix="hep2tf-worker-"))
+  run = rundir.RunDir(model_dir)
+  run.prepare(config.overwrite)
+  atomic.write(run.flags_file, config_lib.flagfile_text(config, run.path))
+  return run
 
 
 def setup_execution(config: TrainConfig) -> tuple[str, str]:
@@ -80,81 +182,58 @@ def _predict_split(model: keras.Model, dataset: tf.data.Dataset,
   return np.concatenate(y_true), np.concatenate(probs), images
 
 
-def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
-  """Trains a model on the records and evaluates it on the eval split.
-
-  Returns the eval-split report of `metrics.classification_report` for the best
-  checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
-  it ran).
-  """
-  # The strategy first: multi-worker collectives must be set up before any op runs.
-  distribute.split_cpu(config.cpu_devices)
-  strategy = distribute.make_strategy(config.distribution, config.tpu)
-  chief = distribute.is_chief(strategy)
-  restore_root = os.path.join(model_dir, rundir.CHECKPOINT_DIR)
-  if chief:
-    rundir.prepare_run_dir(model_dir, config.overwrite)
-    run_dir = model_dir
-    backup_root = restore_root
-  else:
-    # Other workers compute the same things but write them to a scratch folder;
-    # they resume from the chief's checkpoints (hep2tf/training/loop.py).
-    run_dir = tempfile.mkdtemp(prefix="hep2tf-worker-")
-    backup_root = os.path.join(run_dir, rundir.CHECKPOINT_DIR)
-  # The precision policy is Keras-global; it is the run's, so it ends with the run.
-  previous_policy = keras.mixed_precision.global_policy()
-  try:
-    return _train(config, strategy, run_dir, backup_root, restore_root)
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
-    if not chief:
-      shutil.rmtree(run_dir, ignore_errors=True)
+# --- The data -----------------------------------------------------------------------
 
 
-def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
-           restore_root: str) -> dict:
-  policy, policy_reason = setup_execution(config)
+def fold_spec(config: TrainConfig, holdout: bool) -> folds.FoldSpec | None:
+  """Cross-validation: fold `fold` of the training split is held out for validation
+  (holdout) and the rest trains; None without folds."""
+  if not config.num_folds:
+    return None
+  return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
+                        holdout=holdout, seed=config.seed,
+                        by_group=config.fold_by_group, column=config.fold_column)
+
+
+def create_dataset(config: TrainConfig, split: str, training: bool,
+                   image_size: tuple[int, int] | None,
+                   fold: folds.FoldSpec | None = None) -> tf.data.Dataset:
+  """A split as the run reads it: for training repeated, shuffled and mixed as
+  configured; otherwise one pass in order."""
+  return reader.create_split(
+      config.records_dir, split, batch_size=config.batch_size, fold=fold,
+      training=training, image_size=image_size, apply_mask=config.apply_mask,
+      shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+      balanced=config.balanced_sampling and training,
+      mixup_alpha=config.mixup if training else 0.0,
+      cutmix_alpha=config.cutmix if training else 0.0,
+      repeat=training, cache=_cache_option(config.cache),
+      deterministic=config.deterministic or None)
+
+
+def open_data(config: TrainConfig) -> TrainData:
+  """The records of `config`: their info, the training and validation datasets, their
+  sizes, the steps of an epoch and the class weights of the loss."""
   info = load_info(config.records_dir)
-  class_names = list(info.class_names)
-
   image_size = (config.image_size, config.image_size) if config.image_size else None
   if image_size is None and info.image_shape is None:
     raise ValueError(f"{config.records_dir}: images vary in size; "
                      "set --image_size to train on them")
   height, width = image_size or tuple(info.image_shape)
-  input_shape = (height, width, info.channels)
-
-  # Cross-validation: fold `fold` of the training split is held out for validation.
-  def fold_spec(holdout):
-    if not config.num_folds:
-      return None
-    return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
-                          holdout=holdout, seed=config.seed,
-                          by_group=config.fold_by_group,
-                          column=config.fold_column)
-
-  def dataset(split, training, fold=None):
-    return reader.create_split(
-        config.records_dir, split, batch_size=config.batch_size, fold=fold,
-        training=training, image_size=image_size, apply_mask=config.apply_mask,
-        shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-        balanced=config.balanced_sampling and training,
-        mixup_alpha=config.mixup if training else 0.0,
-        cutmix_alpha=config.cutmix if training else 0.0,
-        repeat=training, cache=_cache_option(config.cache),
-        deterministic=config.deterministic or None)
 
   train_ds = distribute.shard_by_file(
-      dataset(config.train_split, True, fold_spec(holdout=False)),
+      create_dataset(config, config.train_split, True, image_size,
+                     fold_spec(config, holdout=False)),
       len(shard_files(config.records_dir, config.train_split)))
   if config.num_folds:
-    val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
+    val_ds = create_dataset(config, config.train_split, False, image_size,
+                            fold_spec(config, holdout=True))
     num_train = folds.fold_size(config.records_dir, config.train_split,
-                                fold_spec(holdout=False))
+                                fold_spec(config, holdout=False))
     num_val = folds.fold_size(config.records_dir, config.train_split,
-                              fold_spec(holdout=True))
+                              fold_spec(config, holdout=True))
   else:
-    val_ds = dataset(config.eval_split, False)
+    val_ds = create_dataset(config, config.eval_split, False, image_size)
     num_train = num_examples(config.records_dir, config.train_split)
     num_val = num_examples(config.records_dir, config.eval_split)
   # The reader cannot know the split's length (interleave, filters); stating it lets
@@ -163,90 +242,109 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
       math.ceil(num_val / config.batch_size)))
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
   steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
+  return TrainData(info, image_size, (height, width, info.channels), train_ds, val_ds,
+                   num_train, num_val, steps_per_epoch, _class_weight(config, info))
+
+
+def _class_weight(config: TrainConfig, info: DatasetInfo) -> dict[int, float] | None:
+  class_names = list(info.class_names)
+  train_counts = info.class_counts.get(config.train_split, {})
+  if not build.use_class_weights(config, train_counts, class_names):
+    return None
+  if not config.class_weights:
+    logging.info("training split is imbalanced (%s; largest over smallest > %g): "
+                 "weighting the loss by class", train_counts,
+                 config.auto_class_weights)
+  return build.class_weights(train_counts, class_names)
+
+
+def plan_epochs(config: TrainConfig, steps_per_epoch: int) -> TrainConfig:
+  """`config` with its epochs raised where they are under --min_steps (logged)."""
   epochs = build.train_epochs(config, steps_per_epoch)
   if epochs != config.epochs:
     logging.info("%d epochs of %d steps are under --min_steps=%d: training %d "
                  "epochs instead", config.epochs, steps_per_epoch, config.min_steps,
                  epochs)
     config = dataclasses.replace(config, epochs=epochs)
-  train_counts = info.class_counts.get(config.train_split, {})
-  weighted = build.use_class_weights(config, train_counts, class_names)
-  if weighted and not config.class_weights:
-    logging.info("training split is imbalanced (%s; largest over smallest > %g): "
-                 "weighting the loss by class", train_counts,
-                 config.auto_class_weights)
+  return config
 
+
+# --- The models and what watches them ----------------------------------------------
+
+
+def make_models(config: TrainConfig, data: TrainData,
+                strategy: tf.distribute.Strategy) -> Models:
+  """The models of `config` for `data`, built and compiled under `strategy`."""
   with strategy.scope():
-    train_model, model, augmenter = build.build_models(config, input_shape,
-                                                       len(class_names))
-    build.compile_model(train_model, config, class_names, steps_per_epoch)
+    train_model, model, augmenter = build.build_models(config, data.input_shape,
+                                                       len(data.class_names))
+    build.compile_model(train_model, config, data.class_names, data.steps_per_epoch)
+  return Models(train_model, model, augmenter)
 
-  atomic.write_json(os.path.join(model_dir, rundir.CONFIG_FILE), {
-      "model": config.model, "input_shape": list(input_shape),
-      "class_names": class_names, "positive_class": info.positive_class,
-      "records_dir": storage.abspath(config.records_dir),
-      "image_size": list(image_size) if image_size else None,
-      "apply_mask": config.apply_mask, "pixels": info.pixels.to_json(),
-      "mixed_precision": policy, "mixed_precision_reason": policy_reason,
-      "config": dataclasses.asdict(config)})
-  summaries.write_run_text(model_dir,
-                           {"mixed_precision": f"{policy} ({policy_reason})"})
 
-  nan_guard = NaNGuard()
+def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
+                   data: TrainData, strategy: tf.distribute.Strategy
+                   ) -> list[keras.callbacks.Callback]:
+  """The callbacks of every fit phase, in order: the NaN guard first (fit asks it
+  whether to go on), history.csv, scalar summaries, the best model, then image
+  summaries, the plateau schedule and early stopping where configured. The backup
+  for resume is per phase (`backup_callback`)."""
   callbacks = [
-      nan_guard,
-      summaries.HistoryCSV(os.path.join(model_dir, rundir.HISTORY_FILE)),
-      summaries.ScalarSummaries(model_dir),
-      BestModel(model_dir, model),
+      NaNGuard(),
+      summaries.HistoryCSV(run.history_file),
+      summaries.ScalarSummaries(run.path),
+      BestModel(run, built.model),
   ]
   if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
-        model_dir, next(iter(train_ds)), augmenter,
-        lambda: _predict_split(model, val_ds), class_names,
+        run.path, next(iter(data.train_ds)), built.augmenter,
+        lambda: _predict_split(built.model, data.val_ds), data.class_names,
         every=config.image_summary_every, num_epochs=config.epochs,
-        positive_class=info.positive_class))
+        positive_class=data.info.positive_class))
   if config.schedule == "plateau":
     callbacks.append(keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=0.3, patience=2, min_lr=config.learning_rate * 1e-3))
   if config.early_stopping_patience > 0:
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
+  return callbacks
 
-  weights = build.class_weights(train_counts, class_names) if weighted else None
 
-  def fit(epochs, backup_dir, initial_epoch=0):
-    # Each phase backs up on its own: the optimizer of the unfrozen phase has other
-    # variables than the frozen one's. A finished phase restores and runs no epoch.
-    if loop.uses_custom(config.training_loop, config.distribution):
-      loop.fit(strategy, train_model, train_ds, val_ds, epochs=epochs,
-               initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-               global_batch_size=config.batch_size, class_weight=weights,
-               recall_names=[f"recall_{build.metric_slug(c)}" for c in class_names],
-               callbacks=callbacks,
-               checkpoint_dir=os.path.join(backup_root, backup_dir),
-               restore_dir=os.path.join(restore_root, backup_dir),
-               chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
-               verbose=fit_verbosity())
-      return
-    backup = SafeBackupAndRestore(os.path.join(backup_root, backup_dir),
-                                  delete_checkpoint=False)
-    train_model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-        callbacks=[backup] + callbacks, verbose=fit_verbosity(), shuffle=False,
-        steps_per_epoch=steps_per_epoch, class_weight=weights)
+def backup_callback(run: rundir.RunDir, phase: str) -> SafeBackupAndRestore:
+  """Keras fit's backup for resume of one phase (RUN/checkpoints/<phase>)."""
+  return SafeBackupAndRestore(os.path.join(run.checkpoint_dir, phase),
+                              delete_checkpoint=False)
 
+
+# --- Training -----------------------------------------------------------------------
+
+
+def fit(config: TrainConfig, strategy: tf.distribute.Strategy, built: Models,
+        data: TrainData, callbacks: list[keras.callbacks.Callback],
+        run: rundir.RunDir, restore_from: rundir.RunDir | None = None) -> float:
+  """Trains: --freeze_epochs with the backbone frozen, then the rest with all of it.
+
+  Resumes from the checkpoints in `restore_from` (default: `run`; another worker
+  restores from the chief's). Returns the seconds it trained. Raises TrainingError
+  when the loss went NaN (make_callbacks' guard stopped it) or a shard is corrupt.
+  """
+  nan_guard = next(c for c in callbacks if isinstance(c, NaNGuard))
+  restore_from = restore_from or run
   start = time.time()
   try:
     frozen = min(config.freeze_epochs, config.epochs)
     if frozen:
-      fit(frozen, "frozen")
+      _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
+                 "frozen", frozen)
       if not nan_guard.where:
         # Unfreeze (BatchNorm stays in inference mode); the optimizer starts anew.
         with strategy.scope():
-          models.set_backbone_trainable(model, True)
-          build.compile_model(train_model, config, class_names, steps_per_epoch)
+          models.set_backbone_trainable(built.model, True)
+          build.compile_model(built.train_model, config, data.class_names,
+                              data.steps_per_epoch)
     if not nan_guard.where:
-      fit(config.epochs, "main", initial_epoch=frozen)
+      _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
+                 "main", config.epochs, initial_epoch=frozen)
   except tf.errors.DataLossError as e:
     problems = check_shards(config.records_dir, config.train_split)
     problems += check_shards(config.records_dir, config.eval_split)
@@ -254,52 +352,43 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
         "the records are corrupt: " + "; ".join(map(str, problems or [e.message]))
         + f". Re-create them with python -m hep2tf.create_records --overwrite "
         f"(verify with --verify={config.records_dir})") from None
-  train_seconds = time.time() - start
   if nan_guard.where:
     epoch, batch = nan_guard.where
     raise TrainingError(
         f"loss became NaN or infinite at epoch {epoch}, batch {batch}; training "
-        f"stopped. The last good checkpoint is kept ({model_dir}/{rundir.BEST_MODEL}, "
-        f"and {model_dir}/{rundir.CHECKPOINT_DIR} to resume). Lower --learning_rate or "
+        f"stopped. The last good checkpoint is kept ({run.best_model}, "
+        f"and {run.checkpoint_dir} to resume). Lower --learning_rate or "
         "check the input.")
+  return time.time() - start
 
-  if not distribute.is_chief(strategy):
-    # The chief writes the run's outputs; another worker only reports.
-    y_true, probs, _ = _predict_split(model, val_ds)
-    report = metrics.classification_report(y_true, probs, class_names,
-                                           positive_class=info.positive_class)
-    report.update(epochs_run=len(rundir.read_history(model_dir).get("epoch", [])),
-                  train_seconds=train_seconds, mixed_precision=policy)
-    return report
 
-  # --- Outputs of a finished run --------------------------------------------------
-  atomic.save_model(model, os.path.join(model_dir, rundir.FINAL_MODEL))
-  best_path = os.path.join(model_dir, rundir.BEST_MODEL)
-  if not storage.exists(best_path):
-    atomic.save_model(model, best_path)
-  best = models.load_model(best_path)
-  export.export_serving(best, os.path.join(model_dir, rundir.EXPORT_DIR),
-                        class_names=class_names, channels=info.channels,
-                        image_size=(height, width), pixels=info.pixels)
-  history = rundir.read_history(model_dir)
-  if history:
-    figures.save_figure(plots.learning_curves_figure(history),
-                        os.path.join(model_dir, "learning_curves.png"))
+def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
+               phase: str, epochs: int, initial_epoch: int = 0) -> None:
+  # Each phase backs up on its own: the optimizer of the unfrozen phase has other
+  # variables than the frozen one's. A finished phase restores and runs no epoch.
+  if loop.uses_custom(config.training_loop, config.distribution):
+    loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
+             initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
+             global_batch_size=config.batch_size, class_weight=data.class_weight,
+             recall_names=[f"recall_{build.metric_slug(c)}" for c in data.class_names],
+             callbacks=callbacks,
+             checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
+             restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
+             chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
+             verbose=fit_verbosity())
+    return
+  built.train_model.fit(
+      data.train_ds, validation_data=data.val_ds, epochs=epochs,
+      initial_epoch=initial_epoch, callbacks=[backup_callback(run, phase)] + callbacks,
+      verbose=fit_verbosity(), shuffle=False, steps_per_epoch=data.steps_per_epoch,
+      class_weight=data.class_weight)
 
-  y_true, probs, _ = _predict_split(best, val_ds)
-  report = metrics.classification_report(y_true, probs, class_names,
-                                         positive_class=info.positive_class)
-  hparams = {k: v for k, v in dataclasses.asdict(config).items()
-             if k not in ("records_dir", "overwrite", "image_summary_every")}
-  summaries.write_hparams(model_dir, hparams, ["hparams/val_mca", "hparams/val_aca"])
-  summaries.write_final_metrics(
-      model_dir, {"hparams/val_mca": report["mca"], "hparams/val_aca": report["aca"]},
-      step=len(history.get("epoch", [])) if history else config.epochs)
-  epochs_run = len(history.get("epoch", [])) if history else 0
-  report.update(epochs_run=epochs_run, train_seconds=train_seconds,
-                mixed_precision=policy)
-  atomic.write_json(os.path.join(model_dir, rundir.COMPLETE_FILE),
-                    {"epochs": epochs_run, "val_mca": report["mca"],
-                     "val_aca": report["aca"], "train_seconds": train_seconds})
-  storage.rmtree(backup_root, ignore_errors=True)
-  return report
+
+# --- Outputs of a finished run ------------------------------------------------------
+
+
+def final_evaluation(model: keras.Model, data: TrainData) -> dict:
+  """`metrics.classification_report` of `model` on the run's validation data."""
+  y_true, probs, _ = _predict_split(model, data.val_ds)
+  return metrics.classification_report(y_true, probs, data.class_names,
+                                       positive_class=data.info.positive_class)
