@@ -11,8 +11,12 @@ The base configuration comes from the train flags (a train flagfile works here, 
 train flags on the command line override it); each `--grid=KEY=V1,V2,...` names a train
 flag and its values. Every combination x fold is a normal run directory:
 
-  DIR/trials/<combination>/fold_<k>/   (or .../run/ with --folds=0 or 1)
-  DIR/results.csv, DIR/results.md      ranked by mean validation MCA over the folds
+  DIR/trials/<combination>/fold_<k>/   (or .../run/ with --folds=0 or 1); eval/test/
+                                       holds its model's scores on --test_split
+  DIR/results.csv, DIR/results.md      ranked by mean validation MCA over the folds;
+                                       beside it the mean test MCA of the same models
+                                       and the validation-test gap (flagged over
+                                       0.05), for reading, not for choosing
   DIR/refit/                           with --refit: the best combination retrained on
                                        the whole training split, evaluated on test
   DIR/sweep.json                       the base configuration and the grid
@@ -54,7 +58,9 @@ def define_flags() -> None:
   flags.DEFINE_boolean(
       "refit", False, "Retrain the best combination on the whole training split and "
       "evaluate it on --test_split.")
-  flags.DEFINE_string("test_split", "test", "Split the refit model is evaluated on.")
+  flags.DEFINE_string(
+      "test_split", "test", "Split every trial's model (for the validation-test gap "
+      "in the table, not for ranking) and the refit model are evaluated on.")
   flags.DEFINE_boolean(
       "parallel", False, "Run trials in separate processes, one per visible GPU "
       "(sequential on CPU or one GPU).")

@@ -94,3 +94,13 @@ def shard_by_file(dataset: tf.data.Dataset, num_files: int) -> tf.data.Dataset:
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = policy
   return dataset.with_options(options)
+
+
+def visible_gpus() -> list[str]:
+  """Indices of the visible GPUs, as CUDA_VISIBLE_DEVICES would name them."""
+  gpus = tf.config.list_physical_devices("GPU")
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  names = [d.strip() for d in visible.split(",")] if visible else []
+  if len(names) >= len(gpus):
+    return names[:len(gpus)]
+  return [str(i) for i in range(len(gpus))]

@@ -4,10 +4,11 @@
 A sweep is a grid over TrainConfig fields (`parse_grid`) times the folds of the
 training split (`make_trials`); every trial is a normal run directory trained by
 `trainer.train_and_evaluate` (`run_trial`), in sequence or one child process per GPU
-(`run_parallel`). `run_sweep` ranks the combinations by mean validation MCA
-(`results_table`), optionally refits the best one on the whole training split and tests
-it (`refit_best`), and writes the tables. The folder layout and the command are
-described in hep2tf/sweep.py.
+(`run_parallel`); once trained, each trial's model is evaluated on the test split
+(`trial_test_split`), for the validation-test gap only. `run_sweep` ranks the
+combinations by mean validation MCA (`results_table`), optionally refits the best one
+on the whole training split and tests it (`refit_best`), and writes the tables. The
+folder layout and the command are described in hep2tf/sweep.py.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from absl import logging
 
 from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
+from hep2tf.data.records import load_info
 from hep2tf.evaluation import evaluate
 from hep2tf.training import config as config_lib
-from hep2tf.training import sweep_results, trainer
+from hep2tf.training import distribute, sweep_results, trainer
 from hep2tf.training.config import TrainConfig
 
 
@@ -43,17 +45,25 @@ RESERVED_KEYS = ("num_folds", "fold", "fold_column", "overwrite")
 
 @dataclasses.dataclass
 class Trial:
-  """One combination on one fold: the run it is and where it lives."""
+  """One combination on one fold: the run it is, where it lives and the split its
+  model is tested on once trained (None: no test pass)."""
 
   combination: dict
   slug: str
   fold: int           # -1: no cross-validation, validated on the eval split
   config: TrainConfig
   run_dir: str
+  test_split: str | None = None
 
   @property
   def run(self) -> rundir.RunDir:
     return rundir.RunDir(self.run_dir)
+
+  @property
+  def done(self) -> bool:
+    """Trained, and tested when it has a test split."""
+    return self.run.is_complete() and (
+        not self.test_split or self.run.read_eval(self.test_split) is not None)
 
 
 # --- The grid -----------------------------------------------------------------------
@@ -110,8 +120,10 @@ def combination_slug(combination: Mapping[str, object]) -> str:
 
 
 def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
-                output_dir: str, num_folds: int) -> list[Trial]:
-  """The trials of a sweep, combination-major, folds in order.
+                output_dir: str, num_folds: int,
+                test_split: str | None = None) -> list[Trial]:
+  """The trials of a sweep, combination-major, folds in order, each tested on
+  `test_split` once trained (None: not tested).
 
   num_folds 0 or 1 gives one trial per combination validated on the eval split.
   """
@@ -128,7 +140,8 @@ def make_trials(base: TrainConfig, grid: Mapping[str, Sequence],
           num_folds=num_folds if fold >= 0 else 0, fold=max(fold, 0))
       name = f"fold_{fold}" if fold >= 0 else "run"
       trials.append(Trial(combination, slug, fold, config,
-                          os.path.join(output_dir, TRIALS_DIR, slug, name)))
+                          os.path.join(output_dir, TRIALS_DIR, slug, name),
+                          test_split))
   return trials
 
 
@@ -142,6 +155,7 @@ def write_trial_file(trial: Trial, by_group: bool) -> None:
   with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
     json.dump({"combination": trial.combination, "slug": trial.slug,
                "fold": trial.fold, "by_group": by_group,
+               "test_split": trial.test_split,
                "config": dataclasses.asdict(trial.config)}, f, indent=2)
 
 
@@ -149,38 +163,34 @@ def read_trial_file(run_dir: str) -> tuple[Trial, bool]:
   with open(os.path.join(run_dir, TRIAL_FILE)) as f:
     state = json.load(f)
   config = TrainConfig(**state["config"])
-  return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir),
-          state["by_group"])
+  return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir,
+                state.get("test_split")), state["by_group"])
 
 
 def run_trial(trial: Trial, by_group: bool = True) -> dict:
-  """Trains one trial unless it finished before; returns its complete.json.
+  """Trains one trial unless it finished before, then, with a test split, evaluates
+  its best model on it (RUN/eval/<split>/, as `hep2tf.evaluate` writes it; once per
+  training). Returns the trial's complete.json.
 
   A half-finished trial resumes from its checkpoints (the trainer does that).
   Raises trainer.TrainingError when training fails (e.g. the loss went NaN).
   """
-  if trial.run.is_complete():
-    logging.info("Finished before, skipped: %s", trial.run_dir)
-    return trial.run.read_complete()
-  write_trial_file(trial, by_group)
-  logging.info("Trial %s", trial.run_dir)
-  config = dataclasses.replace(trial.config, fold_by_group=by_group)
-  trainer.train_and_evaluate(config, trial.run_dir)
+  trained = not trial.run.is_complete()
+  if trained:
+    write_trial_file(trial, by_group)
+    logging.info("Trial %s", trial.run_dir)
+    config = dataclasses.replace(trial.config, fold_by_group=by_group)
+    trainer.train_and_evaluate(config, trial.run_dir)
+  else:
+    logging.info("Finished before, not trained again: %s", trial.run_dir)
+  if trial.test_split and (trained or not trial.done):
+    # The fold model on specimens it never saw: the validation-test gap, read beside
+    # the ranking, never used to choose.
+    evaluate.evaluate_run(trial.run_dir, trial.test_split)
   return trial.run.read_complete()
 
 
 # --- Running many ---------------------------------------------------------------------
-
-
-def visible_gpus() -> list[str]:
-  """Indices of the visible GPUs, as CUDA_VISIBLE_DEVICES would name them."""
-  import tensorflow as tf
-  gpus = tf.config.list_physical_devices("GPU")
-  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  names = [d.strip() for d in visible.split(",")] if visible else []
-  if len(names) >= len(gpus):
-    return names[:len(gpus)]
-  return [str(i) for i in range(len(gpus))]
 
 
 def run_sequential(trials: Sequence[Trial], by_group: bool) -> dict[str, str]:
@@ -204,7 +214,8 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
   Each child is `python -m hep2tf.sweep --trial_dir=RUN` with CUDA_VISIBLE_DEVICES
   set to its device; its output goes to RUN/log.txt. Returns {run_dir: error}.
   """
-  pending = [t for t in trials if not t.run.is_complete()]
+  pending = [t for t in trials if not t.done]
+  trial_of = {t.run_dir: t for t in pending}
   for trial in pending:
     write_trial_file(trial, by_group)
   free = list(devices)
@@ -227,7 +238,7 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
       log.close()
       free.append(device)
       del running[run_dir]
-      if proc.returncode != 0 or not rundir.RunDir(run_dir).is_complete():
+      if proc.returncode != 0 or not trial_of[run_dir].done:
         failures[run_dir] = (f"exit status {proc.returncode}; see "
                              f"{os.path.join(run_dir, 'log.txt')}")
         logging.error("%s failed: %s", run_dir, failures[run_dir])
@@ -276,18 +287,32 @@ def refit_best(combination: Mapping[str, object], base: TrainConfig,
   best checkpoint by its MCA) in DIR/refit and evaluates it on `test_split`.
 
   Returns {combination, run_dir, split, mca, aca, val_test_gap (see
-  metrics.val_test_gap)}. A finished refit is not retrained.
+  metrics.val_test_gap)}. A finished refit is neither retrained nor re-evaluated.
   """
   combination = dict(combination)
   config = dataclasses.replace(base, **combination, num_folds=0, fold=0,
                                overwrite=False)
   trial = Trial(combination, "refit", -1, config,
-                os.path.join(output_dir, REFIT_DIR))
+                os.path.join(output_dir, REFIT_DIR), test_split)
   run_trial(trial)
-  report = evaluate.evaluate_run(trial.run_dir, test_split)
+  report = trial.run.read_eval(test_split)
   return {"combination": combination, "run_dir": trial.run_dir, "split": test_split,
           "mca": float(report["mca"]), "aca": float(report["aca"]),
           "val_test_gap": report.get("val_test_gap")}
+
+
+def trial_test_split(base: TrainConfig, test_split: str,
+                     num_folds: int) -> tuple[str | None, str]:
+  """(the split every trial's model is tested on, "") or (None, why there is none):
+  the records lack it, or the trials train or validate on it."""
+  splits = load_info(base.records_dir).splits
+  if test_split not in splits:
+    return None, (f"the records have no {test_split!r} split (they have "
+                  f"{', '.join(sorted(splits))})")
+  if test_split == base.train_split or (not num_folds
+                                        and test_split == base.eval_split):
+    return None, f"the trials train or validate on {test_split!r}"
+  return test_split, ""
 
 
 def resolve_folds(text: str, base: TrainConfig
@@ -324,7 +349,9 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
       run per combination validated on the eval split.
     by_group: folds keep each specimen/patient together (when the records know them).
     refit: retrain the best combination on the whole training split, test it.
-    test_split: the split the refit model is evaluated on.
+    test_split: the split every trial's model (for the validation-test gap of the
+      table; skipped with the reason stated when the records lack it) and the refit
+      model are evaluated on.
     parallel: one child process per visible GPU when there are several.
 
   Returns:
@@ -334,11 +361,14 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
   num_folds = num_folds if num_folds >= 2 else 0
   _check_sweep_file(output_dir, base, grid, num_folds, by_group)
   sweep_results.write_hparams_config(output_dir, grid, num_folds)
-  trials = make_trials(base, grid, output_dir, num_folds)
+  tested, untested_why = trial_test_split(base, test_split, num_folds)
+  if not tested:
+    logging.warning("The trials are not tested: %s", untested_why)
+  trials = make_trials(base, grid, output_dir, num_folds, tested)
   logging.info("%d combinations x %d folds: %d trials, %d finished before",
                len(combinations(grid)), max(num_folds, 1), len(trials),
-               sum(t.run.is_complete() for t in trials))
-  devices = visible_gpus() if parallel else []
+               sum(t.done for t in trials))
+  devices = distribute.visible_gpus() if parallel else []
   if parallel and len(devices) < 2:
     logging.info("--parallel: %s; running the trials in sequence",
                  "one GPU" if devices else "no GPU")
@@ -352,7 +382,8 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
   if refit:
     refit_result = refit_best(best_combination(table, trials), base, output_dir,
                               test_split)
-  sweep_results.write_results(output_dir, table, num_folds, failures, refit_result)
+  sweep_results.write_results(output_dir, table, num_folds, failures, refit_result,
+                              test=(tested, untested_why))
   return {"table": table, "failures": failures, "refit": refit_result}
 
 

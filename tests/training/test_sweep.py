@@ -1,5 +1,6 @@
 """sweep.py: grids, k-fold trials, the ranked table, HParams data and resume."""
 
+import dataclasses
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -130,6 +132,35 @@ def test_table_ranks_complete_combinations_by_mean_mca(tmp_path):
   assert text.count("\n") == 4 and "| 0.7000 |" in text
 
 
+def _fake_test(trial, mca):
+  """RUN/eval/test/metrics.json as evaluate writes it, for a finished fake trial."""
+  os.makedirs(trial.run.eval_dir("test"))
+  with open(os.path.join(trial.run.eval_dir("test"), rundir.EVAL_METRICS), "w") as f:
+    json.dump({"split": "test", "mca": mca, "aca": mca}, f)
+  return dataclasses.replace(trial, test_split="test")
+
+
+def test_table_sets_the_test_mca_and_gap_beside_the_ranking(tmp_path):
+  # learning_rate 0.1: validation 0.9 / 0.8, test 0.7 / 0.8 -> gap 0.1, flagged;
+  # 0.01: validation 0.7 / 0.7, test 0.7 / 0.68 -> gap 0.01; 0.001: no test pass.
+  trials = []
+  for lr, vals, tests in [(0.1, [0.9, 0.8], [0.7, 0.8]),
+                          (0.01, [0.7, 0.7], [0.7, 0.68]),
+                          (0.001, [0.6, 0.6], [None, None])]:
+    for k, (v, t) in enumerate(zip(vals, tests)):
+      trial = _fake_trial(tmp_path, {"learning_rate": lr}, k, v)
+      trials.append(trial if t is None else _fake_test(trial, t))
+  table = sweep_results.results_table(trials)
+  assert table["learning_rate"].tolist() == [0.1, 0.01, 0.001]  # by validation
+  assert table["mean_test_mca"].tolist()[:2] == pytest.approx([0.75, 0.69])
+  assert table["val_test_gap"].tolist()[:2] == pytest.approx([0.1, 0.01])
+  assert table["gap_warning"].tolist() == [True, False, False]
+  assert math.isnan(table.loc[2, "mean_test_mca"])
+  sweep_results.write_results(str(tmp_path), table, 2, {}, test=("test", ""))
+  markdown = (tmp_path / sweep_results.RESULTS_MD).read_text()
+  assert "not for choosing" in markdown and "| **yes** |" in markdown
+
+
 def test_ungrouped_folds_reach_the_trainer(monkeypatch, tmp_path):
   seen = []
 
@@ -183,6 +214,33 @@ def test_sweep_writes_table_and_hparams_and_resumes(records, tmp_path):
     assert (now == stamps[t.run_dir]) == (t is not trials[1])
   assert (pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))["folds_done"]
           == 2).all()
+
+
+def test_sweep_tests_the_fold_models_for_the_gap(records, tmp_path):
+  base = TrainConfig(records_dir=records, **TINY)
+  grid = {"learning_rate": [1e-3]}
+  out = str(tmp_path / "sweep")
+  sweep.run_sweep(base, grid, out, num_folds=2)
+  trials = sweep.make_trials(base, grid, out, num_folds=2, test_split="test")
+  tested = [t.run.read_eval("test") for t in trials]
+  assert all(r is not None and r["split"] == "test" for r in tested)
+  val = np.mean([t.run.read_complete()["val_mca"] for t in trials])
+  test = np.mean([r["mca"] for r in tested])
+  table = pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))
+  assert table.loc[0, "mean_val_mca"] == pytest.approx(val)
+  assert table.loc[0, "mean_test_mca"] == pytest.approx(test)
+  assert table.loc[0, "val_test_gap"] == pytest.approx(val - test)
+  assert bool(table.loc[0, "gap_warning"]) == (val - test > 0.05)
+  markdown = (tmp_path / "sweep" / sweep_results.RESULTS_MD).read_text()
+  assert "'test' split" in markdown and "not for choosing" in markdown
+
+  # Records without the split: no test pass, and the table says why.
+  sweep.run_sweep(base, grid, out, num_folds=2, test_split="holdout")
+  table = pd.read_csv(os.path.join(out, sweep_results.RESULTS_CSV))
+  assert math.isnan(table.loc[0, "mean_test_mca"])
+  assert not table.loc[0, "gap_warning"]
+  markdown = (tmp_path / "sweep" / sweep_results.RESULTS_MD).read_text()
+  assert "No test figures: the records have no 'holdout' split" in markdown
 
 
 def test_sweep_refuses_other_base_settings_in_the_same_folder(records, tmp_path):
