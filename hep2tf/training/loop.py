@@ -217,7 +217,8 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
         restore_dir: str, chief: bool, initial_epoch: int = 0,
         class_weight: dict | None = None, jit_compile: bool = False,
         verbose: int = 2) -> int:
-  """Trains `train_model` as `Model.fit` would, epochs initial_epoch+1 .. epochs.
+  """Trains `train_model` as `Model.fit` would, epochs initial_epoch+1 .. epochs;
+  returns the number of the last epoch run (or restored).
 
   Args:
     train_ds: endless training batches of the GLOBAL batch size (the strategy
@@ -232,23 +233,15 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
     chief: whether this worker's checkpoint folder is the real one. Other workers
       delete what they wrote after each save.
     verbose: 1, a progress bar with ETA (a terminal); 2, one line per epoch.
-
-  Returns:
-    The number of the last epoch run (or restored).
   """
   loop = Loop(strategy, train_model, global_batch_size=global_batch_size,
               class_weight=class_weight, jit_compile=jit_compile)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_VARIABLE)
   checkpoint = tf.train.Checkpoint(model=train_model, optimizer=loop.optimizer,
                                    epoch=epoch_var)
-  latest = tf.train.latest_checkpoint(restore_dir)
-  if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
-    logging.info("Restored %s (epoch %d)", latest, int(epoch_var))
-    initial_epoch = max(initial_epoch, int(epoch_var))
+  initial_epoch = _restore(checkpoint, epoch_var, restore_dir, initial_epoch)
   manager = (tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
              if chief else None)
-
   callback_list = keras.callbacks.CallbackList(
       list(callbacks), model=train_model, epochs=epochs, steps=steps_per_epoch,
       verbose=2)
@@ -260,39 +253,65 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
     start = time.time()
     callback_list.on_epoch_begin(epoch)
-    loss_sum, steps = 0.0, 0
-    confusion = np.zeros((loop.num_classes, loop.num_classes))
-    bar = keras.utils.Progbar(steps_per_epoch, verbose=1) if verbose == 1 else None
-    for step in range(steps_per_epoch):
-      callback_list.on_train_batch_begin(step)
-      loss, step_confusion = loop.train_step(iterator)
-      loss_sum += loss
-      steps += 1
-      confusion += step_confusion
-      callback_list.on_train_batch_end(step, {"loss": loss})
-      if bar is not None:
-        bar.update(step + 1, [("loss", loss)])
-      if train_model.stop_training:
-        break
-    logs = {"loss": loss_sum / max(1, steps)}
-    logs.update(confusion_logs(confusion, recall_names))
-    logs.update(loop.broadcast(loop.evaluate(val_ds, recall_names)))
+    loss, steps, confusion = _train_epoch(loop, iterator, callback_list, train_model,
+                                          steps_per_epoch, verbose)
+    logs = {"loss": loss, **confusion_logs(confusion, recall_names),
+            **loop.broadcast(loop.evaluate(val_ds, recall_names))}
     callback_list.on_epoch_end(epoch, logs)
     print(f"{steps}/{steps_per_epoch} - {time.time() - start:.0f}s - " +
           " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
     if math.isfinite(logs["loss"]):
       # Only finished, finite epochs are kept for resuming.
       epoch_var.assign(epoch + 1)
-      if chief:
-        manager.save(checkpoint_number=epoch + 1)
-      else:
-        # A fresh manager each time: the last one's files are gone.
-        tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1).save(
-            checkpoint_number=epoch + 1)
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+      _save(checkpoint, manager, checkpoint_dir, epoch + 1)
     if train_model.stop_training:
       break
   callback_list.on_train_end()
   sys.stdout.flush()
   return epoch + 1
+
+
+def _restore(checkpoint: tf.train.Checkpoint, epoch_var: tf.Variable,
+             restore_dir: str, initial_epoch: int) -> int:
+  """Restores the latest checkpoint in `restore_dir`, if any; returns the epoch to
+  start from."""
+  latest = tf.train.latest_checkpoint(restore_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("Restored %s (epoch %d)", latest, int(epoch_var))
+    initial_epoch = max(initial_epoch, int(epoch_var))
+  return initial_epoch
+
+
+def _train_epoch(loop: Loop, iterator, callback_list, train_model: keras.Model,
+                 steps_per_epoch: int, verbose: int):
+  """One epoch's training steps; returns (mean loss, steps run, confusion matrix)."""
+  loss_sum, steps = 0.0, 0
+  confusion = np.zeros((loop.num_classes, loop.num_classes))
+  bar = keras.utils.Progbar(steps_per_epoch, verbose=1) if verbose == 1 else None
+  for step in range(steps_per_epoch):
+    callback_list.on_train_batch_begin(step)
+    loss, step_confusion = loop.train_step(iterator)
+    loss_sum += loss
+    steps += 1
+    confusion += step_confusion
+    callback_list.on_train_batch_end(step, {"loss": loss})
+    if bar is not None:
+      bar.update(step + 1, [("loss", loss)])
+    if train_model.stop_training:
+      break
+  return loss_sum / max(1, steps), steps, confusion
+
+
+def _save(checkpoint: tf.train.Checkpoint, manager, checkpoint_dir: str,
+          number: int) -> None:
+  """Saves the resume state; a worker other than the chief (no manager) writes to
+  its own folder and deletes it again (the collectives need every worker to save)."""
+  if manager is not None:
+    manager.save(checkpoint_number=number)
+  else:
+    # A fresh manager each time: the last one's files are gone.
+    tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1).save(
+        checkpoint_number=number)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
