@@ -42,6 +42,16 @@ class RunDir:
 
   def __init__(self, path: str | os.PathLike):
     self.path = os.fspath(path)
+    self.config_file = self.join(CONFIG_FILE)
+    self.flags_file = self.join(FLAGS_FILE)
+    self.best_model = self.join(BEST_MODEL)
+    self.final_model = self.join(FINAL_MODEL)
+    self.best_state = self.join(BEST_STATE)
+    self.history_file = self.join(HISTORY_FILE)
+    self.complete_file = self.join(COMPLETE_FILE)
+    self.checkpoint_dir = self.join(CHECKPOINT_DIR)
+    self.export_dir = self.join(EXPORT_DIR)
+    self.learning_curves = self.join(LEARNING_CURVES)
 
   def __repr__(self) -> str:
     return f"RunDir({self.path!r})"
@@ -52,51 +62,9 @@ class RunDir:
   def join(self, *names: str) -> str:
     return os.path.join(self.path, *names)
 
-  # --- The files --------------------------------------------------------------------
-
-  @property
-  def config_file(self) -> str:
-    return self.join(CONFIG_FILE)
-
-  @property
-  def flags_file(self) -> str:
-    return self.join(FLAGS_FILE)
-
-  @property
-  def best_model(self) -> str:
-    return self.join(BEST_MODEL)
-
-  @property
-  def final_model(self) -> str:
-    return self.join(FINAL_MODEL)
-
   def model_file(self, checkpoint: str = "best") -> str:
     """The model of `checkpoint`: best (best validation MCA) or final."""
     return self.best_model if checkpoint == "best" else self.final_model
-
-  @property
-  def best_state(self) -> str:
-    return self.join(BEST_STATE)
-
-  @property
-  def history_file(self) -> str:
-    return self.join(HISTORY_FILE)
-
-  @property
-  def complete_file(self) -> str:
-    return self.join(COMPLETE_FILE)
-
-  @property
-  def checkpoint_dir(self) -> str:
-    return self.join(CHECKPOINT_DIR)
-
-  @property
-  def export_dir(self) -> str:
-    return self.join(EXPORT_DIR)
-
-  @property
-  def learning_curves(self) -> str:
-    return self.join(LEARNING_CURVES)
 
   def eval_dir(self, split: str) -> str:
     """RUN/eval/<split>/: what evaluate wrote for `split`."""
