@@ -34,6 +34,7 @@ from hep2tf import rundir
 from hep2tf.training import trainer
 from hep2tf.training.config import TrainConfig
 
+
 class Clock(keras.callbacks.Callback):
   """Records perf_counter() at each epoch begin and end, and at train end."""
 

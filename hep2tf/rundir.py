@@ -73,13 +73,15 @@ class RunDir:
   # --- Making and reading it --------------------------------------------------------
 
   def prepare(self, overwrite: bool) -> None:
-    """A finished run is only replaced with overwrite; an unfinished one resumes."""
-    if self.is_complete():
-      if not overwrite:
-        raise FileExistsError(
-            f"{self.path} holds a finished run; pass --overwrite to train it again "
-            "or choose another --model_dir")
+    """With overwrite, whatever is in the folder (a finished run or a killed one) is
+    removed, so the run starts afresh with the settings it is given. Without it a
+    finished run is an error and an unfinished one resumes from its last epoch."""
+    if overwrite and storage.exists(self.path):
       storage.rmtree(self.path)
+    elif self.is_complete():
+      raise FileExistsError(
+          f"{self.path} holds a finished run; pass --overwrite to train it again "
+          "or choose another --model_dir")
     storage.makedirs(self.path)
 
   def read_config(self) -> dict:

@@ -10,6 +10,7 @@ prints and writes is described in hep2tf/evaluate.py.
 
 from __future__ import annotations
 
+import numpy as np
 
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
@@ -60,7 +61,7 @@ def fit_on_validation(model_dir: str, run: dict, model, checkpoint: str, *,
                             image_size=(height, width), temperature=t,
                             pixels=intensity.PixelSpec.from_json(run.get("pixels")))
   if min_confidence is not None:
-    t = predict.run_temperature(model_dir, checkpoint)
+    t = calibration.run_temperature(model_dir, checkpoint)
     at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,
                                  min_confidence)
     calibration.update_run_calibration(model_dir, min_confidence=min_confidence,
@@ -88,8 +89,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   """
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  run_dir = rundir.RunDir(model_dir)
-  run = run_dir.read_config()
+  run = rundir.RunDir(model_dir).read_config()
   records_dir = records_dir or run["records_dir"]
   info = load_info(records_dir)
   if list(info.class_names) != list(run["class_names"]):
@@ -109,7 +109,35 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
 
   y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
                                                        keep_images=GRID_IMAGES)
-  temperature = predict.run_temperature(model_dir, checkpoint)
+  report, probs = score_split(model_dir, run, y_true, logits, meta, context={
+      "split": split, "tta": tta, "checkpoint": checkpoint,
+      "records_dir": storage.abspath(records_dir), "split_notes": info.split_notes,
+      # Whether the converter could keep every specimen/patient/slide in one split.
+      "group_disjoint": info.group_disjoint})
+  explained = None
+  if explain_cells > 0:
+    explained = explain_split(model, dataset(), records_dir, split, image_size,
+                              y_true, probs, meta, explain_cells)
+    report["explanations"] = explained["summary"]
+  if write:
+    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
+                          explained)
+  return report
+
+
+def score_split(model_dir: str, run: dict, y_true, logits, meta,
+                context: dict) -> tuple[dict, np.ndarray]:
+  """Scores a split's logits (`predict.predict_logits`) at the run's temperature.
+
+  `context` holds the keys that follow the class scores in the report; its `split`
+  and `checkpoint` choose the temperature and whether a val-test gap is reported.
+  Returns (report, the probabilities in effect): `metrics.classification_report`,
+  `context`, `val_test_gap` (when the run's validation MCA is known), the keys of
+  `calibration.calibration_report`, `by_intensity`, `by_specimen` and `abstention`
+  (when the run has a threshold).
+  """
+  split, checkpoint = context["split"], context["checkpoint"]
+  temperature = calibration.run_temperature(model_dir, checkpoint, default=None)
   raw = predict.view_probabilities(logits)
   scaled = (None if temperature is None
             else predict.view_probabilities(logits, temperature))
@@ -118,11 +146,9 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   report = metrics.classification_report(
       y_true, probs, class_names, groups=meta.get(schema.GROUP),
       positive_class=run.get("positive_class"))
-  report.update(split=split, tta=tta, checkpoint=checkpoint,
-                records_dir=storage.abspath(records_dir), split_notes=info.split_notes)
-  # Whether the converter could keep every specimen/patient/slide in one split.
-  report["group_disjoint"] = info.group_disjoint
+  report.update(context)
   # Beside the training's validation MCA of the best checkpoint, when it is known.
+  run_dir = rundir.RunDir(model_dir)
   if (checkpoint == "best" and run_dir.is_complete()
       and split != run.get("config", {}).get("eval_split", "validation")):
     report["val_test_gap"] = metrics.val_test_gap(run_dir.read_complete()["val_mca"],
@@ -137,15 +163,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
     report["abstention"] = {
         **calibration.coverage_at(probs, y_true, stored["min_confidence"]),
         "validation_coverage": stored.get("min_confidence_coverage")}
-  explained = None
-  if explain_cells > 0:
-    explained = explain_split(model, dataset(), records_dir, split, image_size,
-                              y_true, probs, meta, explain_cells)
-    report["explanations"] = explained["summary"]
-  if write:
-    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
-                          explained)
-  return report
+  return report, probs
 
 
 def explain_split(model, dataset, records_dir, split, image_size, y_true, probs,

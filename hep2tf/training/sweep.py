@@ -152,11 +152,10 @@ def write_trial_file(trial: Trial, by_group: bool) -> None:
   """RUN/trial.json: what `--trial_dir` runs (the trainer writes RUN/flags.txt, so
   `python -m hep2tf.train --flagfile=` reruns the trial too)."""
   os.makedirs(trial.run_dir, exist_ok=True)
-  with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
-    json.dump({"combination": trial.combination, "slug": trial.slug,
-               "fold": trial.fold, "by_group": by_group,
-               "test_split": trial.test_split,
-               "config": dataclasses.asdict(trial.config)}, f, indent=2)
+  atomic.write_json(os.path.join(trial.run_dir, TRIAL_FILE), {
+      "combination": trial.combination, "slug": trial.slug, "fold": trial.fold,
+      "by_group": by_group, "test_split": trial.test_split,
+      "config": dataclasses.asdict(trial.config)})
 
 
 def read_trial_file(run_dir: str) -> tuple[Trial, bool]:

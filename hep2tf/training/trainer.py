@@ -31,7 +31,6 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -39,7 +38,7 @@ from hep2tf import atomic, hardware, models, rundir
 from hep2tf.data import folds, reader
 from hep2tf.data.records import (DatasetInfo, check_shards, load_info, num_examples,
                                  shard_files)
-from hep2tf.evaluation import metrics
+from hep2tf.evaluation import metrics, predict
 from hep2tf.training import build, distribute, loop, outputs, summaries
 from hep2tf.training import config as config_lib
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
@@ -169,19 +168,6 @@ def _cache_option(value: str) -> bool | str:
   raise ValueError(f"--cache={value!r}: expected auto, true or false")
 
 
-def _predict_split(model: keras.Model, dataset: tf.data.Dataset,
-                   max_images: int = 36):
-  """(y_true ids, probabilities, the first images) over a finite dataset."""
-  y_true, probs, shown = [], [], []
-  for images, labels in dataset:
-    probs.append(model(images, training=False).numpy())
-    y_true.append(np.argmax(labels.numpy(), axis=1))
-    if sum(len(s) for s in shown) < max_images:
-      shown.append(images.numpy())
-  images = np.concatenate(shown)[:max_images].astype(np.uint8)
-  return np.concatenate(y_true), np.concatenate(probs), images
-
-
 # --- The data -----------------------------------------------------------------------
 
 
@@ -298,7 +284,9 @@ def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
   if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         run.path, next(iter(data.train_ds)), built.augmenter,
-        lambda: _predict_split(built.model, data.val_ds), data.class_names,
+        lambda: predict.predict_probabilities(built.model, data.val_ds,
+                                              keep_images=36),
+        data.class_names,
         every=config.image_summary_every, num_epochs=config.epochs,
         positive_class=data.info.positive_class))
   if config.schedule == "plateau":
@@ -389,6 +377,6 @@ def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
 
 def final_evaluation(model: keras.Model, data: TrainData) -> dict:
   """`metrics.classification_report` of `model` on the run's validation data."""
-  y_true, probs, _ = _predict_split(model, data.val_ds)
+  y_true, probs, _ = predict.predict_probabilities(model, data.val_ds)
   return metrics.classification_report(y_true, probs, data.class_names,
                                        positive_class=data.info.positive_class)

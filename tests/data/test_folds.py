@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import folds, reader, schema, synth
 from hep2tf.data.records import MANIFEST
 
@@ -17,9 +18,9 @@ def records(tmp_path_factory):
   the training split holds every specimen."""
   root = tmp_path_factory.mktemp("folds")
   synth.generate(root / "src", 240, seed=1, image_size=32, num_specimens=24)
-  create.create_records(
+  create.create_records(ConvertConfig(
       "icpr2014", str(root / "src"), output_dir=str(root / "rec"), group_split=False,
-      num_workers=1, num_shards=2, progress=False)
+      num_workers=1, num_shards=2, progress=False))
   return str(root / "rec")
 
 

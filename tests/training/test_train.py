@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from hep2tf import hardware
+from hep2tf import hardware, rundir
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
 from hep2tf.training.config import TrainConfig
@@ -90,6 +91,23 @@ def test_finished_run_is_not_overwritten_silently(finished_run):
   run, _, records_dir, _ = finished_run
   with pytest.raises(FileExistsError, match="overwrite"):
     trainer.train_and_evaluate(smoke_config(records_dir), run)
+
+
+def test_overwrite_starts_afresh_even_from_a_killed_run(tmp_path):
+  """A killed run left in --model_dir must not be resumed under --overwrite: its
+  checkpoints were made with other settings (a resume would mix the two silently)."""
+  killed = tmp_path / "killed"
+  (killed / "checkpoints").mkdir(parents=True)
+  (killed / "history.csv").write_text("epoch,loss\n0,1.0\n")
+  rundir.RunDir(str(killed)).prepare(overwrite=True)
+  assert killed.is_dir() and not any(killed.iterdir())
+  # Without overwrite an unfinished run is kept, to resume.
+  (killed / "history.csv").write_text("epoch,loss\n0,1.0\n")
+  rundir.RunDir(str(killed)).prepare(overwrite=False)
+  assert (killed / "history.csv").exists()
+  (killed / "complete.json").write_text("{}")
+  with pytest.raises(FileExistsError, match="overwrite"):
+    rundir.RunDir(str(killed)).prepare(overwrite=False)
 
 
 def test_evaluate_writes_field_metrics(finished_run):
@@ -305,6 +323,17 @@ def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_
   log_raw = np.log(model(batch, training=False).numpy().astype(np.float64))
   scaled = np.exp(log_raw / temperature)
   np.testing.assert_allclose(probs, scaled / scaled.sum(1, keepdims=True), atol=atol)
+def test_min_confidence_alone_uses_the_models_own_probabilities(finished_run,
+                                                                 tmp_path):
+  run = str(tmp_path / "run")
+  shutil.copytree(finished_run[0], run,
+                  ignore=shutil.ignore_patterns("calibration.json", "eval"))
+  report = evaluate.evaluate_run(run, "validation", min_confidence=0.5, write=False)
+  assert report["temperature"] is None and report["ece_calibrated"] is None
+  assert report["abstention"]["min_confidence"] == 0.5
+  assert 0 <= report["abstention"]["validation_coverage"] <= 1
+
+
 def test_cnn_widths_are_config_fields(tiny_records):
   records_dir, _ = tiny_records
   config = smoke_config(records_dir, cnn_filters="4,8,8,16,24", dense_units=32)
