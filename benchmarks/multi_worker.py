@@ -47,19 +47,20 @@ BATCH = 16
 def _setup(strategy):
   import tensorflow as tf
   from hep2tf.data import reader
-  from hep2tf.data.records import load_info, shard_files
+  from hep2tf.data.records import Records
   from hep2tf.training import build, distribute, trainer
   from hep2tf.training.config import TrainConfig
   config = TrainConfig(records_dir=FLAGS.records_dir, model="cnn",
                        batch_size=BATCH, shuffle_buffer=256, seed=0)
   trainer.setup_execution(config)
-  info = load_info(config.records_dir)
+  records = Records.open(config.records_dir)
+  info = records.info
   shape = tuple(info.image_shape) + (info.channels,)
   train_ds = distribute.shard_by_file(
-      reader.create_split(config.records_dir, "train", batch_size=BATCH,
+      reader.create_split(records, "train", batch_size=BATCH,
                           training=True, repeat=True, shuffle_buffer=256,
-                          seed=0),
-      len(shard_files(config.records_dir, "train")))
+                          seed=0).dataset,
+      len(records.shards("train")))
   with strategy.scope():
     train_model, _, _ = build.build_models(config, shape, info.num_classes)
     build.compile_model(train_model, config, info.class_names, 100)

@@ -32,7 +32,6 @@ from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
 from hep2tf.data import reader
-from hep2tf.data.records import num_examples
 from hep2tf.training import summaries, trainer
 from hep2tf.training.build import build_models, compile_model
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
@@ -104,15 +103,15 @@ def train_dataset(config: TrainConfig, inputs: data.Inputs,
                   repeat: bool = True) -> tf.data.Dataset:
   """The training split exactly as train_and_evaluate reads it."""
   return reader.create_split(
-      inputs.records_dir, inputs.train_split, batch_size=config.batch_size,
+      inputs.records, inputs.train_split, batch_size=config.batch_size,
       training=True, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
       balanced=config.balanced_sampling, repeat=repeat,
-      mixup_alpha=config.mixup, cutmix_alpha=config.cutmix)
+      mixup_alpha=config.mixup, cutmix_alpha=config.cutmix).dataset
 
 
 def eval_dataset(config: TrainConfig, inputs: data.Inputs) -> tf.data.Dataset:
-  return reader.create_split(inputs.records_dir, inputs.eval_split,
-                             batch_size=config.batch_size, training=False)
+  return reader.create_split(inputs.records, inputs.eval_split,
+                             batch_size=config.batch_size, training=False).dataset
 
 
 def build(config: TrainConfig, inputs: data.Inputs, real_steps: int):
@@ -159,7 +158,7 @@ def forward_flops_per_image(model: keras.Model) -> float:
 
 
 def real_steps_per_epoch(config: TrainConfig, inputs: data.Inputs) -> int:
-  num_train = num_examples(inputs.records_dir, inputs.train_split)
+  num_train = inputs.records.num_examples(inputs.train_split)
   return max(1, num_train // config.batch_size)
 
 

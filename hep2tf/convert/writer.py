@@ -19,7 +19,7 @@ parent serialises with `schema.encode_example` and writes in a fixed order, so t
 seed gives the same bytes whatever the number of workers. Everything is written into a
 hidden sibling folder and renamed into place at the end: a crash or a bad input leaves
 either no dataset or the previous complete one. The metadata files are written by
-`metadata.py`, images loaded by `loading.py`; `verify.py` reads a folder back.
+`metadata.py`, images loaded by `loading.py`; `Records.verify` reads one back.
 """
 
 from __future__ import annotations

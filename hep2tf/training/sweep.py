@@ -27,6 +27,7 @@ from absl import flags, logging
 
 from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
+from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate
 from hep2tf.training import sweep_results, trainer
 from hep2tf.training.config import TrainConfig
@@ -330,7 +331,7 @@ def resolve_folds(text: str, base: TrainConfig
   other text, ValueError when the records have no official folds.
   """
   if text.strip().lower() == "official":
-    names = folds.official_folds(base.records_dir, base.train_split)
+    names = Records.open(base.records_dir).official_folds(base.train_split)
     logging.info("Official folds of %s: %s", base.train_split, ", ".join(names))
     return len(names), dataclasses.replace(base, fold_column=folds.FOLD_COLUMN)
   try:

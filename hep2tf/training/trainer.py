@@ -8,7 +8,6 @@ completed epoch when the same command runs again.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ from absl import logging
 
 from hep2tf import atomic, figures, hardware, models, rundir, storage
 from hep2tf.data import folds, reader
-from hep2tf.data.records import check_shards, load_info, num_examples, shard_files
+from hep2tf.data.records import Records
 from hep2tf.evaluation import export, metrics, plots
 from hep2tf.training import build, distribute, loop, summaries
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
@@ -114,7 +113,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
            restore_root: str) -> dict:
   policy, policy_reason = setup_execution(config)
-  info = load_info(config.records_dir)
+  records = Records.open(config.records_dir)
+  info = records.info
   class_names = list(info.class_names)
 
   image_size = (config.image_size, config.image_size) if config.image_size else None
@@ -135,7 +135,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
 
   def dataset(split, training, fold=None):
     return reader.create_split(
-        config.records_dir, split, batch_size=config.batch_size, fold=fold,
+        records, split, batch_size=config.batch_size, fold=fold,
         training=training, image_size=image_size, apply_mask=config.apply_mask,
         shuffle_buffer=config.shuffle_buffer, seed=config.seed,
         balanced=config.balanced_sampling and training,
@@ -144,25 +144,18 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
         repeat=training, cache=_cache_option(config.cache),
         deterministic=config.deterministic or None)
 
-  train_ds = distribute.shard_by_file(
-      dataset(config.train_split, True, fold_spec(holdout=False)),
-      len(shard_files(config.records_dir, config.train_split)))
+  train = dataset(config.train_split, True, fold_spec(holdout=False))
+  train_ds = distribute.shard_by_file(train.dataset,
+                                      len(records.shards(config.train_split)))
   if config.num_folds:
-    val_ds = dataset(config.train_split, False, fold_spec(holdout=True))
-    num_train = folds.fold_size(config.records_dir, config.train_split,
-                                fold_spec(holdout=False))
-    num_val = folds.fold_size(config.records_dir, config.train_split,
-                              fold_spec(holdout=True))
+    val = dataset(config.train_split, False, fold_spec(holdout=True))
   else:
-    val_ds = dataset(config.eval_split, False)
-    num_train = num_examples(config.records_dir, config.train_split)
-    num_val = num_examples(config.records_dir, config.eval_split)
-  # The reader cannot know the split's length (interleave, filters); stating it lets
+    val = dataset(config.eval_split, False)
+  # tf.data cannot know the split's length (interleave, filters); stating it lets
   # Keras plan each validation pass instead of running into the end of the data.
-  val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(
-      math.ceil(num_val / config.batch_size)))
+  val_ds = val.dataset.apply(tf.data.experimental.assert_cardinality(val.steps))
   # Training batches drop the remainder, so a pass is floor(n / batch) steps.
-  steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
+  steps_per_epoch = config.steps_per_epoch or max(1, train.steps)
   epochs = build.train_epochs(config, steps_per_epoch)
   if epochs != config.epochs:
     logging.info("%d epochs of %d steps are under --min_steps=%d: training %d "
@@ -248,8 +241,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     if not nan_guard.where:
       fit(config.epochs, "main", initial_epoch=frozen)
   except tf.errors.DataLossError as e:
-    problems = check_shards(config.records_dir, config.train_split)
-    problems += check_shards(config.records_dir, config.eval_split)
+    problems = records.check_shards(config.train_split)
+    problems += records.check_shards(config.eval_split)
     raise TrainingError(
         "the records are corrupt: " + "; ".join(map(str, problems or [e.message]))
         + f". Re-create them with python -m hep2tf.create_records --overwrite "
