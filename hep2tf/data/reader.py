@@ -132,32 +132,9 @@ def create_split(records: Records, split: str, *, batch_size: int,
     drop_remainder = training
   seeds = _SeedSequence(seed)
   autotune = tf.data.AUTOTUNE
-
-  def read(shards: tf.data.Dataset) -> tf.data.Dataset:
-    if training:
-      # One shard order per pipeline, not per epoch: a cache would freeze the first
-      # epoch's order anyway, and the same order uncached gives the same batches.
-      # The example shuffle below, after the cache, reshuffles every epoch.
-      shards = shards.shuffle(len(files), seed=seeds.next(),
-                              reshuffle_each_iteration=False)
-    serialized = shards.interleave(
-        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
-        num_parallel_calls=autotune, deterministic=deterministic)
-    if fold is not None:
-      serialized = serialized.filter(keep_fold)
-    return serialized
-
-  if fold is not None:
-    keep_fold = folds.fold_predicate(records.fold_of(split, fold), fold)
-
-  if balanced:
-    serialized = _balanced(records, split,
-                           lambda: read(tf.data.Dataset.from_tensor_slices(files)),
-                           seed=seeds.next())
-    if not repeat:
-      serialized = serialized.take(num_examples)
-  else:
-    serialized = read(tf.data.Dataset.from_tensor_slices(files))
+  serialized = _read(records, split, files, training=training, fold=fold,
+                     balanced=balanced, repeat=repeat, num_examples=num_examples,
+                     seeds=seeds, deterministic=deterministic)
   examples = serialized.map(
       lambda serialized: _decode(serialized, info, image_size, apply_mask),
       num_parallel_calls=autotune, deterministic=deterministic)
@@ -181,6 +158,37 @@ def create_split(records: Records, split: str, *, batch_size: int,
   steps = (num_examples // batch_size if drop_remainder
            else math.ceil(num_examples / batch_size))
   return Split(batches.with_options(options), num_examples, steps)
+
+
+def _read(records: Records, split: str, files: list[str], *, training: bool,
+          fold: folds.FoldSpec | None, balanced: bool, repeat: bool,
+          num_examples: int, seeds: _SeedSequence,
+          deterministic: bool) -> tf.data.Dataset:
+  """The split's serialised records in reading order: the shards interleaved
+  (shuffled once when training), only the fold's examples, class-balanced when
+  asked (endless with `repeat`, else `num_examples` of them)."""
+  keep_fold = (None if fold is None
+               else folds.fold_predicate(records.fold_of(split, fold), fold))
+
+  def read() -> tf.data.Dataset:
+    shards = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+      # One shard order per pipeline, not per epoch: a cache would freeze the first
+      # epoch's order anyway, and the same order uncached gives the same batches.
+      # The example shuffle after the cache reshuffles every epoch.
+      shards = shards.shuffle(len(files), seed=seeds.next(),
+                              reshuffle_each_iteration=False)
+    serialized = shards.interleave(
+        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if keep_fold is not None:
+      serialized = serialized.filter(keep_fold)
+    return serialized
+
+  if not balanced:
+    return read()
+  serialized = _balanced(records, split, read, seed=seeds.next())
+  return serialized if repeat else serialized.take(num_examples)
 
 
 def _split_size(records: Records, split: str, fold: folds.FoldSpec | None,

@@ -43,8 +43,12 @@ def validation_dataset(run: dict, records: Records, batch_size: int,
 def fit_on_validation(model_dir: str, run: dict, records: Records, model,
                       checkpoint: str, *, calibrate: bool,
                       min_confidence: float | None, batch_size: int) -> None:
-  """--calibrate and --min_confidence: fit on the validation split of `records`
-  (the run's records folder), store in the run."""
+  """--calibrate and --min_confidence: fit on the validation split, store in the run.
+
+  The validation data are the run's own: `records` (the folder being evaluated) when
+  it is the run's records folder, else that folder, opened here."""
+  if storage.abspath(records.path) != storage.abspath(run["records_dir"]):
+    records = Records.open(run["records_dir"])
   split, dataset = validation_dataset(run, records, batch_size)
   y_val, logits, _, _ = predict.predict_logits(model, dataset)
   if calibrate:
@@ -102,10 +106,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
                      f"trained on {run['class_names']}")
   model = predict.load_run_model(model_dir, checkpoint)
   if calibrate or min_confidence is not None:
-    # Calibration fits on the run's own validation data, in its own folder.
-    own = (records if records_dir == run["records_dir"]
-           else Records.open(run["records_dir"]))
-    fit_on_validation(model_dir, run, own, model, checkpoint, calibrate=calibrate,
+    fit_on_validation(model_dir, run, records, model, checkpoint, calibrate=calibrate,
                       min_confidence=min_confidence, batch_size=batch_size)
   image_size = tuple(run["image_size"]) if run.get("image_size") else None
 
