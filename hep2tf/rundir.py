@@ -24,13 +24,15 @@ EXPORT_DIR = "export"
 
 
 def prepare_run_dir(model_dir: str, overwrite: bool) -> None:
-  """A finished run is only replaced with overwrite; an unfinished one resumes."""
-  if storage.exists(os.path.join(model_dir, COMPLETE_FILE)):
-    if not overwrite:
-      raise FileExistsError(
-          f"{model_dir} holds a finished run; pass --overwrite to train it again "
-          "or choose another --model_dir")
+  """With overwrite, whatever is in `model_dir` (a finished run or a killed one) is
+  removed, so the run starts afresh with the settings it is given. Without it a
+  finished run is an error and an unfinished one resumes from its last epoch."""
+  if overwrite and storage.exists(model_dir):
     storage.rmtree(model_dir)
+  elif storage.exists(os.path.join(model_dir, COMPLETE_FILE)):
+    raise FileExistsError(
+        f"{model_dir} holds a finished run; pass --overwrite to train it again "
+        "or choose another --model_dir")
   storage.makedirs(model_dir)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from hep2tf import hardware
+from hep2tf import hardware, rundir
 from hep2tf.data import records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
@@ -91,6 +91,23 @@ def test_finished_run_is_not_overwritten_silently(finished_run):
   run, _, records_dir, _ = finished_run
   with pytest.raises(FileExistsError, match="overwrite"):
     trainer.train_and_evaluate(smoke_config(records_dir), run)
+
+
+def test_overwrite_starts_afresh_even_from_a_killed_run(tmp_path):
+  """A killed run left in --model_dir must not be resumed under --overwrite: its
+  checkpoints were made with other settings (a resume would mix the two silently)."""
+  killed = tmp_path / "killed"
+  (killed / "checkpoints").mkdir(parents=True)
+  (killed / "history.csv").write_text("epoch,loss\n0,1.0\n")
+  rundir.prepare_run_dir(str(killed), overwrite=True)
+  assert killed.is_dir() and not any(killed.iterdir())
+  # Without overwrite an unfinished run is kept, to resume.
+  (killed / "history.csv").write_text("epoch,loss\n0,1.0\n")
+  rundir.prepare_run_dir(str(killed), overwrite=False)
+  assert (killed / "history.csv").exists()
+  (killed / "complete.json").write_text("{}")
+  with pytest.raises(FileExistsError, match="overwrite"):
+    rundir.prepare_run_dir(str(killed), overwrite=False)
 
 
 def test_evaluate_writes_field_metrics(finished_run):
