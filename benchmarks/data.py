@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.data.records import Records
 
@@ -89,9 +90,9 @@ def _link(src: str, dst: str) -> None:
 def make_records(source_dir: str, output_dir: str, num_workers: int = 1,
                  seed: int = 0) -> str:
   """Converts a synthetic source folder with hep2tf's defaults; returns output_dir."""
-  create.create_records(
+  create.create_records(ConvertConfig(
       "icpr2014", source_dir, output_dir=output_dir, name=NAME, overwrite=True,
-      seed=seed, num_workers=num_workers, progress=False)
+      seed=seed, num_workers=num_workers, progress=False))
   return output_dir
 
 

@@ -32,6 +32,7 @@ from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
 from hep2tf.data import reader
+from hep2tf.evaluation import predict
 from hep2tf.training import summaries, trainer
 from hep2tf.training.build import build_models, compile_model
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
@@ -138,7 +139,8 @@ def trainer_callbacks(config: TrainConfig, model_dir: str, model, augmenter,
   if config.image_summary_every > 0:
     callbacks.append(summaries.ImageSummaries(
         model_dir, next(iter(train_ds)), augmenter,
-        lambda: trainer._predict_split(model, val_ds), list(class_names),
+        lambda: predict.predict_probabilities(model, val_ds, keep_images=36),
+        list(class_names),
         every=config.image_summary_every, num_epochs=config.epochs))
   return callbacks
 

@@ -27,6 +27,7 @@ from absl import flags
 
 from hep2tf import errors
 from hep2tf.convert import create
+from hep2tf.convert import plan
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.data import sources
@@ -36,12 +37,19 @@ from hep2tf.data.records import Records
 
 
 def define_flags() -> None:
-  """Defines the converter's flags, grouped by stage."""
+  """Defines the converter's flags, grouped by stage (plan.ConvertConfig's fields;
+  create.config_from_flags maps them)."""
+  _define_source_flags()
+  _define_split_flags()
+  _define_image_flags()
+
+
+def _define_source_flags() -> None:
   # Source.
-  flags.DEFINE_string("dataset", create.SYNTHETIC, "Source layout: synthetic, or "
+  flags.DEFINE_string("dataset", plan.SYNTHETIC, "Source layout: synthetic, or "
                       f"one of {', '.join(sources.LAYOUTS)}.")
   flags.DEFINE_string("data_dir", None, "Folder of the source dataset (synthetic: "
-                      f"where it is generated, default {create.SYNTHETIC_DIR}).")
+                      f"where it is generated, default {plan.SYNTHETIC_DIR}).")
   flags.DEFINE_string("csv_path", None, "csv/icpr2014: the table, relative to "
                       "--data_dir (default: found there).")
   flags.DEFINE_string("path_column", None, "csv: column with the image path.")
@@ -55,34 +63,37 @@ def define_flags() -> None:
       "test_csv=PATH; icpr2012: cells_csv=PATH; folder: channels=1; csv: "
       "class_names=a,b. Repeat for more.")
   # Synthetic.
-  flags.DEFINE_integer("synth_num_images", create.DEFAULT_SET_IMAGES,
+  flags.DEFINE_integer("synth_num_images", plan.DEFAULT_SET_IMAGES,
                        "synthetic: cells to draw (the default set: "
-                       f"{create.DEFAULT_SET_IMAGES:,}; ICPR 2014's size: 13,596).")
+                       f"{plan.DEFAULT_SET_IMAGES:,}; ICPR 2014's size: 13,596).")
   flags.DEFINE_integer("synth_num_specimens", None, "synthetic: specimens (wells) "
                        "to spread the cells over (default: "
-                       f"{create.DEFAULT_SET_SPECIMENS} for the "
-                       f"{create.DEFAULT_SET_IMAGES:,}-cell default set, else ICPR "
+                       f"{plan.DEFAULT_SET_SPECIMENS} for the "
+                       f"{plan.DEFAULT_SET_IMAGES:,}-cell default set, else ICPR "
                        "2014's 83 scaled to the cells).")
   flags.DEFINE_integer("synth_seed", 0, "synthetic: seed of the drawing.")
   flags.DEFINE_enum("synth_profile", "default", list(synth.PROFILES),
                     "synthetic: default, or stress (specimen shift: its test "
                     "specimens are out of focus, dimmer and noisier; the split "
                     "comes from its folders; into data/ and records/"
-                    f"{create.SYNTHETIC_NAME}_stress).")
+                    f"{plan.SYNTHETIC_NAME}_stress).")
   # Output.
   flags.DEFINE_string("output_dir", None, "Records folder (default records/<name>).")
   flags.DEFINE_string("name", None, "Dataset name, snake_case (default: the "
-                      f"layout's; {create.SYNTHETIC_NAME} for synthetic).")
+                      f"layout's; {plan.SYNTHETIC_NAME} for synthetic).")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing records folder.")
+
+
+def _define_split_flags() -> None:
   # Splits, balance, offline augmentation.
   flags.DEFINE_float("validation_fraction", None,
                      "Fraction of all examples for validation when splits are made "
                      f"(default {splits.DEFAULT_VALIDATION_FRACTION}; the synthetic "
-                     f"default set: {create.DEFAULT_SET_FRACTIONS[0]}).")
+                     f"default set: {plan.DEFAULT_SET_FRACTIONS[0]}).")
   flags.DEFINE_float("test_fraction", None,
                      "Fraction of all examples for test when splits are made "
                      f"(default {splits.DEFAULT_TEST_FRACTION}; the synthetic "
-                     f"default set: {create.DEFAULT_SET_FRACTIONS[1]}).")
+                     f"default set: {plan.DEFAULT_SET_FRACTIONS[1]}).")
   flags.DEFINE_boolean("group_split", True, "Keep each specimen/patient in one "
                        "split when groups are known.")
   flags.DEFINE_enum("small_groups", "carve", list(splits.SMALL_GROUP_MODES),
@@ -95,6 +106,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("augment_copies", 0, "Extra dihedral copies (0..7) of each "
                        "train image, written offline.")
   flags.DEFINE_integer("seed", 0, "Seed of splits, balance, copies and shuffling.")
+
+
+def _define_image_flags() -> None:
   # Images.
   flags.DEFINE_string("image_size", None, "Resize to 'S' or 'H,W' (default: keep).")
   flags.DEFINE_enum("resize", "pad", list(images.RESIZE_MODES),
@@ -132,22 +146,7 @@ def main(argv: Sequence[str]) -> int:
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")
     return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
   try:
-    options = create.source_options(FLAGS)
-    summary, rejects = create.create_records(
-        FLAGS.dataset, FLAGS.data_dir, output_dir=FLAGS.output_dir, name=FLAGS.name,
-        overwrite=FLAGS.overwrite, source_options=options,
-        synth_num_images=FLAGS.synth_num_images,
-        synth_num_specimens=FLAGS.synth_num_specimens, synth_seed=FLAGS.synth_seed,
-        synth_profile=FLAGS.synth_profile,
-        validation_fraction=FLAGS.validation_fraction,
-        test_fraction=FLAGS.test_fraction, group_split=FLAGS.group_split,
-        small_groups=FLAGS.small_groups,
-        balance=FLAGS.balance, augment_copies=FLAGS.augment_copies, seed=FLAGS.seed,
-        image_size=create.parse_image_size(FLAGS.image_size), resize=FLAGS.resize,
-        apply_mask=FLAGS.apply_mask, max_megapixels=FLAGS.max_megapixels,
-        num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
-        on_error=FLAGS.on_error, intensity_mode=FLAGS.intensity,
-        percentiles=create.parse_percentiles(FLAGS.rescale_percentiles))
+    summary, rejects = create.create_records(create.config_from_flags(FLAGS))
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR

@@ -16,11 +16,12 @@ def tiny_records(tmp_path_factory):
   Returns (records_dir, source_dir).
   """
   from hep2tf.convert import create
+  from hep2tf.convert.plan import ConvertConfig
 
   root = tmp_path_factory.mktemp("tiny")
   source = root / "source"
   records = root / "records"
-  create.create_records(
+  create.create_records(ConvertConfig(
       data_dir=str(source), output_dir=str(records), synth_num_images=180,
-      synth_seed=3, group_split=False, num_workers=1, progress=False)
+      synth_seed=3, group_split=False, num_workers=1, progress=False))
   return str(records), str(source)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import intensity, reader, schema
 from hep2tf.data.records import INFO_FILE, MANIFEST, Records
 from hep2tf.errors import InputError
@@ -75,9 +76,9 @@ def _make_folder(root, arrays, suffix):
 
 
 def _convert(source_dir, records_dir, channels, **kwargs):
-  summary, _ = create.create_records(
+  summary, _ = create.create_records(ConvertConfig(
       "folder", str(source_dir), output_dir=str(records_dir), num_workers=1,
-      progress=False, source_options={"channels": channels}, **kwargs)
+      progress=False, source_options={"channels": channels}, **kwargs))
   return summary
 
 
@@ -155,10 +156,10 @@ def test_multi_page_tiff_is_a_named_error_or_a_reject(tmp_path):
   pages[0].save(stack, save_all=True, append_images=pages[1:])
   with pytest.raises(InputError, match=r"stack\.tif.*multi-page image \(3 pages"):
     _convert(tmp_path / "src", tmp_path / "rec", 1)
-  summary, rejects = create.create_records(
+  summary, rejects = create.create_records(ConvertConfig(
       "folder", str(tmp_path / "src"), output_dir=str(tmp_path / "rec"),
       num_workers=1, progress=False, source_options={"channels": 1},
-      on_error="skip")
+      on_error="skip"))
   assert len(rejects) == 1 and sum(summary.splits.values()) == 6
 
 
@@ -381,11 +382,9 @@ def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_p
   arrays[1] = rng.integers(0, 256, (SIDE, SIDE)).astype(np.uint8)
   sources = _make_folder(tmp_path / "src", arrays, "png")
   local = _convert(tmp_path / "src", tmp_path / "local", 1)
-  source, examples, data_dir, rejects = beam.prepare_examples(
-      "folder", str(tmp_path / "src"), source_options={"channels": 1})
-  summary = beam.convert(
-      source, examples, str(tmp_path / "beam"), pipeline_args=["--runner=DirectRunner"],
-      data_dir=data_dir, dataset="folder", rejects=rejects)
+  summary, _ = beam.convert_records(ConvertConfig(
+      "folder", str(tmp_path / "src"), source_options={"channels": 1},
+      output_dir=str(tmp_path / "beam"), num_workers=1), ["--runner=DirectRunner"])
   assert summary.pixels == local.pixels and summary.pixels.dtype == "uint16"
   assert summary.warnings == local.warnings
   ours, info = _read_records(str(tmp_path / "beam"))

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from hep2tf import atomic, models, rundir, storage
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
@@ -29,9 +30,9 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   # A URL mistaken for a relative path would create ./ram:/... here.
   monkeypatch.chdir(tmp_path)
   records = f"{ROOT}/records"
-  summary, _ = create.create_records(
+  summary, _ = create.create_records(ConvertConfig(
       data_dir=source_dir, output_dir=records, synth_num_images=180, synth_seed=3,
-      group_split=False, num_workers=2, progress=False)
+      group_split=False, num_workers=2, progress=False))
   assert summary.output_dir == records
   written = _listing(records)
   assert {"hep2tf.json", "dataset_info.json", "features.json", "manifest.csv",

@@ -1,10 +1,11 @@
 """Record conversion as an Apache Beam pipeline (the library of
 `python -m hep2tf.beam_pipeline`).
 
-The same conversion as `hep2tf.convert.create`, for sets too big for one machine. The
-launcher reads the source table and makes the splits and the shard plan (small tables,
-the same functions and seed as the local converter); the pipeline loads and encodes the
-images in parallel on the runner's workers and writes each shard in one piece; the
+The same conversion as `hep2tf.convert.create`, for sets too big for one machine.
+`convert_records(config)` makes the same plan on the launcher (`plan.prepare_examples`
+and `plan.shard_plan`: small tables, the same functions and seed as the local
+converter); the pipeline loads the images on the runner's workers, makes each record
+with `plan.make_record` as `writer.py` does, and writes each shard in one piece; the
 launcher then writes the same metadata as `writer.py`. Each record gets its shard and
 position on the launcher exactly as `writer.py` assigns them, so the shards hold the
 same records in the same order as the local converter's, whatever the runner.
@@ -17,7 +18,7 @@ worker (a shared filesystem); the output may be a local path or any filesystem
 Install with `pip install -e .[beam]`.
 
 Pipeline: plan.jsonl -> ReadFromText -> Reshuffle -> load+encode (images.load_image,
-schema.encode_example) -> GroupByKey(split, shard) -> write shard (sorted by position)
+plan.make_record) -> GroupByKey(split, shard) -> write shard (sorted by position)
 -> one JSON of shard facts per shard, read back by the launcher.
 """
 
@@ -33,76 +34,19 @@ from typing import Iterator, Sequence
 import apache_beam as beam
 import pandas as pd
 import tensorflow as tf
-from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hep2tf import atomic, errors
-from hep2tf.convert import create, loading, metadata, samples, writer
-from hep2tf.data import images, intensity, schema, sources, splits, synth
+from hep2tf.convert import loading, metadata, plan, samples
+from hep2tf.data import schema, sources
 from hep2tf.data.records import INFO_FILE, shard_file_name
 
+DIRECT = ("--runner=DirectRunner",)
 WORK_DIR = "_beam"          # inside staging: the plan and the per-shard facts
 PLAN_FILE = "plan.jsonl"
 PARTS_DIR = "parts"
 # Written last when publishing to an object store: its presence marks the folder whole.
 _LAST_FILES = (INFO_FILE, "dataset_info.json")
-
-
-# ---------------------------------------------------------------------------
-# Launcher: the example table, as the local converter makes it.
-
-
-def prepare_examples(dataset: str = create.SYNTHETIC,
-                     data_dir: str | None = None, *, name: str | None = None,
-                     source_options: dict | None = None,
-                     synth_num_images: int = create.DEFAULT_SET_IMAGES,
-                     synth_num_specimens: int | None = None,
-                     synth_seed: int = 0,
-                     validation_fraction: float | None = None,
-                     test_fraction: float | None = None,
-                     group_split: bool = True, balance: str = "none",
-                     augment_copies: int = 0, seed: int = 0, on_error: str = "fail",
-                     num_workers: int = 1
-                     ) -> tuple[sources.Source, pd.DataFrame, str, errors.Rejects]:
-  """Source -> splits -> balance -> dihedral copies, as `create_records` does.
-
-  Args mirror `create.create_records`. Returns (source, example table with
-  split and dihedral set, the data folder, rejects so far). Raises InputError.
-  """
-  synth_num_specimens, validation_fraction, test_fraction = (
-      create.default_set_options(
-          dataset, synth_num_images, "default", synth_num_specimens,
-          validation_fraction, test_fraction))
-  rejects = errors.Rejects()
-  layout = dataset
-  if dataset == create.SYNTHETIC:
-    data_dir = data_dir or create.SYNTHETIC_DIR
-    name = name or create.SYNTHETIC_NAME
-    size = create.SYNTHETIC_IMAGE_SIZE
-    if not synth.matches(data_dir, synth_num_images, synth_seed, size,
-                         synth_num_specimens):
-      logging.info("Drawing %d synthetic cells into %s", synth_num_images, data_dir)
-      synth.generate(data_dir, synth_num_images, seed=synth_seed, image_size=size,
-                     num_specimens=synth_num_specimens, num_workers=num_workers,
-                     overwrite=True)
-    layout = "icpr2014"
-  elif not data_dir and dataset == "csv" and (source_options or {}).get("csv_path"):
-    # --csv_path alone: the paths in it are relative to its folder.
-    data_dir = os.path.dirname(os.path.abspath(source_options["csv_path"]))
-  elif not data_dir:
-    raise errors.InputError(f"--data_dir is needed for --dataset={dataset}")
-  source = sources.read_source(layout, data_dir, on_error=on_error, rejects=rejects,
-                               name=name, **(source_options or {}))
-  examples = splits.assign_splits(
-      source.examples, validation_fraction=validation_fraction,
-      test_fraction=test_fraction, seed=seed, by_group=group_split,
-      on_error=on_error, rejects=rejects)
-  notes = list(examples.attrs.get("split_notes", []))
-  examples = splits.balance(examples, balance, seed=seed)
-  examples = splits.add_dihedral_copies(examples, augment_copies, seed=seed)
-  # Carried for convert(), which records them in hep2tf.json as the local writer does.
-  examples.attrs["split_notes"] = notes
-  return source, examples, data_dir, rejects
 
 
 def plan_records(examples: pd.DataFrame, seed: int = 0,
@@ -112,30 +56,12 @@ def plan_records(examples: pd.DataFrame, seed: int = 0,
   `position` is the record's place in the local writer's write order; sorting a
   shard's records by it gives the local writer's shard content.
   """
-  plan = writer.shard_plan(examples, seed, num_shards)
-  return plan.assign(position=range(len(plan)))
+  order = plan.shard_plan(examples, seed, num_shards)
+  return order.assign(position=range(len(order)))
 
 
 # ---------------------------------------------------------------------------
 # Workers: load and encode one image; write one shard.
-
-
-def _record_for(row: dict, loaded, features, has_mask: bool,
-                data_dir: str) -> tuple[bytes, dict]:
-  """(serialised example, manifest row without shard and index), as writer.py."""
-  relative = writer.relative_file_name(row["path"], pathlib.Path(data_dir))
-  example = {schema.IMAGE: loaded.png, schema.LABEL: row["label"],
-             schema.ID: row["id"], schema.FILE_NAME: relative,
-             schema.SHA256: loaded.sha256, schema.INTENSITY: row.get("intensity"),
-             schema.GROUP: row.get("group"), schema.DIHEDRAL: int(row["dihedral"])}
-  if has_mask:
-    example[schema.MASK] = loaded.mask_png
-  manifest = {"id": row["id"], "file_name": relative, "sha256": loaded.sha256,
-              "split": row["split"], "label": row["label"],
-              "group": row.get("group", "") or "",
-              "intensity": row.get("intensity", "") or "",
-              "dihedral": int(row["dihedral"]), "fold": row.get("fold", "") or ""}
-  return schema.encode_example(features, example), manifest
 
 
 class LoadAndEncode(beam.DoFn):
@@ -163,20 +89,15 @@ class LoadAndEncode(beam.DoFn):
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
     loaded = loading.load_one(
         loading.load_task(row, self._has_mask, self._load_options))
-    if isinstance(loaded, tuple):
-      yield key, (int(row["position"]), None, {"reason": loaded[0],
-                                               "file": loaded[1]})
-      return
-    record, manifest = _record_for(row, loaded, self._features, self._has_mask,
-                                   self._data_dir)
     try:
-      loading.check_dtype(loaded, self._load_options["pixel_spec"],
-                          row["path"])
+      record, manifest = plan.make_record(
+          row, loaded, features=self._features,
+          pixels=self._load_options["pixel_spec"], has_mask=self._has_mask,
+          data_dir=pathlib.Path(self._data_dir))
     except errors.InputError as e:
       yield key, (int(row["position"]), None, {"reason": e.reason, "file": e.file})
       return
     manifest["shape"] = [loaded.height, loaded.width]
-    manifest.update(loaded.stats)
     yield key, (int(row["position"]), record, manifest)
 
 
@@ -232,83 +153,42 @@ def build_pipeline(pipeline: beam.Pipeline, plan_path: str, staging: str,
 # Launcher: run, gather, metadata, publish.
 
 
-def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
-            pipeline_args: Sequence[str] = ("--runner=DirectRunner",),
-            data_dir: str | None = None, dataset: str | None = None,
-            num_shards: int | None = None, seed: int = 0, overwrite: bool = False,
-            on_error: str = "fail", image_size: tuple[int, int] | None = None,
-            resize: str = "pad", apply_mask: bool = False,
-            max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
-            balance: str = "none", augment_copies: int = 0,
-            rejects: errors.Rejects | None = None, intensity_mode: str = "keep",
-            percentiles=intensity.DEFAULT_PERCENTILES,
-            num_workers: int = 1) -> metadata.WriteSummary:
-  """Writes `examples` as a records folder at `output_dir` with a Beam pipeline.
+def convert_records(config: plan.ConvertConfig,
+                    pipeline_args: Sequence[str] = DIRECT
+                    ) -> tuple[metadata.WriteSummary, errors.Rejects]:
+  """`create.create_records` with a Beam pipeline writing: the same plan
+  (`plan.prepare_examples`), then `convert`. Returns the summary and what was
+  skipped; raises InputError for bad input (nothing is published then)."""
+  prepared = plan.prepare_examples(config)
+  return convert(prepared, pipeline_args), prepared.rejects
 
-  Args are those of `writer.write_records` (which documents them), plus
-  `pipeline_args`, the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...]).
+
+def convert(prepared: plan.Prepared,
+            pipeline_args: Sequence[str] = DIRECT) -> metadata.WriteSummary:
+  """Writes a prepared conversion as its records folder with a Beam pipeline.
+
+  The config's options are those of `writer.write_records` (which documents them);
+  `pipeline_args` are the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...]).
   The pixel pre-scan (`loading.prescan`: headers; float and, for intensity=rescale,
   training values) runs on the launcher with `num_workers` processes before the
-  pipeline, so every worker stores the same dtype.
-  `output_dir` may be a local path (published atomically by renames) or a gfile URL
-  such as gs://bucket/records/name (copied into place, dataset_info.json last).
+  pipeline, so every worker stores the same dtype. The output folder may be a local
+  path (published atomically by renames) or a gfile URL such as
+  gs://bucket/records/name (copied into place, dataset_info.json last).
 
   Returns a WriteSummary equal to the local writer's for the same input and seed.
   Raises InputError for bad input or an existing output_dir; nothing is published.
   """
-  if on_error not in ("fail", "skip"):
-    raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
-  local = _is_local(output_dir)
-  output_dir = str(pathlib.Path(output_dir).absolute()) if local else output_dir
-  if tf.io.gfile.exists(output_dir) and not overwrite:
-    raise errors.InputError("the records folder exists; pass overwrite "
-                            "(--overwrite) to replace it", file=output_dir)
-  unknown = sorted(set(examples["label"]) - set(source.class_names))
-  if unknown:
-    raise errors.InputError(f"labels {unknown} are not among the classes "
-                            f"{list(source.class_names)}")
-  masks = examples.get("mask_path", pd.Series("", index=examples.index))
-  has_mask = bool(len(examples)) and bool((masks.fillna("").astype(str) != "").all())
-  if apply_mask and not has_mask:
-    raise errors.InputError("apply_mask needs a mask for every image, and some "
-                            "have none")
-  rejects = rejects if rejects is not None else errors.Rejects()
-  data_dir = str(pathlib.Path(data_dir).absolute() if data_dir
-                 else writer.common_dir(examples["path"]))
-  load_options = dict(channels=source.channels, image_size=image_size,
-                      resize=resize, apply_mask=apply_mask,
-                      max_megapixels=max_megapixels)
-
-  if local:
+  has_mask = plan.check_inputs(prepared)
+  output_dir = prepared.output_dir
+  if _is_local(output_dir):
+    output_dir = str(pathlib.Path(output_dir).absolute())
     atomic.clean_stale(output_dir)
   staging = atomic.staging_path(output_dir)
   if tf.io.gfile.exists(staging):
     tf.io.gfile.rmtree(staging)
   tf.io.gfile.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
   try:
-    plan = plan_records(examples, seed, num_shards)
-    pixels = loading.prescan(plan, source.channels, intensity_mode, percentiles,
-                             max_megapixels, num_workers)
-    load_options["pixel_spec"] = pixels
-    plan_path = _join(staging, WORK_DIR, PLAN_FILE)
-    with tf.io.gfile.GFile(plan_path, "w") as f:
-      f.write(plan.to_json(orient="records", lines=True))
-    options = PipelineOptions(list(pipeline_args))
-    with beam.Pipeline(options=options) as pipeline:
-      build_pipeline(pipeline, plan_path, staging, source, has_mask, load_options,
-                     data_dir)
-    manifest, shard_lengths, num_bytes, shapes = _gather(
-        staging, plan, on_error, rejects)
-    tf.io.gfile.rmtree(_join(staging, WORK_DIR))
-    image_shape = list(shapes.pop()) if len(shapes) == 1 else None
-    summary = metadata.summarise(output_dir, source.name, list(source.class_names),
-                                 manifest, shard_lengths, num_bytes, image_shape,
-                                 len(rejects), pixels)
-    summary.split_notes = list(examples.attrs.get("split_notes", []))
-    _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
-                    image_shape, balance, augment_copies, seed,
-                    dataset or source.name, data_dir, rejects)
-    samples.write_samples(staging, summary, source.channels, has_mask)
+    summary = _write(prepared, staging, output_dir, has_mask, pipeline_args)
     _publish(staging, output_dir)
   except BaseException:
     if tf.io.gfile.exists(staging):
@@ -317,7 +197,34 @@ def convert(source: sources.Source, examples: pd.DataFrame, output_dir: str, *,
   return summary
 
 
-def _gather(staging: str, plan: pd.DataFrame, on_error: str,
+def _write(prepared: plan.Prepared, staging: str, output_dir: str, has_mask: bool,
+           pipeline_args: Sequence[str]) -> metadata.WriteSummary:
+  """Runs the pipeline into `staging`, then writes the metadata beside the shards."""
+  config, source, rejects = prepared.config, prepared.source, prepared.rejects
+  order = plan_records(prepared.examples, config.seed, config.num_shards)
+  pixels = plan.prescan(prepared, order)
+  plan_path = _join(staging, WORK_DIR, PLAN_FILE)
+  with tf.io.gfile.GFile(plan_path, "w") as f:
+    f.write(order.to_json(orient="records", lines=True))
+  with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
+    build_pipeline(pipeline, plan_path, staging, source, has_mask,
+                   plan.load_options(prepared, pixels), str(prepared.data_dir))
+  manifest, shard_lengths, num_bytes, shapes = _gather(
+      staging, order, config.on_error, rejects)
+  tf.io.gfile.rmtree(_join(staging, WORK_DIR))
+  image_shape = list(shapes.pop()) if len(shapes) == 1 else None
+  summary = metadata.summarise(output_dir, source.name, list(source.class_names),
+                               manifest, shard_lengths, num_bytes, image_shape,
+                               len(rejects), pixels)
+  summary.split_notes = list(prepared.split_notes)
+  _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
+                  image_shape, config.balance, config.augment_copies, config.seed,
+                  config.dataset, prepared.data_dir, rejects)
+  samples.write_samples(staging, summary, source.channels, has_mask)
+  return summary
+
+
+def _gather(staging: str, order: pd.DataFrame, on_error: str,
             rejects: errors.Rejects):
   """Reads the shard facts back: (manifest, shard lengths, bytes, image shapes)."""
   parts = [json.loads(tf.io.gfile.GFile(path).read())
@@ -328,7 +235,7 @@ def _gather(staging: str, plan: pd.DataFrame, on_error: str,
     raise errors.InputError(bad[0]["reason"], file=bad[0]["file"])
   for reject in bad:
     rejects.add(errors.InputError(reject["reason"], file=reject["file"]))
-  expected = plan.groupby("split", sort=False)["num_shards"].first()
+  expected = order.groupby("split", sort=False)["num_shards"].first()
   shard_lengths = {split: [0] * int(count) for split, count in expected.items()}
   num_bytes = {split: 0 for split in expected.index}
   for part in parts:
@@ -342,9 +249,9 @@ def _gather(staging: str, plan: pd.DataFrame, on_error: str,
   if not rows:
     raise errors.InputError("every image was rejected; nothing to write")
   shapes = {tuple(r.pop("shape")) for r in rows}
-  columns = ["id", "file_name", "sha256", "split", "shard", "index", "label",
-              "group", "intensity", "dihedral", "fold", "levels", "max_value", "at_max"]
-  return pd.DataFrame(rows)[columns], shard_lengths, num_bytes, shapes
+  # The columns in plan.make_record's order, as the local writer writes them.
+  manifest = pd.DataFrame(rows).drop(columns="position")
+  return manifest, shard_lengths, num_bytes, shapes
 
 
 def _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,

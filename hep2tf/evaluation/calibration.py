@@ -241,9 +241,16 @@ def read_run_calibration(model_dir: str) -> dict[str, Any]:
   return stored
 
 
-def run_temperature(model_dir: str) -> float:
-  """The run's fitted temperature, 1.0 when it has none."""
-  return float(read_run_calibration(model_dir).get("temperature") or 1.0)
+def run_temperature(model_dir: str, checkpoint: str = "best",
+                    default: float | None = 1.0) -> float | None:
+  """The run's fitted temperature when it was fitted for `checkpoint` ("best" or
+  "final"), else `default` (1.0: softmax as the model gives it; None tells
+  evaluate that nothing was fitted)."""
+  stored = read_run_calibration(model_dir)
+  if (stored.get("temperature") is None
+      or stored.get("checkpoint", "best") != checkpoint):
+    return default
+  return float(stored["temperature"])
 
 
 def update_run_calibration(model_dir: str, **values) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
 from hep2tf.data.records import Records
@@ -69,7 +71,7 @@ def fit_on_validation(model_dir: str, run: dict, records: Records, model,
                             image_size=(height, width), temperature=t,
                             pixels=intensity.PixelSpec.from_json(run.get("pixels")))
   if min_confidence is not None:
-    t = predict.run_temperature(model_dir, checkpoint)
+    t = calibration.run_temperature(model_dir, checkpoint)
     at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,
                                  min_confidence)
     calibration.update_run_calibration(model_dir, min_confidence=min_confidence,
@@ -118,7 +120,35 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
 
   y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
                                                        keep_images=GRID_IMAGES)
-  temperature = predict.run_temperature(model_dir, checkpoint)
+  report, probs = score_split(model_dir, run, y_true, logits, meta, context={
+      "split": split, "tta": tta, "checkpoint": checkpoint,
+      "records_dir": storage.abspath(records_dir), "split_notes": info.split_notes,
+      # Whether the converter could keep every specimen/patient/slide in one split.
+      "group_disjoint": info.group_disjoint})
+  explained = None
+  if explain_cells > 0:
+    explained = explain_split(model, dataset(), records, split, image_size,
+                              y_true, probs, meta, explain_cells)
+    report["explanations"] = explained["summary"]
+  if write:
+    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
+                          explained)
+  return report
+
+
+def score_split(model_dir: str, run: dict, y_true, logits, meta,
+                context: dict) -> tuple[dict, np.ndarray]:
+  """Scores a split's logits (`predict.predict_logits`) at the run's temperature.
+
+  `context` holds the keys that follow the class scores in the report; its `split`
+  and `checkpoint` choose the temperature and whether a val-test gap is reported.
+  Returns (report, the probabilities in effect): `metrics.classification_report`,
+  `context`, `val_test_gap` (when the run's validation MCA is known), the keys of
+  `calibration.calibration_report`, `by_intensity`, `by_specimen` and `abstention`
+  (when the run has a threshold).
+  """
+  split, checkpoint = context["split"], context["checkpoint"]
+  temperature = calibration.run_temperature(model_dir, checkpoint, default=None)
   raw = predict.view_probabilities(logits)
   scaled = (None if temperature is None
             else predict.view_probabilities(logits, temperature))
@@ -127,10 +157,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   report = metrics.classification_report(
       y_true, probs, class_names, groups=meta.get(schema.GROUP),
       positive_class=run.get("positive_class"))
-  report.update(split=split, tta=tta, checkpoint=checkpoint,
-                records_dir=storage.abspath(records_dir), split_notes=info.split_notes)
-  # Whether the converter could keep every specimen/patient/slide in one split.
-  report["group_disjoint"] = info.group_disjoint
+  report.update(context)
   # Beside the training's validation MCA of the best checkpoint, when it is known.
   complete = os.path.join(model_dir, rundir.COMPLETE_FILE)
   if (checkpoint == "best" and storage.exists(complete)
@@ -148,15 +175,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
     report["abstention"] = {
         **calibration.coverage_at(probs, y_true, stored["min_confidence"]),
         "validation_coverage": stored.get("min_confidence_coverage")}
-  explained = None
-  if explain_cells > 0:
-    explained = explain_split(model, dataset(), records, split, image_size,
-                              y_true, probs, meta, explain_cells)
-    report["explanations"] = explained["summary"]
-  if write:
-    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
-                          explained)
-  return report
+  return report, probs
 
 
 def explain_split(model, dataset, records: Records, split, image_size, y_true,

@@ -1,5 +1,9 @@
 """Predictions of a run's model: the library of `python -m hep2tf.predict`.
 
+`iterate_logits` is the one prediction loop, with test-time augmentation (the
+dihedral views of each batch, averaged as probabilities by `view_probabilities` at
+the run's temperature): the trainer's validation scores (`predict_probabilities`),
+evaluate (`predict_logits`) and `predict_files` all run through it.
 `predict_files` classifies image files, read exactly as the converter read the run's
 records (`load_for_model`), with optional test-time augmentation, the run's fitted
 temperature, an abstention threshold and one attribution overlay per file. What the
@@ -9,6 +13,7 @@ command writes is described in hep2tf/predict.py.
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,22 +40,46 @@ def tta_transforms(height: int, width: int) -> list[int]:
   return list(range(8)) if height == width else [0, 2, 4, 6]
 
 
+def iterate_logits(model, batches, tta: bool = False) -> Iterator[tuple]:
+  """THE prediction loop: the model's logits over `batches`, batch by batch.
+
+  Each batch is images (N, H, W, C), or a tuple (images, one-hot labels) or
+  (images, labels, meta dict) as `reader.create_split` yields them. With `tta`
+  every batch is also seen in each shape-keeping dihedral view (`tta_transforms`).
+  Yields (images, logits (V, N, K) float64 with one slice per view, labels or None,
+  meta or {}), so that callers can use a batch's images before the next one loads.
+  """
+  logits_model = calibration.logits_model(model)
+  for element in batches:
+    batch, labels, meta = _unpack(element)
+    ks = tta_transforms(batch.shape[1], batch.shape[2]) if tta else [0]
+    logits = np.stack([
+        logits_model(augment.dihedral(batch, k) if k else batch,
+                     training=False).numpy().astype(np.float64) for k in ks])
+    yield batch, logits, labels, meta
+
+
+def _unpack(element) -> tuple:
+  """images | (images, labels) | (images, labels, meta) -> (images, labels or None,
+  meta or {})."""
+  if not isinstance(element, tuple):
+    return element, None, {}
+  batch, labels, *meta = element
+  return batch, labels, meta[0] if meta else {}
+
+
 def predict_logits(model, dataset, tta: bool = False, keep_images: int = 0):
-  """Runs the model's logits over (images, labels, meta) batches.
+  """Runs the model's logits over (images, labels[, meta]) batches (`iterate_logits`).
 
   Returns (y_true ids, logits (V, N, K) float64 with one slice per TTA view, meta dict
   of numpy str arrays, the first `keep_images` images as uint8 or None).
   """
-  logits_model = calibration.logits_model(model)
   y_true, logits, meta, kept = [], [], {}, []
-  for batch, labels, batch_meta in dataset:
+  for batch, batch_logits, labels, batch_meta in iterate_logits(model, dataset, tta):
     if sum(len(k) for k in kept) < keep_images:
-      kept.append(batch.numpy().astype("uint8"))
-    ks = tta_transforms(batch.shape[1], batch.shape[2]) if tta else [0]
-    logits.append(np.stack([
-        logits_model(augment.dihedral(batch, k) if k else batch,
-                     training=False).numpy().astype(np.float64) for k in ks]))
-    y_true.append(np.argmax(labels.numpy(), axis=1))
+      kept.append(np.asarray(batch).astype("uint8"))
+    logits.append(batch_logits)
+    y_true.append(np.argmax(np.asarray(labels), axis=1))
     for key, value in batch_meta.items():
       meta.setdefault(key, []).append(value.numpy().astype(str))
   shown = np.concatenate(kept)[:keep_images] if kept else None
@@ -63,26 +92,13 @@ def view_probabilities(logits, temperature: float = 1.0) -> np.ndarray:
   return calibration.softmax(logits, temperature).mean(axis=0)
 
 
-def predict_dataset(model, dataset, tta: bool = False, keep_images: int = 0,
-                    temperature: float = 1.0):
-  """Runs the model over (images, labels, meta) batches.
-
-  Returns (y_true ids, probabilities (N, K) at `temperature`, meta dict of numpy str
-  arrays), and with keep_images > 0 also the first `keep_images` images (uint8) as a
-  fourth item.
-  """
-  y_true, logits, meta, shown = predict_logits(model, dataset, tta, keep_images)
-  result = (y_true, view_probabilities(logits, temperature), meta)
-  return result + (shown,) if keep_images else result
-
-
-def run_temperature(model_dir: str, checkpoint: str) -> float | None:
-  """The stored temperature when it was fitted for this checkpoint, else None."""
-  stored = calibration.read_run_calibration(model_dir)
-  if (stored.get("temperature") is None
-      or stored.get("checkpoint", "best") != checkpoint):
-    return None
-  return float(stored["temperature"])
+def predict_probabilities(model, dataset, *, tta: bool = False,
+                          temperature: float = 1.0, keep_images: int = 0):
+  """(y_true ids, probabilities (N, K) at `temperature`, the first `keep_images`
+  images as uint8 or None) over (images, labels[, meta]) batches: the trainer's
+  validation scores and image summaries."""
+  y_true, logits, _, shown = predict_logits(model, dataset, tta, keep_images)
+  return y_true, view_probabilities(logits, temperature), shown
 
 
 # --- Image files (predict) ---------------------------------------------------------
@@ -118,26 +134,22 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   run = rundir.read_run_config(model_dir)
   class_names = run["class_names"]
   model = load_run_model(model_dir, checkpoint)
-  logits_model = calibration.logits_model(model)
-  temperature = run_temperature(model_dir, checkpoint) or 1.0
+  temperature = calibration.run_temperature(model_dir, checkpoint)
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  input_shape = run["input_shape"]
-  pixels = run_pixels(run)
-  ks = tta_transforms(input_shape[0], input_shape[1]) if tta else [0]
+  input_shape, pixels = run["input_shape"], run_pixels(run)
+  starts = range(0, len(files), batch_size)
+  batches = (np.stack([load_for_model(f, input_shape, pixels)
+                       for f in files[start:start + batch_size]]) for start in starts)
   probs, overlays = [], []
-  for start in range(0, len(files), batch_size):
-    names = files[start:start + batch_size]
-    batch = np.stack([load_for_model(f, input_shape, pixels) for f in names])
-    logits = np.stack([logits_model(augment.dihedral(batch, k) if k else batch,
-                                    training=False).numpy() for k in ks])
+  for start, (batch, logits, _, _) in zip(starts, iterate_logits(model, batches, tta)):
     p = view_probabilities(logits, temperature)
     probs.append(p)
     if explain_dir:
-      overlays += write_overlays(model, batch, p, names, start, class_names,
-                                 explain_dir)
+      overlays += write_overlays(model, batch, p, files[start:start + batch_size],
+                                 start, class_names, explain_dir)
   probs = np.concatenate(probs) if probs else np.zeros((0, len(class_names)))
   frame = pd.DataFrame({"file": list(files),
                         "class": [class_names[i] for i in probs.argmax(axis=1)],

@@ -167,13 +167,12 @@ def config_flags(config: TrainConfig, model_dir: str) -> list[str]:
 def write_trial_files(trial: Trial, by_group: bool) -> None:
   """flags.txt (so `python -m hep2tf.train --flagfile=` reruns it) and trial.json."""
   os.makedirs(trial.run_dir, exist_ok=True)
-  with open(os.path.join(trial.run_dir, "flags.txt"), "w") as f:
-    f.write("# A trial of hep2tf.sweep: python -m hep2tf.train --flagfile=THIS\n")
-    f.write("\n".join(config_flags(trial.config, trial.run_dir)) + "\n")
-  with open(os.path.join(trial.run_dir, TRIAL_FILE), "w") as f:
-    json.dump({"combination": trial.combination, "slug": trial.slug,
-               "fold": trial.fold, "by_group": by_group,
-               "config": dataclasses.asdict(trial.config)}, f, indent=2)
+  atomic.write(os.path.join(trial.run_dir, "flags.txt"),
+               "# A trial of hep2tf.sweep: python -m hep2tf.train --flagfile=THIS\n"
+               + "\n".join(config_flags(trial.config, trial.run_dir)) + "\n")
+  atomic.write_json(os.path.join(trial.run_dir, TRIAL_FILE), {
+      "combination": trial.combination, "slug": trial.slug, "fold": trial.fold,
+      "by_group": by_group, "config": dataclasses.asdict(trial.config)})
 
 
 def read_trial_file(run_dir: str) -> tuple[Trial, bool]:

@@ -15,14 +15,13 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from hep2tf import atomic, figures, hardware, models, rundir, storage
 from hep2tf.data import folds, reader
 from hep2tf.data.records import Records
-from hep2tf.evaluation import export, metrics, plots
+from hep2tf.evaluation import export, metrics, plots, predict
 from hep2tf.training import build, distribute, loop, summaries
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
 from hep2tf.training.config import TrainConfig
@@ -64,19 +63,6 @@ def _cache_option(value: str) -> bool | str:
   if value == "auto":
     return "auto"
   raise ValueError(f"--cache={value!r}: expected auto, true or false")
-
-
-def _predict_split(model: keras.Model, dataset: tf.data.Dataset,
-                   max_images: int = 36):
-  """(y_true ids, probabilities, the first images) over a finite dataset."""
-  y_true, probs, shown = [], [], []
-  for images, labels in dataset:
-    probs.append(model(images, training=False).numpy())
-    y_true.append(np.argmax(labels.numpy(), axis=1))
-    if sum(len(s) for s in shown) < max_images:
-      shown.append(images.numpy())
-  images = np.concatenate(shown)[:max_images].astype(np.uint8)
-  return np.concatenate(y_true), np.concatenate(probs), images
 
 
 def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
@@ -195,7 +181,8 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
   if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         model_dir, next(iter(train_ds)), augmenter,
-        lambda: _predict_split(model, val_ds), class_names,
+        lambda: predict.predict_probabilities(model, val_ds, keep_images=36),
+        class_names,
         every=config.image_summary_every, num_epochs=config.epochs,
         positive_class=info.positive_class))
   if config.schedule == "plateau":
@@ -258,7 +245,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
 
   if not distribute.is_chief(strategy):
     # The chief writes the run's outputs; another worker only reports.
-    y_true, probs, _ = _predict_split(model, val_ds)
+    y_true, probs, _ = predict.predict_probabilities(model, val_ds)
     report = metrics.classification_report(y_true, probs, class_names,
                                            positive_class=info.positive_class)
     report.update(epochs_run=len(rundir.read_history(model_dir).get("epoch", [])),
@@ -279,7 +266,7 @@ def _train(config: TrainConfig, strategy, model_dir: str, backup_root: str,
     figures.save_figure(plots.learning_curves_figure(history),
                         os.path.join(model_dir, "learning_curves.png"))
 
-  y_true, probs, _ = _predict_split(best, val_ds)
+  y_true, probs, _ = predict.predict_probabilities(best, val_ds)
   report = metrics.classification_report(y_true, probs, class_names,
                                          positive_class=info.positive_class)
   hparams = {k: v for k, v in dataclasses.asdict(config).items()

@@ -18,6 +18,7 @@ from hep2tf import create_records  # noqa: E402
 from hep2tf import errors  # noqa: E402
 from hep2tf.convert import beam  # noqa: E402
 from hep2tf.convert import create  # noqa: E402
+from hep2tf.convert.plan import ConvertConfig  # noqa: E402
 from hep2tf.data import schema  # noqa: E402
 from hep2tf.data.records import (  # noqa: E402
     CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS, Records)
@@ -32,16 +33,12 @@ def converted(tmp_path_factory):
   """A 60-cell synthetic set converted twice: locally and with the DirectRunner."""
   root = tmp_path_factory.mktemp("beam")
   data = root / "data"
-  local, _ = create.create_records(
+  local, _ = create.create_records(ConvertConfig(
       data_dir=str(data), output_dir=str(root / "local"), synth_num_images=60,
-      num_workers=1, progress=False, **OPTIONS)
-  source, examples, data_dir, rejects = beam.prepare_examples(
-      data_dir=str(data), synth_num_images=60, balance="oversample",
-      augment_copies=1, seed=3)
-  summary = beam.convert(
-      source, examples, str(root / "beam"), pipeline_args=DIRECT,
-      data_dir=data_dir, dataset="synthetic", seed=3, num_shards=2,
-      balance="oversample", augment_copies=1, rejects=rejects)
+      num_workers=1, progress=False, **OPTIONS))
+  summary, _ = beam.convert_records(ConvertConfig(
+      data_dir=str(data), output_dir=str(root / "beam"), synth_num_images=60,
+      num_workers=1, **OPTIONS), DIRECT)
   return root, local, summary
 
 
@@ -95,11 +92,10 @@ def test_beam_records_load_without_hep2tf(converted):
 
 def test_existing_output_is_refused_before_running(converted, tmp_path):
   root, _, _ = converted
-  source, examples, data_dir, _ = beam.prepare_examples(
-      data_dir=str(root / "data"), synth_num_images=60)
   with pytest.raises(errors.InputError, match="overwrite"):
-    beam.convert(source, examples, str(root / "local"),
-                 pipeline_args=DIRECT, data_dir=data_dir)
+    beam.convert_records(ConvertConfig(
+        data_dir=str(root / "data"), synth_num_images=60,
+        output_dir=str(root / "local")), DIRECT)
 
 
 def _run_main(argv, beam_args):

@@ -11,6 +11,7 @@ from absl import flags
 
 from hep2tf import create_records, errors
 from hep2tf.convert import create
+from hep2tf.convert.plan import DEFAULT_SET_IMAGES, ConvertConfig, default_set_options
 from hep2tf.data import splits, synth
 from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS
 
@@ -19,9 +20,9 @@ from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS
 def synthetic(tmp_path_factory):
   """A tiny synthetic set (60 cells, 12 specimens), drawn once for this file."""
   folder = tmp_path_factory.mktemp("synth") / "data"
-  summary, _ = create.create_records(
+  summary, _ = create.create_records(ConvertConfig(
       data_dir=str(folder), output_dir=str(folder.parent / "first"),
-      synth_num_images=60, num_workers=1, progress=False)
+      synth_num_images=60, num_workers=1, progress=False))
   return folder, summary
 
 
@@ -52,18 +53,18 @@ def test_default_pipeline_keeps_specimens_and_hashes_apart(synthetic):
 def test_small_grouped_set_can_stop_instead(synthetic, tmp_path):
   folder, _ = synthetic
   with pytest.raises(errors.InputError, match="--small_groups=carve"):
-    create.create_records(
+    create.create_records(ConvertConfig(
         data_dir=str(folder), output_dir=str(tmp_path / "rec"), synth_num_images=60,
-        small_groups="fail", num_workers=1, progress=False)
+        small_groups="fail", num_workers=1, progress=False))
   assert not (tmp_path / "rec").exists()
 
 
 def test_balance_and_copies_give_the_promised_counts(synthetic, tmp_path):
   folder, first = synthetic
-  summary, _ = create.create_records(
+  summary, _ = create.create_records(ConvertConfig(
       data_dir=str(folder), output_dir=str(tmp_path / "rec"), synth_num_images=60,
       balance="undersample", augment_copies=2, image_size=(32, 32), num_workers=1,
-      progress=False)
+      progress=False))
   smallest = min(first.class_counts["train"].values())
   assert set(summary.class_counts["train"].values()) == {smallest * 3}
   assert summary.image_shape == [32, 32]
@@ -133,9 +134,9 @@ def test_sigkill_mid_write_leaves_previous_dataset_and_rerun_completes(tmp_path)
   source = tmp_path / "source"
   synth.generate(source, num_images=600, seed=5)
   out = tmp_path / "records"
-  create.create_records(
+  create.create_records(ConvertConfig(
       "icpr2014", str(source), output_dir=str(out), num_workers=1, progress=False,
-      group_split=False)
+      group_split=False))
   before = _manifest(out)
   command = [sys.executable, "-m", "hep2tf.create_records", "--dataset=icpr2014",
              f"--data_dir={source}", f"--output_dir={out}", "--overwrite",
@@ -169,9 +170,9 @@ def test_sigkill_mid_write_leaves_previous_dataset_and_rerun_completes(tmp_path)
 
 
 def test_stress_profile_keeps_its_specimen_split(tmp_path):
-  summary, _ = create.create_records(
+  summary, _ = create.create_records(ConvertConfig(
       data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "rec"),
-      synth_num_images=60, synth_profile="stress", num_workers=1, progress=False)
+      synth_num_images=60, synth_profile="stress", num_workers=1, progress=False))
   assert summary.name == "synthetic_hep2_stress"
   assert set(summary.splits) == {"train", "validation", "test"}
   manifest = pd.read_csv(f"{summary.output_dir}/{MANIFEST}", dtype=str,
@@ -184,15 +185,15 @@ def test_stress_profile_keeps_its_specimen_split(tmp_path):
 
 
 def test_default_set_options_fill_only_what_is_left_none():
-  default = create.DEFAULT_SET_IMAGES
-  assert create.default_set_options("synthetic", default, "default", None,
+  default = DEFAULT_SET_IMAGES
+  assert default_set_options("synthetic", default, "default", None,
                                     None, None) == (110, 0.14, 0.30)
-  assert create.default_set_options("synthetic", default, "default", 50,
+  assert default_set_options("synthetic", default, "default", 50,
                                     0.1, 0.25) == (50, 0.1, 0.25)
   # Any other size, profile or layout: the generator's rule and the usual fractions.
   for args in (("synthetic", 60, "default"), ("synthetic", default, "stress"),
                ("icpr2014", default, "default")):
-    assert create.default_set_options(*args, None, None, None) == (
+    assert default_set_options(*args, None, None, None) == (
         None, 0.16, 0.2)
 
 
@@ -200,9 +201,9 @@ def test_default_set_test_split_holds_2000_cells_and_two_specimens_per_class():
   """The default job's promise, checked on the plan and the real split code (no
   pixels are drawn): a grouped test split of >= 2,000 cells with >= 2 specimens of
   every class, and every class in every split."""
-  specimens, val, test = create.default_set_options(
-      "synthetic", create.DEFAULT_SET_IMAGES, "default", None, None, None)
-  plan = pd.DataFrame(synth.make_plan(create.DEFAULT_SET_IMAGES, seed=0,
+  specimens, val, test = default_set_options(
+      "synthetic", DEFAULT_SET_IMAGES, "default", None, None, None)
+  plan = pd.DataFrame(synth.make_plan(DEFAULT_SET_IMAGES, seed=0,
                                       num_specimens=specimens))
   table = pd.DataFrame({"id": plan["image_id"].astype(str), "path": "",
                         "label": plan["label"], "group": plan["specimen"].astype(str),

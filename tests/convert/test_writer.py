@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from hep2tf.convert import writer
+from hep2tf.convert import plan, writer
 from hep2tf.data.records import INFO_FILE, MANIFEST, REJECTS, Records
 from hep2tf.data.sources import Source
 from hep2tf.errors import InputError
@@ -35,9 +35,11 @@ def _dataset(folder, n=24, size=12):
   return Source("tiny", CLASSES, 1, pd.DataFrame(rows), None)
 
 
-def _write(source, out, **kwargs):
-  kwargs.setdefault("progress", False)
-  return writer.write_records(source, source.examples, out, **kwargs)
+def _write(source, out, split_notes=(), **kwargs):
+  kwargs = dict(dict(progress=False, num_workers=1), **kwargs)
+  config = plan.ConvertConfig(source.name, output_dir=str(out), **kwargs)
+  return writer.write_records(plan.Prepared(source, source.examples, config,
+                                            split_notes=list(split_notes)))
 
 
 def _shard_bytes(folder):
@@ -165,7 +167,7 @@ def test_verify_names_the_shard_and_record_of_a_flipped_byte(tmp_path):
 
 
 def test_shard_counts_by_split_size():
-  assert writer.num_shards_for(10) == 1
-  assert writer.num_shards_for(1000) == 3
-  assert writer.num_shards_for(8701) == 8
-  assert writer.num_shards_for(3, num_shards=8) == 3
+  assert plan.num_shards_for(10) == 1
+  assert plan.num_shards_for(1000) == 3
+  assert plan.num_shards_for(8701) == 8
+  assert plan.num_shards_for(3, num_shards=8) == 3

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import folds, reader, schema, synth
 from hep2tf.data.records import Records
 
@@ -13,10 +14,10 @@ from hep2tf.data.records import Records
 def _convert(root, num_images=240, seed=1, overwrite=False):
   synth.generate(root / f"src{seed}", num_images, seed=seed, image_size=32,
                  num_specimens=24)
-  create.create_records(
+  create.create_records(ConvertConfig(
       "icpr2014", str(root / f"src{seed}"), output_dir=str(root / "rec"),
       group_split=False, num_workers=1, num_shards=2, progress=False,
-      overwrite=overwrite)
+      overwrite=overwrite))
   return str(root / "rec")
 
 

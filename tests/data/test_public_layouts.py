@@ -16,7 +16,7 @@ from absl import flags
 from PIL import Image
 
 from hep2tf import create_records, errors
-from hep2tf.convert import writer
+from hep2tf.convert import plan
 from hep2tf.data import folds, reader, synth
 from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, Records
 from hep2tf.training import sweep
@@ -58,7 +58,7 @@ def _manifest(records):
 def _table(records):
   """{split: {class: count}} from the records' class_counts.json."""
   counts = json.loads(open(os.path.join(records, CLASS_COUNTS)).read())
-  return {s: c for s, c in counts.items() if s in writer.SPLIT_ORDER}
+  return {s: c for s, c in counts.items() if s in plan.SPLIT_ORDER}
 
 
 # ---------------------------------------------------------------- C-NMC 2019

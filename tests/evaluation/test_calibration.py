@@ -109,3 +109,12 @@ def test_run_calibration_file(tmp_path):
     json.dump({"temperature": -1}, f)
   with pytest.raises(InputError, match="calibration.json.*positive"):
     calibration.read_run_calibration(run)
+
+
+def test_run_temperature_is_the_checkpoints_own(tmp_path):
+  run = str(tmp_path)
+  assert calibration.run_temperature(run, "best", default=None) is None
+  calibration.update_run_calibration(run, temperature=1.5, checkpoint="final")
+  assert calibration.run_temperature(run, "final") == 1.5
+  assert calibration.run_temperature(run, "best") == 1.0
+  assert calibration.run_temperature(run, "best", default=None) is None

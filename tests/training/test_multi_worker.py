@@ -121,11 +121,12 @@ def one_shard_records(tiny_records, tmp_path_factory):
   """The tiny set as one shard per split: with fewer files than workers the input is
   sharded by example, so each global batch is the same examples as in one process."""
   from hep2tf.convert import create
+  from hep2tf.convert.plan import ConvertConfig
   _, source_dir = tiny_records
   out = str(tmp_path_factory.mktemp("one_shard") / "records")
-  create.create_records(
+  create.create_records(ConvertConfig(
       data_dir=source_dir, output_dir=out, synth_num_images=180, synth_seed=3,
-      group_split=False, num_workers=1, num_shards=1, progress=False)
+      group_split=False, num_workers=1, num_shards=1, progress=False))
   return out
 
 

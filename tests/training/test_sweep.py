@@ -15,6 +15,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from hep2tf import errors, rundir
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.training import sweep, sweep_results, trainer
 from hep2tf.training.config import TrainConfig
@@ -30,9 +31,9 @@ def records(tmp_path_factory):
   """240 cells of 32x32 from 24 specimens; every specimen in the training split."""
   root = tmp_path_factory.mktemp("sweep")
   synth.generate(root / "src", 240, seed=1, image_size=32, num_specimens=24)
-  create.create_records(
+  create.create_records(ConvertConfig(
       "icpr2014", str(root / "src"), output_dir=str(root / "rec"), group_split=False,
-      num_workers=1, num_shards=2, progress=False)
+      num_workers=1, num_shards=2, progress=False))
   return str(root / "rec")
 
 

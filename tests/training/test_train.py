@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -343,6 +344,17 @@ def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_
   log_raw = np.log(model(batch, training=False).numpy().astype(np.float64))
   scaled = np.exp(log_raw / temperature)
   np.testing.assert_allclose(probs, scaled / scaled.sum(1, keepdims=True), atol=atol)
+def test_min_confidence_alone_uses_the_models_own_probabilities(finished_run,
+                                                                 tmp_path):
+  run = str(tmp_path / "run")
+  shutil.copytree(finished_run[0], run,
+                  ignore=shutil.ignore_patterns("calibration.json", "eval"))
+  report = evaluate.evaluate_run(run, "validation", min_confidence=0.5, write=False)
+  assert report["temperature"] is None and report["ece_calibrated"] is None
+  assert report["abstention"]["min_confidence"] == 0.5
+  assert 0 <= report["abstention"]["validation_coverage"] <= 1
+
+
 def test_cnn_widths_are_config_fields(tiny_records):
   records_dir, _ = tiny_records
   config = smoke_config(records_dir, cnn_filters="4,8,8,16,24", dense_units=32)

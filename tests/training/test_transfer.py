@@ -8,6 +8,7 @@ import pytest
 
 from hep2tf import models, rundir
 from hep2tf.convert import create
+from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.data.records import Records
 from hep2tf.training import build, trainer
@@ -24,9 +25,9 @@ def _records(root, seed, classes=None):
   source = root / f"src{seed}"
   csv_path = synth.generate(source, 120, seed=seed, image_size=32, num_specimens=12)
   if classes is None:
-    create.create_records("icpr2014", str(source), output_dir=str(
+    create.create_records(ConvertConfig("icpr2014", str(source), output_dir=str(
         root / f"rec{seed}"), group_split=False, num_workers=1, num_shards=1,
-        progress=False)
+        progress=False))
     return str(root / f"rec{seed}")
   with open(csv_path) as f:
     rows = [r for r in csv.DictReader(f) if r["Image class"] in classes]
@@ -35,11 +36,11 @@ def _records(root, seed, classes=None):
     out.writerow(["path", "label", "specimen"])
     out.writerows([f"{int(r['Image ID']):05d}.png", r["Image class"].lower(),
                    r["Specimen"]] for r in rows)
-  create.create_records(
+  create.create_records(ConvertConfig(
       "csv", str(source), output_dir=str(root / f"subset{seed}"),
       source_options=dict(csv_path="subset.csv", group_column="specimen",
                           channels=1),
-      group_split=False, num_workers=1, num_shards=1, progress=False)
+      group_split=False, num_workers=1, num_shards=1, progress=False))
   return str(root / f"subset{seed}")
 
 
