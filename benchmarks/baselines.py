@@ -70,12 +70,12 @@ def lbp_features(images: np.ndarray, scales=SCALES) -> np.ndarray:
   return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def load_split(records_dir: str, split: str, batch_size: int = 256):
+def load_split(records, split: str, batch_size: int = 256):
   """(images float (N, H, W, C), label ids (N,)) of one split, in file order."""
   from hep2tf.data import reader
   images, labels = [], []
   for batch, onehot in reader.create_split(
-      records_dir, split, batch_size=batch_size, training=False):
+      records, split, batch_size=batch_size, training=False).dataset:
     images.append(batch.numpy())
     labels.append(np.argmax(onehot.numpy(), axis=1))
   return np.concatenate(images), np.concatenate(labels)
@@ -92,14 +92,15 @@ def run_baseline(records_dir: str, train_split: str = "train",
   from sklearn.preprocessing import StandardScaler
   from sklearn.svm import SVC
 
-  from hep2tf.data.records import load_info
+  from hep2tf.data.records import Records
   from hep2tf.evaluation import metrics
   start = time.time()
-  class_names = load_info(records_dir).class_names
+  records = Records.open(records_dir)
+  class_names = records.info.class_names
   k = len(class_names)
   features = {}
   for split in (train_split, eval_split, test_split):
-    images, labels = load_split(records_dir, split)
+    images, labels = load_split(records, split)
     features[split] = (lbp_features(images), labels)
   x_train, y_train = features[train_split]
   best = None

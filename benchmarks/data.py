@@ -22,7 +22,7 @@ import sys
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
-from hep2tf.data.records import load_info
+from hep2tf.data.records import Records
 
 NAME = "synthetic_hep2"
 IMAGE_SIZE = 78
@@ -30,9 +30,10 @@ IMAGE_SIZE = 78
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-  """Paths of the prepared inputs and facts the sections need."""
+  """Paths of the prepared inputs, the records opened once, and facts the sections
+  need."""
   source_dir: str
-  records_dir: str
+  records: Records
   png_dir: str
   num_images: int
   train_split: str
@@ -95,16 +96,16 @@ def make_records(source_dir: str, output_dir: str, num_workers: int = 1,
   return output_dir
 
 
-def png_folders(records_dir: str, source_dir: str, png_dir: str) -> str:
-  """Hard-links the source images into png_dir/<split>/<class>/ as manifest.csv says."""
+def png_folders(records: Records, source_dir: str, png_dir: str) -> str:
+  """Hard-links the source images into png_dir/<split>/<class>/ as the manifest
+  says."""
   if os.path.exists(png_dir):
     shutil.rmtree(png_dir)
-  with open(os.path.join(records_dir, "manifest.csv"), newline="") as f:
-    for row in csv.DictReader(f):
-      folder = os.path.join(png_dir, row["split"], row["label"])
-      os.makedirs(folder, exist_ok=True)
-      _link(os.path.join(source_dir, row["file_name"]),
-            os.path.join(folder, os.path.basename(row["file_name"])))
+  for row in records.manifest.to_dict("records"):
+    folder = os.path.join(png_dir, row["split"], row["label"])
+    os.makedirs(folder, exist_ok=True)
+    _link(os.path.join(source_dir, row["file_name"]),
+          os.path.join(folder, os.path.basename(row["file_name"])))
   return png_dir
 
 
@@ -113,12 +114,11 @@ def prepare(work_dir: str, num_images: int, seed: int = 0,
   """Draws (or reuses) the source, converts it and makes the PNG folders."""
   os.makedirs(work_dir, exist_ok=True)
   source_dir = draw_source(work_dir, num_images, seed, num_workers)
-  records_dir = make_records(source_dir,
-                             os.path.join(work_dir, f"records_{num_images}"),
-                             num_workers=num_workers, seed=seed)
-  png_dir = png_folders(records_dir, source_dir,
+  records = Records.open(make_records(
+      source_dir, os.path.join(work_dir, f"records_{num_images}"),
+      num_workers=num_workers, seed=seed))
+  png_dir = png_folders(records, source_dir,
                         os.path.join(work_dir, f"png_{num_images}"))
-  info = load_info(records_dir)
-  eval_split = "validation" if "validation" in info.splits else "test"
-  return Inputs(source_dir, records_dir, png_dir, num_images, "train", eval_split,
-                tuple(info.class_names))
+  eval_split = "validation" if "validation" in records.info.splits else "test"
+  return Inputs(source_dir, records, png_dir, num_images, "train", eval_split,
+                tuple(records.info.class_names))

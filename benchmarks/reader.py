@@ -29,7 +29,6 @@ import tensorflow as tf
 from benchmarks import common
 from benchmarks import data
 from hep2tf.data import reader, schema
-from hep2tf.data.records import load_info, shard_files
 
 
 def epoch_rate(make_dataset, passes: int) -> float:
@@ -48,14 +47,14 @@ def epoch_rate(make_dataset, passes: int) -> float:
 def ours(inputs: data.Inputs, batch_size: int,
          cache: bool | str = "auto") -> tf.data.Dataset:
   """The training split as the trainer reads it by default (cache="auto")."""
-  return reader.create_split(inputs.records_dir, inputs.train_split,
+  return reader.create_split(inputs.records, inputs.train_split,
                              batch_size=batch_size, training=True, cache=cache,
-                             seed=0)
+                             seed=0).dataset
 
 
 def decode_only(inputs: data.Inputs, batch_size: int) -> tf.data.Dataset:
-  info = load_info(inputs.records_dir)
-  files = shard_files(inputs.records_dir, inputs.train_split)
+  info = inputs.records.info
+  files = inputs.records.shards(inputs.train_split)
   records = tf.data.Dataset.from_tensor_slices(files).interleave(
       tf.data.TFRecordDataset, cycle_length=len(files),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -88,8 +87,7 @@ def run(inputs: data.Inputs, *, batch_size: int = 64,
   rate_stream = epoch_rate(lambda: ours(inputs, batch_size, cache=False), passes)
   rate_limit = epoch_rate(lambda: decode_only(inputs, batch_size), passes)
   rate_pngs = epoch_rate(lambda: from_pngs(inputs, batch_size), passes)
-  info = load_info(inputs.records_dir)
-  cached = reader.resolve_cache(info, inputs.train_split, None, False,
+  cached = reader.resolve_cache(inputs.records, inputs.train_split, None, False,
                                 reader.CACHE_BUDGET_BYTES)
   note = f"train split, batch {batch_size}, best of {passes} epochs after a warm-up"
   return [

@@ -82,7 +82,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
     machine["yardstick"] = yardstick.measure("float32")
   logging.info("Preparing %d images under %s", settings.num_images, work_dir)
   inputs = data.prepare(work_dir, settings.num_images, seed=seed)
-  config = config_from_flagfile(config_path, records_dir=inputs.records_dir,
+  config = config_from_flagfile(config_path, records_dir=inputs.records.path,
                                 train_split=inputs.train_split,
                                 eval_split=inputs.eval_split, seed=seed)
   jobs = {
@@ -118,8 +118,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
 
 
 def _count(inputs, split: str) -> int:
-  from hep2tf.data.records import num_examples
-  return num_examples(inputs.records_dir, split)
+  return inputs.records.num_examples(split)
 
 
 def define_flags() -> None:

@@ -28,12 +28,12 @@ from absl import flags
 from hep2tf import errors
 from hep2tf.convert import create
 from hep2tf.convert import plan
-from hep2tf.convert import verify
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.data import sources
 from hep2tf.data import splits
 from hep2tf.data import synth
+from hep2tf.data.records import Records
 
 
 def define_flags() -> None:
@@ -137,7 +137,10 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   FLAGS = flags.FLAGS
   if FLAGS.verify:
-    problems = verify.verify_records(FLAGS.verify)
+    try:
+      problems = Records.open(FLAGS.verify).verify()
+    except errors.InputError as e:
+      problems = [str(e)]
     for problem in problems:
       print(problem, file=sys.stderr)
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")

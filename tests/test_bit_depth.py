@@ -19,7 +19,7 @@ from PIL import Image
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import intensity, reader, schema
-from hep2tf.data.records import INFO_FILE, MANIFEST, load_info, shard_files
+from hep2tf.data.records import INFO_FILE, MANIFEST, Records
 from hep2tf.errors import InputError
 from hep2tf.evaluation import export, predict
 
@@ -84,10 +84,11 @@ def _convert(source_dir, records_dir, channels, **kwargs):
 
 def _read_records(records_dir):
   """{file name: stored array} and the DatasetInfo, via the schema's decode."""
-  info = load_info(records_dir)
+  records = Records.open(records_dir)
+  info = records.info
   stored = {}
   for split in info.splits:
-    for path in shard_files(records_dir, split):
+    for path in records.shards(split):
       for serialized in tf.data.TFRecordDataset(path):
         example = schema.parse_example(serialized, info.channels, False,
                                        info.pixels.dtype)
@@ -140,7 +141,8 @@ def test_records_hold_the_source_values_and_every_level(tmp_path, case):
   # Nothing clipped: the extremes survive, and the model input spans [0, 255].
   assert top == max(int(np.max(a)) for a in expected.values())
   batch = next(iter(reader.create_split(
-      str(tmp_path / "rec"), "train", batch_size=8, training=False)))[0].numpy()
+      Records.open(tmp_path / "rec"), "train", batch_size=8,
+      training=False).dataset))[0].numpy()
   assert batch.max() <= 255.0 and batch.max() > 200.0 * (case != "uint16_0_235")
   assert (tmp_path / "rec" / "samples.png").stat().st_size > 1000
 
@@ -348,7 +350,7 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
         mixed_precision="float32", image_summary_every=100)
     trainer.train_and_evaluate(config, run)
     mca[name] = evaluate.evaluate_run(run, "test")["mca"]
-  info = load_info(str(tmp_path / "rec_deep"))
+  info = Records.open(tmp_path / "rec_deep").info
   assert info.pixels.dtype == "uint16" and info.pixels.white_level == 1023
   print(f"\ntest MCA: 16-bit records {mca['deep']:.3f}, 8-bit copy "
         f"{mca['shallow']:.3f}")

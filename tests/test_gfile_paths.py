@@ -12,6 +12,7 @@ import tensorflow as tf
 from hep2tf import atomic, models, rundir, storage
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
+from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
 from hep2tf.training.config import TrainConfig
@@ -37,6 +38,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   assert {"hep2tf.json", "dataset_info.json", "features.json", "manifest.csv",
           "class_counts.json"} <= written
   assert any(".tfrecord-" in name for name in written)
+  assert Records.open(records).verify() == []
 
   run = f"{ROOT}/run"
   config = TrainConfig(records_dir=records, model="cnn", epochs=2,

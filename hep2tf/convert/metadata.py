@@ -4,7 +4,8 @@
 shards, bytes, the PixelSpec with its white level, the pixel warnings);
 `write_tfds_metadata` writes dataset_info.json and features.json so that
 `tfds.builder_from_directory` loads the folder; `write_tables` writes manifest.csv,
-class_counts.json, hep2tf.json (what the reader and trainer need) and rejects.csv.
+class_counts.json, hep2tf.json (`Records.write_info`: what the reader and trainer
+need) and rejects.csv.
 The local writer and the Beam pipeline write the same files through these.
 """
 
@@ -18,8 +19,8 @@ import tensorflow_datasets as tfds
 from hep2tf.convert import samples
 from hep2tf.data import intensity
 from hep2tf.data import schema
-from hep2tf.data.records import (CLASS_COUNTS, FILENAME_TEMPLATE, INFO_FILE, MANIFEST,
-                                 REJECTS)
+from hep2tf.data.records import (CLASS_COUNTS, FILENAME_TEMPLATE, MANIFEST, REJECTS,
+                                 DatasetInfo, Records)
 
 
 @dataclasses.dataclass
@@ -116,15 +117,15 @@ def write_tables(staging, source, summary, manifest, has_mask, balance,
       manifest.groupby("group")["split"].nunique() == 1).all())
   counts = dict(summary.class_counts, balance=balance, augment_copies=augment_copies)
   (staging / CLASS_COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
-  info = {"name": summary.name, "class_names": summary.class_names,
-          "channels": source.channels, "image_shape": summary.image_shape,
-          "has_mask": has_mask, "positive_class": source.positive_class,
-          "splits": summary.splits, "class_counts": summary.class_counts,
-          "balance": balance, "augment_copies": augment_copies, "seed": seed,
-          "dataset": dataset, "data_dir": str(data_dir),
-          "group_disjoint": summary.group_disjoint, "layout_notes": summary.notes,
-          "pixels": summary.pixels.to_json(), "warnings": summary.warnings,
-          "split_notes": summary.split_notes}
-  (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+  shape = summary.image_shape
+  Records.write_info(staging, DatasetInfo(
+      name=summary.name, class_names=summary.class_names, channels=source.channels,
+      image_shape=None if shape is None else tuple(shape), has_mask=has_mask,
+      positive_class=source.positive_class, splits=summary.splits,
+      class_counts=summary.class_counts, balance=balance,
+      augment_copies=augment_copies, seed=seed, dataset=dataset,
+      data_dir=str(data_dir), pixels=summary.pixels,
+      split_notes=summary.split_notes, group_disjoint=summary.group_disjoint,
+      layout_notes=summary.notes, warnings=summary.warnings))
   if len(rejects):
     rejects.write_csv(staging / REJECTS)

@@ -21,7 +21,7 @@ parent makes each record with `plan.make_record` and writes in the order of
 workers (and the Beam pipeline writes the same records). Everything is written into a
 hidden sibling folder and renamed into place at the end: a crash or a bad input leaves
 either no dataset or the previous complete one. The metadata files are written by
-`metadata.py`, images loaded by `loading.py`; `verify.py` reads a folder back.
+`metadata.py`, images loaded by `loading.py`; `Records.verify` reads one back.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ The host only decodes and batches. Rotations, flips, colour jitter and normalisa
 run inside the compiled training step (`augment.build_augmenter` and the model's own
 first layers); mixup and cutmix run here because they change the labels.
 
-Records are parsed only through `hep2tf.data.schema`. The folder's `hep2tf.json`
-(written by hep2tf.convert) says what the records hold; `records.load_info` reads it.
+Records are parsed only through `hep2tf.data.schema`. The folder is a
+`records.Records`, opened once by the caller: its `info` (hep2tf.json) says what the
+records hold, its `shards` and `num_examples` what to read and how much there is.
+`create_split` returns a `Split`: the dataset with its size and batches per pass.
 
 Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset,
 `DatasetInfo.pixels`). Images stay in that dtype up to batching; `to_model_input`
@@ -23,7 +25,8 @@ kept as a distinct float.
 from __future__ import annotations
 
 import collections
-import os
+import dataclasses
+import math
 
 import tensorflow as tf
 from absl import logging
@@ -32,7 +35,7 @@ from hep2tf.data import folds
 from hep2tf.data import intensity
 from hep2tf.data import mixing
 from hep2tf.data import schema
-from hep2tf.data.records import DatasetInfo, load_info, shard_files
+from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.errors import InputError
 
 META_KEYS = (schema.ID, schema.FILE_NAME, schema.GROUP, schema.INTENSITY)
@@ -45,7 +48,22 @@ CACHE_BUDGET_BYTES = 1 << 30
 _EXAMPLE_OVERHEAD_BYTES = 256
 
 
-def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A split as `create_split` reads it.
+
+  num_examples: examples in one pass (the fold's when a fold is read); steps: the
+  batches of one pass, floor(num_examples / batch) when the last partial batch is
+  dropped, else ceil. With `repeat` the dataset is endless and these describe an
+  epoch.
+  """
+
+  dataset: tf.data.Dataset
+  num_examples: int
+  steps: int
+
+
+def create_split(records: Records, split: str, *, batch_size: int,
                  training: bool, image_size: tuple[int, int] | None = None,
                  apply_mask: bool = False, shuffle_buffer: int = 4096,
                  seed: int | None = None, balanced: bool = False,
@@ -55,11 +73,11 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
                  with_meta: bool = False,
                  deterministic: bool | None = None,
                  drop_remainder: bool | None = None,
-                 fold: folds.FoldSpec | None = None) -> tf.data.Dataset:
-  """The tf.data pipeline of one split.
+                 fold: folds.FoldSpec | None = None) -> Split:
+  """The tf.data pipeline of one split, with its size.
 
   Args:
-    records_dir: a records folder (hep2tf.json + shards).
+    records: the records folder (`Records.open`).
     split: "train", "validation", "test", ...
     batch_size: examples per batch.
     training: shuffle shards and examples; allows balancing and mixing.
@@ -93,54 +111,31 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
       (holdout) or all but it.
 
   Returns:
-    A dataset of (images, labels) or (images, labels, meta): images float32,
-    (N, H, W, C), `to_model_input` of the stored values (in [0, 255], 255 being the
-    dataset's white level); labels one-hot (mixed when mixing) float32 (N, K).
+    A `Split`, whose dataset yields (images, labels) or (images, labels, meta):
+    images float32, (N, H, W, C), `to_model_input` of the stored values (in
+    [0, 255], 255 being the dataset's white level); labels one-hot (mixed when
+    mixing) float32 (N, K).
   """
-  info = load_info(records_dir)
+  info = records.info
   if cache == "auto":
-    cache = resolve_cache(info, split, image_size, balanced, cache_budget_bytes)
+    cache = resolve_cache(records, split, image_size, balanced, cache_budget_bytes)
   elif not isinstance(cache, bool):
     raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
-  _check_options(info, training=training, batch_size=batch_size,
+  _check_options(records, training=training, batch_size=batch_size,
                  image_size=image_size, apply_mask=apply_mask, balanced=balanced,
                  mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cache=cache)
-  files = shard_files(records_dir, split)
+  files = records.shards(split)
+  num_examples = _split_size(records, split, fold, files)
   if deterministic is None:
     deterministic = seed is not None or not training
   if drop_remainder is None:
     drop_remainder = training
   seeds = _SeedSequence(seed)
   autotune = tf.data.AUTOTUNE
-
-  def read(shards: tf.data.Dataset) -> tf.data.Dataset:
-    if training:
-      # One shard order per pipeline, not per epoch: a cache would freeze the first
-      # epoch's order anyway, and the same order uncached gives the same batches.
-      # The example shuffle below, after the cache, reshuffles every epoch.
-      shards = shards.shuffle(len(files), seed=seeds.next(),
-                              reshuffle_each_iteration=False)
-    records = shards.interleave(
-        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
-        num_parallel_calls=autotune, deterministic=deterministic)
-    if fold is not None:
-      records = records.filter(keep_fold)
-    return records
-
-  if fold is not None:
-    keep_fold = folds.fold_predicate(os.fspath(records_dir), split, fold)
-
-  if balanced:
-    records = _balanced(info, split,
-                        lambda: read(tf.data.Dataset.from_tensor_slices(files)),
-                        seed=seeds.next())
-    if not repeat:
-      records = records.take(
-          folds.fold_size(records_dir, split, fold) if fold is not None
-          else info.splits.get(split, 0) or _count(files))
-  else:
-    records = read(tf.data.Dataset.from_tensor_slices(files))
-  examples = records.map(
+  serialized = _read(records, split, files, training=training, fold=fold,
+                     balanced=balanced, repeat=repeat, num_examples=num_examples,
+                     seeds=seeds, deterministic=deterministic)
+  examples = serialized.map(
       lambda serialized: _decode(serialized, info, image_size, apply_mask),
       num_parallel_calls=autotune, deterministic=deterministic)
   if cache:
@@ -160,7 +155,49 @@ def create_split(records_dir: str | os.PathLike, split: str, *, batch_size: int,
   batches = batches.prefetch(autotune)
   options = tf.data.Options()
   options.deterministic = deterministic
-  return batches.with_options(options)
+  steps = (num_examples // batch_size if drop_remainder
+           else math.ceil(num_examples / batch_size))
+  return Split(batches.with_options(options), num_examples, steps)
+
+
+def _read(records: Records, split: str, files: list[str], *, training: bool,
+          fold: folds.FoldSpec | None, balanced: bool, repeat: bool,
+          num_examples: int, seeds: _SeedSequence,
+          deterministic: bool) -> tf.data.Dataset:
+  """The split's serialised records in reading order: the shards interleaved
+  (shuffled once when training), only the fold's examples, class-balanced when
+  asked (endless with `repeat`, else `num_examples` of them)."""
+  keep_fold = (None if fold is None
+               else folds.fold_predicate(records.fold_of(split, fold), fold))
+
+  def read() -> tf.data.Dataset:
+    shards = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+      # One shard order per pipeline, not per epoch: a cache would freeze the first
+      # epoch's order anyway, and the same order uncached gives the same batches.
+      # The example shuffle after the cache reshuffles every epoch.
+      shards = shards.shuffle(len(files), seed=seeds.next(),
+                              reshuffle_each_iteration=False)
+    serialized = shards.interleave(
+        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if keep_fold is not None:
+      serialized = serialized.filter(keep_fold)
+    return serialized
+
+  if not balanced:
+    return read()
+  serialized = _balanced(records, split, read, seed=seeds.next())
+  return serialized if repeat else serialized.take(num_examples)
+
+
+def _split_size(records: Records, split: str, fold: folds.FoldSpec | None,
+                files: list[str]) -> int:
+  """Examples of the split (or fold), from the metadata; by reading the shards only
+  when hep2tf.json does not list the split."""
+  if split not in records.info.splits and fold is None:
+    return _count(files)
+  return records.num_examples(split, fold)
 
 
 def decoded_bytes(info: DatasetInfo, split: str,
@@ -174,10 +211,10 @@ def decoded_bytes(info: DatasetInfo, split: str,
   return count * (shape[0] * shape[1] * info.channels + _EXAMPLE_OVERHEAD_BYTES)
 
 
-def resolve_cache(info: DatasetInfo, split: str, image_size, balanced: bool,
-                budget: int) -> bool:
+def resolve_cache(records: Records, split: str, image_size, balanced: bool,
+                  budget: int) -> bool:
   """cache="auto": cache a split whose decoded size fits `budget`; logs why."""
-  size = decoded_bytes(info, split, image_size)
+  size = decoded_bytes(records.info, split, image_size)
   if balanced:
     cache, why = False, "balanced sampling draws anew each epoch"
   elif size is None:
@@ -186,14 +223,15 @@ def resolve_cache(info: DatasetInfo, split: str, image_size, balanced: bool,
     cache = size <= budget
     why = (f"decoded ~{size / 2**20:.0f} MiB {'within' if cache else 'over'} the "
            f"{budget / 2**20:.0f} MiB budget")
-  logging.info("Reader: split %r of %s %s (%s)", split, info.records_dir,
+  logging.info("Reader: split %r of %s %s (%s)", split, records.path,
                "cached in memory" if cache else "streamed", why)
   return cache
 
 
-def _check_options(info: DatasetInfo, *, training, batch_size, image_size,
+def _check_options(records: Records, *, training, batch_size, image_size,
                    apply_mask, balanced, mixup_alpha, cutmix_alpha, cache) -> None:
   """Rejects option combinations that cannot work, before anything is read."""
+  info = records.info
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if not training and (balanced or mixup_alpha > 0 or cutmix_alpha > 0):
@@ -203,10 +241,10 @@ def _check_options(info: DatasetInfo, *, training, batch_size, image_size,
                      "use one or the other")
   if apply_mask and not info.has_mask:
     raise InputError("apply_mask was asked for but these records hold no masks",
-                     file=info.records_dir)
+                     file=records.path)
   if image_size is None and info.image_shape is None:
     raise InputError("image sizes vary in these records, so they cannot be "
-                     "batched as they are; pass an image_size", file=info.records_dir)
+                     "batched as they are; pass an image_size", file=records.path)
 
 
 class _SeedSequence:
@@ -243,7 +281,7 @@ def _count_labels(info: DatasetInfo, records: tf.data.Dataset) -> dict[str, int]
   return {name: counts.get(i, 0) for i, name in enumerate(info.class_names)}
 
 
-def _balanced(info: DatasetInfo, split: str, read,
+def _balanced(records: Records, split: str, read,
               seed: int | None) -> tf.data.Dataset:
   """Equal-probability sampling over one endless stream per class.
 
@@ -252,6 +290,7 @@ def _balanced(info: DatasetInfo, split: str, read,
   left out (sampling from an empty endless stream would hang); the counts come from
   the metadata, or from one pass over the labels when it lacks them.
   """
+  info = records.info
   counts = info.class_counts.get(split) or _count_labels(info, read())
   streams = []
   for class_id, class_name in enumerate(info.class_names):
@@ -262,7 +301,7 @@ def _balanced(info: DatasetInfo, split: str, read,
     streams.append(stream.repeat())
   if not streams:
     raise InputError(f"split {split!r} has no examples to balance",
-                     file=info.records_dir)
+                     file=records.path)
   weights = [1.0 / len(streams)] * len(streams)
   return tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=seed)
 

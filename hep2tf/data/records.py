@@ -1,16 +1,17 @@
-"""A records folder as the reader sees it: its metadata, its shards, their health.
+"""The records folder: its file names, its metadata and the `Records` object.
 
-`load_info` reads the folder's `hep2tf.json` (written by hep2tf.convert) into a
-`DatasetInfo`: class names, channels, image shape, split sizes and class counts, the
-pixel dtype and mapping (`intensity.PixelSpec`), and what the converter noted about
-the splits. `num_examples` gives a split's size from it; `shard_files` lists a
-split's shards `<name>-<split>.tfrecord-NNNNN-of-MMMMM` and refuses an incomplete
-set; `check_shards` reads every record of a split and names the damaged ones. The
-folder's file names live here, once, for the converter that writes them and every
-reader; `shard_file_name` makes the shard names that `shard_files` parses.
+A records folder (written by hep2tf.convert; docs/ARCHITECTURE.md lists its files) is
+opened once, as a `Records`: `Records.open(path)` reads and checks `hep2tf.json`
+(`read_info`, the one place it is parsed) into a `DatasetInfo`, and the object then
+answers the rest: a split's shards (`shards`, the set checked complete), its size,
+or a cross-validation fold's (`num_examples`), the manifest (read on first use) and
+the folds made from it (`fold_of`), damaged records (`check_shards`, `verify`). The
+reader, the trainer, evaluation and the benchmarks receive the object, never a path
+to read again.
 
-The `Records` object that opens and validates a folder once (issue 18) is planned
-for this module.
+One schema, two users: `DatasetInfo.to_json` and `from_json` are the pair behind
+`Records.write_info` (the local writer, the Beam pipeline and the tests) and
+`read_info`; `shard_file_name` and `parse_shard_name` make and parse the shard names.
 """
 
 from __future__ import annotations
@@ -20,22 +21,24 @@ import json
 import os
 import re
 
+import pandas as pd
 import tensorflow as tf
 
 from hep2tf import storage
+from hep2tf.data import folds
+from hep2tf.data import integrity
 from hep2tf.data import intensity
-from hep2tf.data import schema
 from hep2tf.errors import InputError
 
 # The files hep2tf writes into a records folder beside the shards and the TFDS
-# metadata (dataset_info.json, features.json); docs/ARCHITECTURE.md says what is in
-# each.
+# metadata; docs/ARCHITECTURE.md says what is in each.
 INFO_FILE = "hep2tf.json"
+TFDS_INFO_FILE = "dataset_info.json"
 MANIFEST = "manifest.csv"
 CLASS_COUNTS = "class_counts.json"
 REJECTS = "rejects.csv"
-# Shard names: TFDS's default template; `shard_file_name` makes one, _SHARD_RE parses
-# one.
+# Shard names: TFDS's default template; `shard_file_name` makes one,
+# `parse_shard_name` parses one.
 FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 _SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[^-]+)\.tfrecord-"
                        r"(?P<index>\d+)-of-(?P<total>\d+)$")
@@ -47,11 +50,18 @@ def shard_file_name(name: str, split: str, shard: int, num_shards: int) -> str:
   return f"{name}-{split}.tfrecord-{shard:05d}-of-{num_shards:05d}"
 
 
+def parse_shard_name(file_name: str) -> tuple[str, str, int, int] | None:
+  """(name, split, shard, num_shards) of a `shard_file_name`; None for other files."""
+  match = _SHARD_RE.match(file_name)
+  if match is None:
+    return None
+  return (match["name"], match["split"], int(match["index"]), int(match["total"]))
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  """What a records folder holds, from its hep2tf.json."""
+  """What a records folder holds: the contents of its hep2tf.json."""
 
-  records_dir: str
   name: str
   class_names: list[str]
   channels: int
@@ -71,20 +81,61 @@ class DatasetInfo:
   split_notes: list[str] = dataclasses.field(default_factory=list)
   # Whether no group (specimen, patient, slide) is in two splits; None when unknown.
   group_disjoint: bool | None = None
+  # What the source reader decided about the layout, and the pixel warnings.
+  layout_notes: list[str] = dataclasses.field(default_factory=list)
+  warnings: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
 
+  def to_json(self) -> dict:
+    """The hep2tf.json object, in the order the file has always had."""
+    return {
+        "name": self.name, "class_names": list(self.class_names),
+        "channels": self.channels,
+        "image_shape": None if self.image_shape is None else list(self.image_shape),
+        "has_mask": self.has_mask, "positive_class": self.positive_class,
+        "splits": self.splits, "class_counts": self.class_counts,
+        "balance": self.balance, "augment_copies": self.augment_copies,
+        "seed": self.seed, "dataset": self.dataset, "data_dir": self.data_dir,
+        "group_disjoint": self.group_disjoint, "layout_notes": self.layout_notes,
+        "pixels": self.pixels.to_json(), "warnings": self.warnings,
+        "split_notes": self.split_notes}
 
-def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
-  """Reads `records_dir/hep2tf.json`.
+  @classmethod
+  def from_json(cls, raw: dict) -> DatasetInfo:
+    """The inverse of `to_json`; keys added since a folder was written default."""
+    shape = raw.get("image_shape")
+    return cls(
+        name=str(raw["name"]),
+        class_names=[str(c) for c in raw["class_names"]],
+        channels=int(raw["channels"]),
+        image_shape=None if shape is None else (int(shape[0]), int(shape[1])),
+        has_mask=bool(raw.get("has_mask", False)),
+        positive_class=raw.get("positive_class"),
+        splits={str(k): int(v) for k, v in raw["splits"].items()},
+        class_counts=raw.get("class_counts") or {},
+        balance=raw.get("balance"),
+        augment_copies=int(raw.get("augment_copies") or 0),
+        seed=raw.get("seed"),
+        dataset=raw.get("dataset"),
+        data_dir=raw.get("data_dir"),
+        pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
+        split_notes=[str(n) for n in raw.get("split_notes") or []],
+        group_disjoint=raw.get("group_disjoint"),
+        layout_notes=[str(n) for n in raw.get("layout_notes") or []],
+        warnings=[str(w) for w in raw.get("warnings") or []],
+    )
+
+
+def read_info(records_dir: str) -> DatasetInfo:
+  """Parses `records_dir/hep2tf.json`: the only place the file is read.
 
   Raises:
     InputError naming the folder when it is missing, has no hep2tf.json, or the file
     is not valid JSON with the required keys.
   """
-  records_dir = os.fspath(records_dir)
   path = os.path.join(records_dir, INFO_FILE)
   if not storage.isdir(records_dir):
     raise InputError("records folder does not exist", file=records_dir)
@@ -102,152 +153,150 @@ def load_info(records_dir: str | os.PathLike) -> DatasetInfo:
   missing = [k for k in _REQUIRED_KEYS if k not in raw]
   if missing:
     raise InputError(f"{INFO_FILE} lacks keys {missing}", file=path)
-  shape = raw.get("image_shape")
-  return DatasetInfo(
-      records_dir=records_dir,
-      name=str(raw["name"]),
-      class_names=[str(c) for c in raw["class_names"]],
-      channels=int(raw["channels"]),
-      image_shape=None if shape is None else (int(shape[0]), int(shape[1])),
-      has_mask=bool(raw.get("has_mask", False)),
-      positive_class=raw.get("positive_class"),
-      splits={str(k): int(v) for k, v in raw["splits"].items()},
-      class_counts=raw.get("class_counts") or {},
-      balance=raw.get("balance"),
-      augment_copies=int(raw.get("augment_copies") or 0),
-      seed=raw.get("seed"),
-      dataset=raw.get("dataset"),
-      data_dir=raw.get("data_dir"),
-      pixels=intensity.PixelSpec.from_json(raw.get("pixels")),
-      split_notes=[str(n) for n in raw.get("split_notes") or []],
-      group_disjoint=raw.get("group_disjoint"),
-  )
+  return DatasetInfo.from_json(raw)
 
 
-def num_examples(records_dir: str | os.PathLike, split: str) -> int:
-  """Number of examples in `split`, from the metadata (no reading of shards)."""
-  info = load_info(records_dir)
-  if split not in info.splits:
-    raise InputError(f"no split {split!r}; this folder has splits "
-                     f"{sorted(info.splits)}", file=info.records_dir)
-  return info.splits[split]
+class Records:
+  """A records folder, opened and validated once.
 
-
-def shard_files(records_dir: str | os.PathLike, split: str) -> list[str]:
-  """The shard paths of `split`, sorted: `<name>-<split>.tfrecord-NNNNN-of-MMMMM`.
-
-  Raises:
-    InputError when the split has no shards (naming the splits that do exist) or a
-    shard of the `-of-MMMMM` set is missing, so a half-copied folder is not read as
-    a whole one.
+  `path` and `info` (its hep2tf.json) are read at `open`; the shard listing, the
+  manifest and the folds made from it are read on first use and kept on the object,
+  so they describe the folder as it was then. A folder rewritten since is opened
+  anew.
   """
-  info = load_info(records_dir)
-  found: dict[str, list[tuple[int, int, str]]] = {}
-  for entry in sorted(storage.listdir(info.records_dir)):
-    match = _SHARD_RE.match(entry)
-    if match and match["name"] == info.name:
-      found.setdefault(match["split"], []).append(
-          (int(match["index"]), int(match["total"]),
-           os.path.join(info.records_dir, entry)))
-  if split not in found:
-    raise InputError(f"no shards for split {split!r}; shards exist for splits "
-                     f"{sorted(found)}", file=info.records_dir)
-  shards = sorted(found[split])
-  totals = {total for _, total, _ in shards}
-  indices = [index for index, _, _ in shards]
-  if len(totals) != 1 or indices != list(range(totals.pop())):
-    raise InputError(f"split {split!r} has an incomplete set of shards: "
-                     f"{[os.path.basename(p) for _, _, p in shards]}",
-                     file=info.records_dir)
-  return [path for _, _, path in shards]
 
+  def __init__(self, path: str | os.PathLike, info: DatasetInfo):
+    self.path = os.fspath(path)
+    self.info = info
+    self._shards: dict[str, list[tuple[int, int, str]]] | None = None
+    self._manifest: pd.DataFrame | None = None
+    self._folds: dict[tuple, dict[str, int]] = {}
 
-def check_shards(records_dir: str | os.PathLike, split: str) -> list[InputError]:
-  """Reads every record of `split` and reports the ones that are damaged.
+  @classmethod
+  def open(cls, path: str | os.PathLike) -> Records:
+    """Reads and checks the folder's hep2tf.json; see `read_info` for the errors."""
+    return cls(path, read_info(os.fspath(path)))
 
-  A flipped byte or a truncated file makes TFRecordDataset raise a bare
-  `tf.errors.DataLossError` in the middle of training; this names the shard and the
-  index (0-based, within the shard) of the first bad record, and also finds records
-  whose bytes are intact but which do not parse or decode, or whose label is out of
-  range.
+  @staticmethod
+  def write_info(folder: str | os.PathLike, info: DatasetInfo) -> None:
+    """Writes `info` as `folder/hep2tf.json` (the converter writes it last)."""
+    with storage.open_file(os.path.join(os.fspath(folder), INFO_FILE), "w") as f:
+      f.write(json.dumps(info.to_json(), indent=2) + "\n")
 
-  Returns:
-    One InputError per problem, with `file` the shard path and `row` the record
-    index; empty when the split reads cleanly.
+  def __repr__(self) -> str:
+    return f"Records({self.path!r})"
 
-  The trainer calls it when reading fails, and raises what it finds instead:
+  def shards(self, split: str) -> list[str]:
+    """The shard paths of `split`, sorted: `<name>-<split>.tfrecord-NNNNN-of-MMMMM`.
 
+    Raises:
+      InputError when the split has no shards (naming the splits that do exist) or
+      a shard of the `-of-MMMMM` set is missing, so a half-copied folder is not read
+      as a whole one.
+    """
+    if self._shards is None:
+      self._shards = {}
+      for entry in sorted(storage.listdir(self.path)):
+        parsed = parse_shard_name(entry)
+        if parsed and parsed[0] == self.info.name:
+          self._shards.setdefault(parsed[1], []).append(
+              (parsed[2], parsed[3], os.path.join(self.path, entry)))
+    if split not in self._shards:
+      raise InputError(f"no shards for split {split!r}; shards exist for splits "
+                       f"{sorted(self._shards)}", file=self.path)
+    shards = sorted(self._shards[split])
+    totals = {total for _, total, _ in shards}
+    indices = [index for index, _, _ in shards]
+    if len(totals) != 1 or indices != list(range(totals.pop())):
+      raise InputError(f"split {split!r} has an incomplete set of shards: "
+                       f"{[os.path.basename(p) for _, _, p in shards]}",
+                       file=self.path)
+    return [path for _, _, path in shards]
+
+  def num_examples(self, split: str, fold: folds.FoldSpec | None = None) -> int:
+    """Examples in `split` (from the metadata, no shard is read), or with `fold`
+    those of the split that the fold selects (copies included; from the manifest)."""
+    if split not in self.info.splits:
+      raise InputError(f"no split {split!r}; this folder has splits "
+                       f"{sorted(self.info.splits)}", file=self.path)
+    if fold is None:
+      return self.info.splits[split]
+    return folds.fold_size(self.manifest, split, self.fold_of(split, fold), fold)
+
+  @property
+  def manifest(self) -> pd.DataFrame:
+    """manifest.csv (all columns str, "" where empty), read on first use."""
+    if self._manifest is None:
+      path = os.path.join(self.path, MANIFEST)
+      if not storage.exists(path):
+        raise InputError(f"{MANIFEST} is missing (folds and checks are made from "
+                         "the manifest the converter writes)", file=self.path)
+      with storage.open_file(path) as f:
+        self._manifest = pd.read_csv(f, dtype=str, keep_default_na=False)
+    return self._manifest
+
+  def fold_of(self, split: str, fold: folds.FoldSpec) -> dict[str, int]:
+    """Source id -> fold of `split` under `fold`'s folding (`folds.assign_folds`
+    over the manifest); made once per object."""
+    key = (split, fold.num_folds, fold.seed, fold.by_group, fold.column)
+    if key not in self._folds:
+      self._folds[key] = folds.assign_folds(
+          self.manifest, split, fold.num_folds, seed=fold.seed,
+          by_group=fold.by_group, column=fold.column, where=self.path)
+    return self._folds[key]
+
+  def official_folds(self, split: str = "train") -> list[str]:
+    """The dataset's own folds in `split` (`folds.official_folds`), sorted."""
+    return folds.official_folds(self.manifest, split, where=self.path)
+
+  def check_shards(self, split: str) -> list[InputError]:
+    """Reads every record of `split`; one InputError (shard, record index) per
+    damaged or undecodable record (`integrity.damaged_records`), [] when clean.
+
+    The trainer calls it when reading fails, and raises what it finds instead of
+    TensorFlow's bare DataLossError.
+    """
+    return integrity.damaged_records(self.info, self.shards(split))
+
+  def verify(self) -> list[str]:
+    """Reads every record of every shard; returns the problems found (empty: fine).
+
+    Each shard named by dataset_info.json must exist, every record must pass its
+    CRC and parse and decode (`integrity.read_shard`), and the record counts must
+    match dataset_info.json, hep2tf.json and the manifest. A problem names the shard
+    and record index.
+    """
     try:
-      model.fit(...)
-    except tf.errors.DataLossError as e:
-      problems = check_shards(records_dir, split)
-      if problems:
-        raise problems[0] from e
-      raise
-  """
-  info = load_info(records_dir)
-  shards = shard_files(records_dir, split)
-  problems, readable = [], []
-  for shard in shards:
-    count, error = _readable_records(shard)
-    readable.append(count)
-    if error is not None:
-      problems.append(InputError(
-          f"corrupt record (damaged bytes; the rest of the shard is unreadable): "
-          f"{error.message.splitlines()[0]}", file=shard, row=count))
-  for shard_index, row in _undecodable_records(info, shards, readable):
-    problems.append(InputError(
-        "record does not parse or decode as a hep2tf example, or its label is "
-        "not one of class_names", file=shards[shard_index], row=row))
-  return sorted(problems, key=lambda p: (p.file, p.row))
+      with storage.open_file(os.path.join(self.path, TFDS_INFO_FILE)) as f:
+        tfds_splits = json.load(f).get("splits", [])
+    except (OSError, ValueError, tf.errors.OpError) as e:
+      return [f"{self.path}: cannot read the metadata ({e})"]
+    problems = []
+    for split_info in tfds_splits:
+      split = split_info["name"]
+      lengths = [int(n) for n in split_info.get("shardLengths", [])]
+      for shard, expected in enumerate(lengths):
+        file_name = shard_file_name(self.info.name, split, shard, len(lengths))
+        path = os.path.join(self.path, file_name)
+        if not storage.exists(path):
+          problems.append(f"{file_name}: missing")
+          continue
+        count, problem = integrity.read_shard(path, self.info)
+        if problem:
+          problems.append(f"{file_name}: record {count}: {problem}")
+        elif count != expected:
+          problems.append(f"{file_name}: {count} records, metadata says {expected}")
+      if sum(lengths) != self.info.splits.get(split):
+        problems.append(f"split {split}: {sum(lengths)} records in "
+                        f"{TFDS_INFO_FILE}, {self.info.splits.get(split)} in "
+                        f"{INFO_FILE}")
+    return problems + self._manifest_problems()
 
-
-def _readable_records(shard: str, chunk: int = 256
-                      ) -> tuple[int, tf.errors.DataLossError | None]:
-  """How many records of `shard` read before the first DataLossError, and the error."""
-  count = 0
-  try:
-    # Whole chunks are fast to count; the record index is then found within the
-    # chunk that failed.
-    for records in tf.data.TFRecordDataset(shard).batch(chunk):
-      count += int(records.shape[0])
-    return count, None
-  except tf.errors.DataLossError:
-    pass
-  try:
-    for _ in tf.data.TFRecordDataset(shard).skip(count).take(chunk):
-      count += 1
-  except tf.errors.DataLossError as e:
-    return count, e
-  raise AssertionError(f"{shard}: a read error did not happen again")  # unreachable
-
-
-def _undecodable_records(info: DatasetInfo, shards: list[str],
-                         readable: list[int]) -> list[tuple[int, int]]:
-  """(shard index, record index) of the readable records that fail to decode."""
-  def records_of(shard_index, path, count):
-    records = tf.data.TFRecordDataset(path).take(count).enumerate()
-    return records.map(lambda row, serialized: (shard_index, row, serialized))
-
-  def decode(shard_index, row, serialized):
-    example = schema.parse_example(serialized, info.channels, info.has_mask,
-                                   info.pixels.dtype)
-    # Return something computed from every decoded tensor, or graph pruning would
-    # skip the decoding whose errors are the point.
-    sizes = [tf.size(example[key]) for key in (schema.IMAGE, schema.MASK)
-             if key in example]
-    label_ok = tf.debugging.assert_less(
-        example[schema.LABEL], tf.constant(info.num_classes, tf.int64))
-    with tf.control_dependencies([label_ok]):
-      return shard_index, row, tf.add_n(sizes)
-
-  every = tf.data.Dataset.from_tensor_slices(
-      (tf.range(len(shards), dtype=tf.int64), shards,
-       tf.constant(readable, tf.int64)))
-  decoded = every.flat_map(records_of).map(
-      decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-  good = set()
-  for shard_index, row, _ in decoded.batch(1024).as_numpy_iterator():
-    good.update(zip(shard_index.tolist(), row.tolist()))
-  return [(s, r) for s, count in enumerate(readable) for r in range(count)
-          if (s, r) not in good]
+  def _manifest_problems(self) -> list[str]:
+    try:
+      listed = self.manifest["split"].value_counts()
+    except (InputError, OSError, ValueError, KeyError, tf.errors.OpError) as e:
+      return [f"{MANIFEST}: cannot read ({e})"]
+    return [f"{MANIFEST}: {int(listed.get(split, 0))} rows for {split}, expected "
+            f"{count}" for split, count in self.info.splits.items()
+            if int(listed.get(split, 0)) != count]

@@ -14,15 +14,17 @@ import numpy as np
 
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
-from hep2tf.data.records import load_info
+from hep2tf.data.records import Records
 from hep2tf.evaluation import calibration, explain, export, metrics, predict, results
 
 
 GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
 
 
-def validation_dataset(run: dict, batch_size: int, with_meta: bool = True):
-  """The run's own validation data: its eval split, or its held-out fold."""
+def validation_dataset(run: dict, records: Records, batch_size: int,
+                       with_meta: bool = True):
+  """The run's own validation data (`records`: the run's records folder): its eval
+  split, or its held-out fold. Returns (split name, dataset)."""
   config = run.get("config", {})
   image_size = tuple(run["image_size"]) if run.get("image_size") else None
   split, fold = config.get("eval_split", "validation"), None
@@ -32,16 +34,21 @@ def validation_dataset(run: dict, batch_size: int, with_meta: bool = True):
                           holdout=True, seed=config.get("seed", 0),
                           by_group=config.get("fold_by_group", True))
   return split, reader.create_split(
-      run["records_dir"], split, batch_size=batch_size, training=False, fold=fold,
+      records, split, batch_size=batch_size, training=False, fold=fold,
       image_size=image_size, apply_mask=run.get("apply_mask", False),
-      with_meta=with_meta)
+      with_meta=with_meta).dataset
 
 
-def fit_on_validation(model_dir: str, run: dict, model, checkpoint: str, *,
-                      calibrate: bool, min_confidence: float | None,
-                      batch_size: int) -> None:
-  """--calibrate and --min_confidence: fit on the validation split, store in the run."""
-  split, dataset = validation_dataset(run, batch_size)
+def fit_on_validation(model_dir: str, run: dict, records: Records, model,
+                      checkpoint: str, *, calibrate: bool,
+                      min_confidence: float | None, batch_size: int) -> None:
+  """--calibrate and --min_confidence: fit on the validation split, store in the run.
+
+  The validation data are the run's own: `records` (the folder being evaluated) when
+  it is the run's records folder, else that folder, opened here."""
+  if storage.abspath(records.path) != storage.abspath(run["records_dir"]):
+    records = Records.open(run["records_dir"])
+  split, dataset = validation_dataset(run, records, batch_size)
   y_val, logits, _, _ = predict.predict_logits(model, dataset)
   if calibrate:
     t = calibration.fit_temperature(logits[0], y_val)
@@ -91,21 +98,22 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
   run = rundir.RunDir(model_dir).read_config()
   records_dir = records_dir or run["records_dir"]
-  info = load_info(records_dir)
+  records = Records.open(records_dir)
+  info = records.info
   if list(info.class_names) != list(run["class_names"]):
     raise ValueError(f"{records_dir} has classes {info.class_names}, the run was "
                      f"trained on {run['class_names']}")
   model = predict.load_run_model(model_dir, checkpoint)
   if calibrate or min_confidence is not None:
-    fit_on_validation(model_dir, run, model, checkpoint, calibrate=calibrate,
+    fit_on_validation(model_dir, run, records, model, checkpoint, calibrate=calibrate,
                       min_confidence=min_confidence, batch_size=batch_size)
   image_size = tuple(run["image_size"]) if run.get("image_size") else None
 
   def dataset():
     return reader.create_split(
-        records_dir, split, batch_size=batch_size, training=False,
+        records, split, batch_size=batch_size, training=False,
         image_size=image_size, apply_mask=run.get("apply_mask", False),
-        with_meta=True)
+        with_meta=True).dataset
 
   y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
                                                        keep_images=GRID_IMAGES)
@@ -116,7 +124,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
       "group_disjoint": info.group_disjoint})
   explained = None
   if explain_cells > 0:
-    explained = explain_split(model, dataset(), records_dir, split, image_size,
+    explained = explain_split(model, dataset(), records, split, image_size,
                               y_true, probs, meta, explain_cells)
     report["explanations"] = explained["summary"]
   if write:
@@ -166,13 +174,13 @@ def score_split(model_dir: str, run: dict, y_true, logits, meta,
   return report, probs
 
 
-def explain_split(model, dataset, records_dir, split, image_size, y_true, probs,
-                  meta, count: int) -> dict:
+def explain_split(model, dataset, records: Records, split, image_size, y_true,
+                  probs, meta, count: int) -> dict:
   """Attribution maps of a selection of right and wrong cells, and their checks."""
   index = explain.select_cells(y_true, probs, count)
   names = [str(n) for n in meta[schema.FILE_NAME][index]]
   images = explain.gather_images(dataset, names)
-  masks = explain.read_masks(records_dir, split, names, image_size)
+  masks = explain.read_masks(records, split, names, image_size)
   y_pred = probs.argmax(axis=1)
   maps, summary = explain.attribution_checks(model, images, y_pred[index], masks)
   return {"summary": summary, "images": images, "maps": maps, "masks": masks,

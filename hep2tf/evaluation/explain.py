@@ -38,7 +38,7 @@ import tensorflow as tf
 from scipy import stats
 
 from hep2tf.data import schema
-from hep2tf.data.records import load_info, shard_files
+from hep2tf.data.records import Records
 from hep2tf.errors import InputError
 from hep2tf.evaluation import calibration
 
@@ -200,19 +200,17 @@ def gather_images(dataset: tf.data.Dataset, file_names: Sequence[str]) -> np.nda
   return np.stack([found[i] for i in range(len(file_names))])
 
 
-def read_masks(records_dir: str, split: str, file_names: Sequence[str],
+def read_masks(records: Records, split: str, file_names: Sequence[str],
                image_size: tuple[int, int] | None = None) -> np.ndarray | None:
   """Boolean masks (N, H, W) of `file_names` from the records, resized like the
   images (aspect-preserving pad); None when the records hold no masks."""
-  info = load_info(records_dir)
-  if not info.has_mask:
+  if not records.info.has_mask:
     return None
   spec = {k: v for k, v in schema.feature_spec(has_mask=True).items()
           if k in (schema.FILE_NAME, schema.MASK)}
   wanted = {name: i for i, name in enumerate(file_names)}
   found: dict[int, np.ndarray] = {}
-  records = tf.data.TFRecordDataset(shard_files(records_dir, split))
-  for serialized in records:
+  for serialized in tf.data.TFRecordDataset(records.shards(split)):
     example = tf.io.parse_single_example(serialized, spec)
     name = example[schema.FILE_NAME].numpy().decode("utf-8")
     if name not in wanted or wanted[name] in found:
@@ -226,5 +224,5 @@ def read_masks(records_dir: str, split: str, file_names: Sequence[str],
       break
   if len(found) < len(wanted):
     missing = [n for n in file_names if wanted[n] not in found]
-    raise InputError(f"no mask found for {missing[:3]}", file=records_dir)
+    raise InputError(f"no mask found for {missing[:3]}", file=records.path)
   return np.stack([found[i] for i in range(len(file_names))])

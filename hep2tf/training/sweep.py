@@ -28,7 +28,7 @@ from absl import logging
 
 from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
-from hep2tf.data.records import load_info
+from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate
 from hep2tf.training import config as config_lib
 from hep2tf.training import distribute, sweep_results, trainer
@@ -304,7 +304,7 @@ def trial_test_split(base: TrainConfig, test_split: str,
                      num_folds: int) -> tuple[str | None, str]:
   """(the split every trial's model is tested on, "") or (None, why there is none):
   the records lack it, or the trials train or validate on it."""
-  splits = load_info(base.records_dir).splits
+  splits = Records.open(base.records_dir).info.splits
   if test_split not in splits:
     return None, (f"the records have no {test_split!r} split (they have "
                   f"{', '.join(sorted(splits))})")
@@ -324,7 +324,7 @@ def resolve_folds(text: str, base: TrainConfig
   other text, ValueError when the records have no official folds.
   """
   if text.strip().lower() == "official":
-    names = folds.official_folds(base.records_dir, base.train_split)
+    names = Records.open(base.records_dir).official_folds(base.train_split)
     logging.info("Official folds of %s: %s", base.train_split, ", ".join(names))
     return len(names), dataclasses.replace(base, fold_column=folds.FOLD_COLUMN)
   try:

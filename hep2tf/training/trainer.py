@@ -23,7 +23,6 @@ the trainer's own code instead of copying it:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import sys
@@ -36,8 +35,7 @@ from absl import logging
 
 from hep2tf import atomic, hardware, models, rundir
 from hep2tf.data import folds, reader
-from hep2tf.data.records import (DatasetInfo, check_shards, load_info, num_examples,
-                                 shard_files)
+from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
 from hep2tf.training import build, distribute, loop, outputs, summaries
 from hep2tf.training import config as config_lib
@@ -53,7 +51,7 @@ class TrainingError(RuntimeError):
 class TrainData:
   """The records as a run reads them (`open_data`)."""
 
-  info: DatasetInfo
+  records: Records                       # opened once; info, shards, manifest
   image_size: tuple[int, int] | None     # --image_size; None: the records' own
   input_shape: tuple[int, int, int]
   train_ds: tf.data.Dataset              # repeated, shuffled, sharded across workers
@@ -62,6 +60,10 @@ class TrainData:
   num_val: int
   steps_per_epoch: int
   class_weight: dict[int, float] | None  # loss weights by class id, or None
+
+  @property
+  def info(self) -> DatasetInfo:
+    return self.records.info
 
   @property
   def class_names(self) -> list[str]:
@@ -181,13 +183,13 @@ def fold_spec(config: TrainConfig, holdout: bool) -> folds.FoldSpec | None:
                         by_group=config.fold_by_group, column=config.fold_column)
 
 
-def create_dataset(config: TrainConfig, split: str, training: bool,
+def create_dataset(config: TrainConfig, records: Records, split: str, training: bool,
                    image_size: tuple[int, int] | None,
-                   fold: folds.FoldSpec | None = None) -> tf.data.Dataset:
-  """A split as the run reads it: for training repeated, shuffled and mixed as
-  configured; otherwise one pass in order."""
+                   fold: folds.FoldSpec | None = None) -> reader.Split:
+  """A split as the run reads it, with its length: for training repeated, shuffled
+  and mixed as configured; otherwise one pass in order."""
   return reader.create_split(
-      config.records_dir, split, batch_size=config.batch_size, fold=fold,
+      records, split, batch_size=config.batch_size, fold=fold,
       training=training, image_size=image_size, apply_mask=config.apply_mask,
       shuffle_buffer=config.shuffle_buffer, seed=config.seed,
       balanced=config.balanced_sampling and training,
@@ -200,36 +202,31 @@ def create_dataset(config: TrainConfig, split: str, training: bool,
 def open_data(config: TrainConfig) -> TrainData:
   """The records of `config`: their info, the training and validation datasets, their
   sizes, the steps of an epoch and the class weights of the loss."""
-  info = load_info(config.records_dir)
+  records = Records.open(config.records_dir)
+  info = records.info
   image_size = (config.image_size, config.image_size) if config.image_size else None
   if image_size is None and info.image_shape is None:
     raise ValueError(f"{config.records_dir}: images vary in size; "
                      "set --image_size to train on them")
   height, width = image_size or tuple(info.image_shape)
 
-  train_ds = distribute.shard_by_file(
-      create_dataset(config, config.train_split, True, image_size,
-                     fold_spec(config, holdout=False)),
-      len(shard_files(config.records_dir, config.train_split)))
+  train = create_dataset(config, records, config.train_split, True, image_size,
+                         fold_spec(config, holdout=False))
+  train_ds = distribute.shard_by_file(train.dataset,
+                                      len(records.shards(config.train_split)))
   if config.num_folds:
-    val_ds = create_dataset(config, config.train_split, False, image_size,
-                            fold_spec(config, holdout=True))
-    num_train = folds.fold_size(config.records_dir, config.train_split,
-                                fold_spec(config, holdout=False))
-    num_val = folds.fold_size(config.records_dir, config.train_split,
-                              fold_spec(config, holdout=True))
+    val = create_dataset(config, records, config.train_split, False, image_size,
+                         fold_spec(config, holdout=True))
   else:
-    val_ds = create_dataset(config, config.eval_split, False, image_size)
-    num_train = num_examples(config.records_dir, config.train_split)
-    num_val = num_examples(config.records_dir, config.eval_split)
-  # The reader cannot know the split's length (interleave, filters); stating it lets
+    val = create_dataset(config, records, config.eval_split, False, image_size)
+  # tf.data cannot know the split's length (interleave, filters); stating it lets
   # Keras plan each validation pass instead of running into the end of the data.
-  val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(
-      math.ceil(num_val / config.batch_size)))
-  # Training batches drop the remainder, so a pass is floor(n / batch) steps.
-  steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
-  return TrainData(info, image_size, (height, width, info.channels), train_ds, val_ds,
-                   num_train, num_val, steps_per_epoch, _class_weight(config, info))
+  val_ds = val.dataset.apply(tf.data.experimental.assert_cardinality(val.steps))
+  # Training batches drop the remainder: a pass is floor(n / batch) steps.
+  steps_per_epoch = config.steps_per_epoch or max(1, train.steps)
+  return TrainData(records, image_size, (height, width, info.channels), train_ds,
+                   val_ds, train.num_examples, val.num_examples, steps_per_epoch,
+                   _class_weight(config, info))
 
 
 def _class_weight(config: TrainConfig, info: DatasetInfo) -> dict[int, float] | None:
@@ -334,8 +331,8 @@ def fit(config: TrainConfig, strategy: tf.distribute.Strategy, built: Models,
       _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
                  "main", config.epochs, initial_epoch=frozen)
   except tf.errors.DataLossError as e:
-    problems = check_shards(config.records_dir, config.train_split)
-    problems += check_shards(config.records_dir, config.eval_split)
+    problems = data.records.check_shards(config.train_split)
+    problems += data.records.check_shards(config.eval_split)
     raise TrainingError(
         "the records are corrupt: " + "; ".join(map(str, problems or [e.message]))
         + f". Re-create them with python -m hep2tf.create_records --overwrite "

@@ -18,10 +18,10 @@ from hep2tf import create_records  # noqa: E402
 from hep2tf import errors  # noqa: E402
 from hep2tf.convert import beam  # noqa: E402
 from hep2tf.convert import create  # noqa: E402
-from hep2tf.convert import verify  # noqa: E402
 from hep2tf.convert.plan import ConvertConfig  # noqa: E402
 from hep2tf.data import schema  # noqa: E402
-from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS  # noqa: E402
+from hep2tf.data.records import (  # noqa: E402
+    CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS, Records)
 
 DIRECT = ["--runner=DirectRunner"]
 # Oversampling, copies and two shards per split: every part of the plan is exercised.
@@ -87,7 +87,7 @@ def test_beam_records_load_without_hep2tf(converted):
   assert {s: builder.info.splits[s].num_examples for s in local.splits} == local.splits
   record = next(iter(tfds.as_numpy(builder.as_dataset(split="train"))))
   assert record["image"].shape == (78, 78, 1)
-  assert verify.verify_records(root / "beam") == []
+  assert Records.open(root / "beam").verify() == []
 
 
 def test_existing_output_is_refused_before_running(converted, tmp_path):

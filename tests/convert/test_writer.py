@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from hep2tf.convert import plan, verify, writer
-from hep2tf.data.records import INFO_FILE, MANIFEST, REJECTS
+from hep2tf.convert import plan, writer
+from hep2tf.data.records import INFO_FILE, MANIFEST, REJECTS, Records
 from hep2tf.data.sources import Source
 from hep2tf.errors import InputError
 
@@ -147,13 +147,13 @@ def test_skip_writes_rejects_csv_and_counts_what_is_left(tmp_path):
   assert summary.num_rejected == 1 and sum(summary.splits.values()) == 23
   rejects = pd.read_csv(tmp_path / "rec" / REJECTS)
   assert rejects["file"][0].endswith("00003.png") and "empty" in rejects["reason"][0]
-  assert verify.verify_records(tmp_path / "rec") == []
+  assert Records.open(tmp_path / "rec").verify() == []
 
 
 def test_verify_names_the_shard_and_record_of_a_flipped_byte(tmp_path):
   source = _dataset(tmp_path / "data")
   _write(source, tmp_path / "rec", num_shards=1)
-  assert verify.verify_records(tmp_path / "rec") == []
+  assert Records.open(tmp_path / "rec").verify() == []
   shard = tmp_path / "rec" / "tiny-train.tfrecord-00000-of-00001"
   data = bytearray(shard.read_bytes())
   offset = 0
@@ -161,7 +161,7 @@ def test_verify_names_the_shard_and_record_of_a_flipped_byte(tmp_path):
     offset += 16 + struct.unpack("<Q", data[offset:offset + 8])[0]
   data[offset + 12 + 40] ^= 0xFF
   shard.write_bytes(bytes(data))
-  problems = verify.verify_records(tmp_path / "rec")
+  problems = Records.open(tmp_path / "rec").verify()
   assert len(problems) == 1
   assert problems[0].startswith("tiny-train.tfrecord-00000-of-00001: record 5:")
 

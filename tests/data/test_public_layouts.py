@@ -18,7 +18,7 @@ from PIL import Image
 from hep2tf import create_records, errors
 from hep2tf.convert import plan
 from hep2tf.data import folds, reader, synth
-from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST
+from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, Records
 from hep2tf.training import sweep
 from hep2tf.training.config import TrainConfig
 from tests.conftest import REPO
@@ -149,17 +149,18 @@ def test_cnmc_layout_options_from_the_command_line(tmp_path, capsys):
                       "--validation_fraction=0"]) == errors.EXIT_OK
   assert _table(out) == {"train": {"hem": 6, "all": 6},
                          "test": {"hem": 2, "all": 2}}
-  assert folds.official_folds(out) == ["fold_0", "fold_1", "fold_2"]
+  records = Records.open(out)
+  assert records.official_folds() == ["fold_0", "fold_1", "fold_2"]
   num, config = sweep.resolve_folds("official", TrainConfig(
       records_dir=out))
   assert num == 3 and config.fold_column == "fold"
   manifest = _manifest(out)
   for k, fold in enumerate(["fold_0", "fold_1", "fold_2"]):
     spec = folds.FoldSpec(k, 3, holdout=True, column="fold")
-    assert folds.fold_size(out, "train", spec) == (manifest["fold"] == fold).sum()
+    assert records.num_examples("train", spec) == (manifest["fold"] == fold).sum()
   read = reader.create_split(
-      out, "train", batch_size=64, training=False, with_meta=True,
-      fold=folds.FoldSpec(2, 3, holdout=True, column="fold"))
+      records, "train", batch_size=64, training=False, with_meta=True,
+      fold=folds.FoldSpec(2, 3, holdout=True, column="fold")).dataset
   ids = {i.decode() for _, _, meta in read for i in meta["id"].numpy()}
   assert ids == set(manifest.loc[manifest["fold"] == "fold_2", "id"])
   # A mapping; no test set; a bad option says what it expects.
@@ -171,7 +172,7 @@ def test_cnmc_layout_options_from_the_command_line(tmp_path, capsys):
                          "test": {"hem": 2, "all": 3}}
   assert "skipped 4 images" in capsys.readouterr().out
   with pytest.raises(ValueError, match="fold_2 in validation"):
-    folds.official_folds(out)
+    Records.open(out).official_folds()
   assert _run(base + ["--overwrite", "--layout_option=fold_as_split=fold_9=test"]
               ) == errors.EXIT_INPUT_ERROR
   assert "folds found are fold_0, fold_1, fold_2" in capsys.readouterr().err
@@ -336,8 +337,8 @@ def test_readme_dataset_examples_run_as_written(tmp_path, monkeypatch, capsys):
     assert code == errors.EXIT_OK, (command, capsys.readouterr())
   capsys.readouterr()
   assert _table("records/cnmc") == CNMC_TABLE
-  assert folds.official_folds("records/cnmc_folds") == ["fold_0", "fold_1",
-                                                          "fold_2"]
+  assert Records.open("records/cnmc_folds").official_folds() == [
+      "fold_0", "fold_1", "fold_2"]
   assert json.loads(open("records/icpr2012/hep2tf.json").read())["group_disjoint"]
   for name in ("icpr2014", "icpr2012", "cnmc", "cells", "labels"):
     assert os.path.exists(f"records/{name}/{INFO_FILE}"), name

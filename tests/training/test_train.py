@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from hep2tf import hardware, rundir
+from hep2tf.data import records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
 from hep2tf.training.config import TrainConfig
@@ -264,6 +265,26 @@ def test_corrupt_shard_stops_training_with_the_shard_named(tiny_records, tmp_pat
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   message = str(info.value)
   assert os.path.basename(shard) in message and "corrupt" in message
+
+
+def test_a_training_run_parses_hep2tf_json_once(tiny_records, tmp_path,
+                                                monkeypatch):
+  """One records folder, one parse: the trainer opens the folder as a `Records`
+  and hands that object to the reader, the folds and the shard checks.
+
+  Before issue 18 every step took the path and parsed hep2tf.json again (8 parses in
+  a plain run). `records.read_info` is the only function that parses the file, so
+  counting its calls over a whole (two-step) run catches a step that opens the
+  folder again from the path instead of using the object it was given.
+  """
+  records_dir, _ = tiny_records
+  parsed = []
+  read_info = records.read_info
+  monkeypatch.setattr(records, "read_info",
+                      lambda path: parsed.append(path) or read_info(path))
+  trainer.train_and_evaluate(smoke_config(records_dir, epochs=1, steps_per_epoch=2),
+                             str(tmp_path / "run"))
+  assert parsed == [records_dir]
 
 
 def test_calibrate_explain_abstain_through_evaluate_predict_and_export(finished_run,

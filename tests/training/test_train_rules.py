@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hep2tf import rundir
-from hep2tf.data.records import load_info, num_examples
+from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, metrics
 from hep2tf.training import build, sweep_results, trainer
 from hep2tf.training.config import TrainConfig
@@ -55,9 +55,10 @@ def test_explicit_choices_win_over_the_rule():
 def test_a_short_imbalanced_run_trains_longer_and_weights_its_classes(
     tiny_records, tmp_path, caplog):
   records_dir, _ = tiny_records
-  counts = load_info(records_dir).class_counts["train"]
+  records = Records.open(records_dir)
+  counts = records.info.class_counts["train"]
   assert max(counts.values()) > 3 * min(counts.values())   # Golgi is rare
-  steps = num_examples(records_dir, "train") // 16
+  steps = records.num_examples("train") // 16
   run = str(tmp_path / "run")
   with caplog.at_level(logging.INFO, logger="absl"):
     report = trainer.train_and_evaluate(TrainConfig(

@@ -10,7 +10,7 @@ from hep2tf import models, rundir
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
-from hep2tf.data.records import load_info
+from hep2tf.data.records import Records
 from hep2tf.training import build, trainer
 from hep2tf.training.config import TrainConfig
 
@@ -62,7 +62,7 @@ def _weights(model, name):
 def _build(records, weights, seed):
   config = TrainConfig(records_dir=records, weights=weights, seed=seed,
                        **TINY)
-  info = load_info(records)
+  info = Records.open(records).info
   shape = tuple(info.image_shape) + (info.channels,)
   _, model, _ = build.build_models(config, shape, len(info.class_names))
   return config, model
@@ -71,7 +71,7 @@ def _build(records, weights, seed):
 def test_other_classes_keep_the_backbone_and_rebuild_the_head(pretrained):
   root, run_a = pretrained
   records_b = _records(root, seed=2, classes=SUBSET)
-  assert load_info(records_b).class_names == sorted(
+  assert Records.open(records_b).info.class_names == sorted(
       c.lower() for c in SUBSET)
   source = models.load_model(os.path.join(run_a, rundir.BEST_MODEL))
   config, model = _build(records_b, run_a, seed=2)
