@@ -157,7 +157,9 @@ class TrainConfig:
   seed: int = flag(0, "Random seed.")
   deterministic: bool = flag(False, "Deterministic ops and input order (slower).")
   image_summary_every: int = flag(5, "Epochs between image summaries (0: none).")
-  overwrite: bool = flag(False, "Replace a finished run in --model_dir.")
+  overwrite: bool = flag(False, "Start afresh: remove the run in --model_dir, "
+                         "finished or killed (without it a finished run is an error "
+                         "and a killed one resumes).")
   # Distribution (hep2tf/training/distribute.py): the batch size is global.
   distribution: str = flag(
       "default", "default: one device; mirrored: all local GPUs; multi_worker: the "
