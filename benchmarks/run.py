@@ -73,13 +73,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
   from hep2tf.training.config import config_from_flagfile
 
   start = time.perf_counter()
-  machine = common.machine_info()
-  if {"training", "time_to_accuracy"} & set(sections):
-    # How much faster than the AVX2 reference class this machine ran, measured now:
-    # times here x factor project the figures onto that class.
-    from benchmarks import yardstick
-    logging.info("Yardstick (seed CNN, float32) against the AVX2 reference host")
-    machine["yardstick"] = yardstick.measure("float32")
+  machine = _machine(sections)
   logging.info("Preparing %d images under %s", settings.num_images, work_dir)
   inputs = data.prepare(work_dir, settings.num_images, seed=seed)
   config = config_from_flagfile(config_path, records_dir=inputs.records.path,
@@ -115,6 +109,18 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
     results = common.write_results(output, machine, figures, described,
                                    time.perf_counter() - start, errors)
   return results
+
+
+def _machine(sections: Sequence[str]) -> dict:
+  """common.machine_info(), with the yardstick when a section trains."""
+  machine = common.machine_info()
+  if {"training", "time_to_accuracy"} & set(sections):
+    # How much faster than the AVX2 reference class this machine ran, measured now:
+    # times here x factor project the figures onto that class.
+    from benchmarks import yardstick
+    logging.info("Yardstick (seed CNN, float32) against the AVX2 reference host")
+    machine["yardstick"] = yardstick.measure("float32")
+  return machine
 
 
 def _count(inputs, split: str) -> int:
