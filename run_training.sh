@@ -9,6 +9,9 @@
 # Extra arguments are passed to hep2tf.train (they override the flagfile). Each stage
 # starts with an "== stage" line and ends with its elapsed seconds (train: and the
 # precision policy it resolved), so a log shows where the time went.
+# EXPLAIN_CELLS (default 0) is passed to evaluate: attribution maps cost about 0.5 s a
+# cell here and 2-3 s a cell on the slowest CPU class, so the default job skips them;
+# python -m hep2tf.evaluate --model_dir=runs/cnn makes them (24 cells) afterwards.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,6 +19,7 @@ CONFIG=${CONFIG:-configs/cnn.flags}
 RECORDS=${RECORDS:-records/synthetic_hep2}
 RUN=${RUN:-runs/$(basename "$CONFIG" .flags)}
 PYTHON=${PYTHON:-python}
+EXPLAIN_CELLS=${EXPLAIN_CELLS:-0}
 
 stage_start=$SECONDS
 done_stage() {  # done_stage NAME [DETAIL]
@@ -45,5 +49,6 @@ print(json.load(open(sys.argv[1]))["mixed_precision"])' "$RUN/config.json" 2>/de
 done_stage train "mixed_precision=$policy"
 
 echo "== evaluate: $RUN on test"
-"$PYTHON" -m hep2tf.evaluate --model_dir="$RUN" --split=test
+"$PYTHON" -m hep2tf.evaluate --model_dir="$RUN" --split=test \
+    --explain_cells="${EXPLAIN_CELLS:-0}"
 done_stage evaluate
