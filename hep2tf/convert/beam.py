@@ -85,7 +85,7 @@ class LoadAndEncode(beam.DoFn):
                                           self._has_mask,
                                           dtype=self._load_options["pixel_spec"].dtype)
 
-  def process(self, row: dict) -> Iterator[tuple]:
+  def process(self, row: dict) -> Iterator[tuple[tuple, tuple]]:
     key = (row["split"], int(row["shard"]), int(row["num_shards"]))
     loaded = loading.load_one(
         loading.load_task(row, self._has_mask, self._load_options))
