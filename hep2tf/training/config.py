@@ -59,8 +59,9 @@ class TrainConfig:
       choices=("auto", "true", "false"))
   # Model.
   model: str = flag(
-      "cnn", "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, "
-      "efficientnetv2_b0, convnext_tiny, ...).")
+      "cnn", "Model name: from scratch cnn, cnn_bn, alexnet, alexnet_small, resnet18, "
+      "resnet34, coatnet_mini; or a Keras Applications backbone (resnet50, "
+      "efficientnetv2_b0, convnext_base, ...).")
   weights: str = flag(
       "none", "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
   dropout: float = flag(0.5, "Dropout rate before the dense layers / head.")
@@ -69,6 +70,10 @@ class TrainConfig:
   normalization: str = flag(
       "per_image", "Input normalisation inside the model.",
       choices=("per_image", "dataset", "none"))
+  resnet_stem: str = flag(
+      "auto", "resnet18/resnet34 stem: small (one 3x3 stride-2 conv), imagenet (7x7 "
+      "stride-2 conv + max-pool) or auto (imagenet from 160 px up).",
+      choices=("auto", "small", "imagenet"))
   freeze_epochs: int = flag(
       0, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
   # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
@@ -109,6 +114,20 @@ class TrainConfig:
   read_noise: float = flag(
       0.0, "Specimen augmentation: Gaussian read noise, std up to this many DN (0: "
       "off).")
+  # The ImageNet-style recipes' augmentation (hep2tf/data/augment_recipes.py).
+  resized_crop: float = flag(
+      0.0, "Random resized crop: the smallest fraction of the image area a crop keeps "
+      "(aspect 3/4..4/3), resized back to the input size; 0.08 in ImageNet recipes "
+      "(0: off).")
+  color_jitter: float = flag(
+      0.0, "Colour jitter as torchvision's: brightness, contrast and saturation (RGB "
+      "only) each by a factor in [1-x, 1+x] per image; 0.4 in timm recipes (0: off).")
+  randaugment: int = flag(
+      0, "RandAugment (Keras' layer, at each image's own level): operations applied,"
+      " drawn per batch; 2 in the recipes (0: off).")
+  randaugment_magnitude: float = flag(
+      0.3, "RandAugment strength in (0, 1] (Keras' factor; its default 0.5 turns a "
+      "cell up to 180 degrees and shifts it up to half its frame).")
   mixup: float = flag(0.0, "Mixup alpha (0: off).")
   cutmix: float = flag(0.0, "CutMix alpha (0: off).")
   # Optimisation.
