@@ -1,19 +1,21 @@
 """The augmentations of the ImageNet-style recipes the seed studies used, made to fit
 cells: RandAugment, random resized crop and colour jitter, as Keras layers.
 
-Images are float32 (N, H, W, C) in [0, 255], grey or RGB, and may be dim: a 16-bit
-source reaches the model as `stored * 255 / white_level`, so a cell can span 0.04 to
-0.56 of those units. Every intensity operation here is therefore relative to each
-image's own level, never an absolute number of grey levels:
+Images are float32 (N, H, W, C), grey or RGB, 255 being full scale, and may be dim: a
+16-bit source reaches the model as `stored * 255 / white_level`, so a cell can span
+0.04 to 0.56 of those units. As with the specimen-level layers (augment_layers),
+every intensity operation here is relative to each image, never an absolute number
+of grey levels:
 
 - `LevelRandAugment` runs Keras' own `keras.layers.RandAugment` on each image scaled
   so that its maximum is 255, and scales the result back. Fed as they are, its
   brightness (which adds a fraction of the range), solarisation (an absolute
   threshold), posterisation (a cast to uint8) and equalisation (256 bins of the
-  range) would wash out or blank such a cell; at the image's level they act as on a
-  photograph. Keras draws the operations once per batch and their magnitudes per
-  image; its geometric operations fill with 0 here (the dark IIF background) instead
-  of reflecting.
+  range) would wash out or blank such a cell; scaled, they act as on a photograph.
+  The scale is the maximum, not `augment_layers.image_level` (the 99th percentile),
+  because Keras clips to its value range and would cut the brightest pixels. Keras
+  draws the operations once per batch and their magnitudes per image; its geometric
+  operations fill with 0 here (the dark IIF background) instead of reflecting.
 - `RandomColorJitter` is torchvision's ColorJitter (the studies' library): brightness
   multiplies, contrast blends with the image's mean grey level, saturation with each
   pixel's grey (a no-op on grey input). All three scale with the image, so they need
@@ -23,7 +25,8 @@ image's own level, never an absolute number of grey levels:
   zooms about the centre): a box of random area and aspect ratio at a random place,
   resized back to the input size.
 
-Each is the identity unless called with training=True and computes in float32;
+Each is the identity unless called with training=True, computes in float32, clips at
+0 only (as the specimen-level layers, so a bright image is not cut at 255), and
 `augment.build_augmenter` stacks them.
 """
 
@@ -42,7 +45,7 @@ _LUMA = (0.299, 0.587, 0.114)
 _GEOMETRIC = ("random_shear", "random_translation", "random_rotation")
 
 
-def image_level(images: tf.Tensor) -> tf.Tensor:
+def _peak(images: tf.Tensor) -> tf.Tensor:
   """Each image's maximum, (N, 1, 1, 1), floored at 1e-6 (a black image stays so)."""
   return tf.maximum(tf.reduce_max(images, axis=[1, 2, 3], keepdims=True), 1e-6)
 
@@ -65,7 +68,7 @@ class LevelRandAugment(keras.layers.Layer):
       turns a cell up to 180 degrees and moves it up to half its frame).
     seed: int or None.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
   def __init__(self, num_ops: int = 2, magnitude: float = 0.3,
@@ -91,9 +94,8 @@ class LevelRandAugment(keras.layers.Layer):
     if not training:
       return inputs
     images = tf.convert_to_tensor(inputs)
-    scale = 255.0 / image_level(images)
-    out = self.rand_augment(images * scale, training=True)
-    return tf.clip_by_value(out / scale, 0.0, 255.0)
+    scale = 255.0 / _peak(images)
+    return self.rand_augment(images * scale, training=True) / scale
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -110,9 +112,9 @@ class RandomColorJitter(keras.layers.Layer):
   Factors are drawn uniformly from [1 - x, 1 + x] for each image and applied in this
   order: brightness (x * b), contrast (blend with the image's mean grey level),
   saturation (blend with each pixel's grey; grey input is unchanged); then clipped
-  to [0, 255]. timm's `--color-jitter 0.4` is x = 0.4 for all three.
+  at 0. timm's `--color-jitter 0.4` is x = 0.4 for all three.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
   def __init__(self, brightness: float = 0.4, contrast: float = 0.4,
@@ -144,7 +146,7 @@ class RandomColorJitter(keras.layers.Layer):
     out = c * out + (1.0 - c) * mean
     s = factor(seeds[2], self.saturation)
     out = s * out + (1.0 - s) * _grey(out)
-    return tf.clip_by_value(out, 0.0, 255.0)
+    return tf.maximum(out, 0.0)
 
   def compute_output_shape(self, input_shape):
     return input_shape
