@@ -142,7 +142,7 @@ def _points_inside(rng, inside, count, min_distance):
 
 
 def pattern(rng, pattern_name: str, tex: dict, scale: float):
-  """The stain of one cell at twice the pixel resolution: (image 0..~1, nucleus mask)."""
+  """The stain of one cell at twice the pixel resolution: (image ~0..1, nucleus)."""
   n = SIZE * OVERSAMPLE
   o = OVERSAMPLE * scale                     # oversampled pixels per cell pixel
   radius = tex["radius"] * o * rng.uniform(0.9, 1.1)
