@@ -80,7 +80,8 @@ class TrainConfig:
   freeze_epochs: int = flag(
       0, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
   # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
-  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
+  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/seeds/cnn_cnmc.flags
+  # has the seed's.
   cnn_filters: str = flag(
       "16,32,64,64,128", "cnn: filters of the 5 conv layers, comma separated (the seed"
       " study's: 32,64,128,256,512).")

@@ -7,8 +7,9 @@ are this package's IIF cells (cells.py); what each layout adds:
 - `icpr2012`: its six classes from the synthetic patterns (fine_speckled and
   coarse_speckled are Speckled wells with fine and with coarse granules,
   cytoplasmatic is Golgi), RGB with the stain in the green channel, sides drawn from
-  48 to 112 px, masks `NNN_mask.png`, one pattern per slide, training/ and test/ from
-  different slides, and the contest's cells.csv naming each cell's slide.
+  48 to 112 px, masks `NNN_mask.png`, one pattern per slide (3 training and 2 test
+  slides per class), training/ and test/ from different slides, and the contest's
+  cells.csv naming each cell's slide.
 - `cnmc`: binary, all = Speckled (the positive class), hem = Homogeneous (the pair
   that is hard to tell apart), 2 ALL cells to 1 hem as in the real set, RGB BMP;
   subjects of one class each in fold_0..2 and in the labelled preliminary test set.
@@ -88,9 +89,10 @@ def _write_csv(path: pathlib.Path, rows, delimiter: str = ";") -> None:
 
 def _icpr2012(root: pathlib.Path, num_images: int, seed: int, _size: int,
               rng: np.random.Generator) -> None:
-  # Two training slides and one test slide per class, cells spread evenly.
+  # Three training slides and two test slides per class (30, the contest's 28 fields
+  # give 721 + 734 cells), cells spread evenly.
   classes = list(ICPR2012_PATTERNS)
-  slides = [(split, label) for split, per_class in (("training", 2), ("test", 1))
+  slides = [(split, label) for split, per_class in (("training", 3), ("test", 2))
             for label in classes for _ in range(per_class)]
   per_slide = np.diff(np.linspace(0, num_images, len(slides) + 1).astype(int))
   cells = [("Cell ID", "Set", "Image ID", "Intensity", "Width", "Height", "Pattern",
