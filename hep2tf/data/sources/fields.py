@@ -85,9 +85,17 @@ def read_fields(data_dir: str | os.PathLike, *, on_error: str = "fail",
                f"{config.cell_size}-pixel windows into {target}; dropped "
                f"{counts['edge']} touching the edge, {counts['small']} under "
                f"{config.min_area} pixels")
+  if counts["segmented"]:
+    notes.append(f"segmented by {config.segment_config()}")
   class_names = _class_names({r["label"] for r in rows} or {"none"})
   return _finish(name, class_names, 1, rows,
                  os.path.join(root, fields.SPECIMENS_CSV), problems, notes=notes)
+
+
+def read_specimens(data_dir: str | os.PathLike) -> dict[str, tuple[str, str, int]]:
+  """{specimen: (pattern, intensity, data row)} from DIR/specimens.csv; InputError for
+  a missing file, a wrong header or a bad row (what `predict --fields` reads)."""
+  return _read_specimens(os.path.abspath(os.fspath(data_dir)), _Problems("fail", None))
 
 
 def _read_specimens(root: str, problems: _Problems) -> dict[str, tuple[str, str, int]]:
