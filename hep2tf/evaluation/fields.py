@@ -183,8 +183,8 @@ def _draw_overlays(output_dir, specimen, views, vote: votes.Vote, min_confidence
 def _write_outputs(output_dir, table, cell_tables, rejects, class_names,
                    truth) -> dict | None:
   cells = pd.concat(cell_tables, ignore_index=True)
-  cells.insert(cells.columns.get_loc("confidence"), "pattern",
-               [class_names[int(k)] for k in cells.pop("pattern_id")])
+  predicted = [class_names[int(k)] for k in cells.pop("pattern_id")]
+  cells.insert(cells.columns.get_loc("confidence"), "pattern", predicted)
   order = [c for c in cells.columns if not c.startswith("p_")]
   order.insert(order.index("confidence") + 1, order.pop(order.index("voted")))
   cells = cells[order + [f"p_{c}" for c in class_names]]

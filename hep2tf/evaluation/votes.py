@@ -45,8 +45,10 @@ class Vote:
 
 def confident(probs: np.ndarray, min_confidence: float) -> np.ndarray:
   """Which cells vote: top probability >= min_confidence (N,) bool."""
-  probs = np.asarray(probs, np.float64).reshape(len(probs), -1)
-  return probs.max(axis=1) >= min_confidence if len(probs) else np.zeros(0, bool)
+  probs = np.asarray(probs, np.float64)
+  if probs.size == 0:
+    return np.zeros(len(probs), bool)
+  return probs.max(axis=1) >= min_confidence
 
 
 def vote_specimen(probs, class_names: Sequence[str], *,
