@@ -15,13 +15,14 @@ The converter (`sources/fields.py`) and `predict --fields` (`evaluation/fields.p
 both go through this module, one field in memory at a time:
 
   list_fields(DIR)            {specimen: [(field, image path, mask path or None)]}
-  read_field(path)            the field's grey values, its own type (uint8, uint16, float)
+  read_field(path)            the field's grey values in its own type (uint8, uint16,
+                              float)
   field_labels(grey, mask, config)  the mask's cells, or `segment.segment_nuclei`'s
-  find_cells(labels, config)  the cells to classify and what was dropped, by the rule:
-                              a cell whose mask touches the field's edge is dropped
-                              (a cut nucleus is not a whole cell) unless
-                              edge_cells="keep"; one smaller than min_area pixels is
-                              dropped (debris, a stray pixel of a mask)
+  find_cells(labels, config)  the cells to classify and what was dropped, by the
+                              rule: a cell whose mask touches the field's edge is
+                              dropped (a cut nucleus is not a whole cell) unless
+                              edge_cells="keep"; one smaller than min_area pixels
+                              is dropped (debris, a stray pixel of a mask)
   cut_window(values, cell)    a `cell_size` square centred on the cell's centroid, the
                               neighbours' pixels kept; where it leaves the field it is
                               filled with the field's background (the median outside

@@ -1,5 +1,6 @@
-"""data/fields.py, data/segment.py and the fields layout (create_records --dataset=fields),
-on tiny fields composed from synthetic cells (tests/fields_helper.py)."""
+"""data/fields.py, data/segment.py and the fields layout (create_records
+--dataset=fields), on tiny fields composed from synthetic cells
+(tests/fields_helper.py)."""
 
 import json
 import os

@@ -51,7 +51,8 @@ from hep2tf.errors import InputError, Rejects
 
 __all__ = ["CNMC_CLASSES", "COLUMNS", "ICPR2012_CLASSES", "ICPR2014_CLASSES",
            "IMAGE_EXTENSIONS", "LAYOUTS", "Source", "read_cnmc", "read_csv",
-           "read_fields", "read_folder", "read_icpr2012", "read_icpr2014", "read_source"]
+           "read_fields", "read_folder", "read_icpr2012", "read_icpr2014",
+           "read_source"]
 
 
 LAYOUTS: dict[str, Callable[..., Source]] = {
