@@ -35,8 +35,10 @@ THRESHOLDS = {"otsu": filters.threshold_otsu, "li": filters.threshold_li,
 class SegmentConfig:
   """The segmentation's parameters (pixels at the field's own resolution)."""
   sigma: float = 2.0
-  threshold: str = "otsu"
-  threshold_scale: float = 0.5
+  # Triangle: robust to a few very bright cells (dead or mitotic), which pull Otsu's
+  # threshold up and lose the dim cells (docs/RESULTS.md, "Whole fields").
+  threshold: str = "triangle"
+  threshold_scale: float = 1.0
   min_distance: int = 12
   min_area: int = 150
   max_area: int = 6000
