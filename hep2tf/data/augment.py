@@ -2,13 +2,13 @@
 
 Images are float32 in [0, 255], shape (N, H, W, C) (`dihedral` also takes one
 (H, W, C) image). `build_augmenter` stacks Keras' own rotation and colour layers with
-hep2tf's (hep2tf.data.augment_layers) into the Sequential named "augment": it runs
-inside the compiled training step, on the accelerator when there is one, and is the
-identity at inference. `dihedral` (the 8 rotations and flips) is a pure TensorFlow
-function, used for test-time augmentation and matching the converter's offline
-copies. RandAugment, random resized crop and colour jitter, the ImageNet-style
-recipes' augmentations, are in hep2tf.data.augment_recipes. Mixup and CutMix change
-the labels, so they run on the host in the reader (hep2tf.data.mixing).
+hep2tf's (hep2tf.data.augment_layers, hep2tf.data.specimen_layers) into the Sequential
+named "augment": it runs inside the compiled training step, on the accelerator when
+there is one, and is the identity at inference. `dihedral` (the 8 rotations and
+flips) is a pure TensorFlow function, used for test-time augmentation and matching the
+converter's offline copies. Mixup and CutMix change the labels, so they run on the
+host in the reader (hep2tf.data.mixing). RandAugment, random resized crop and colour
+jitter, the ImageNet-style recipes' augmentations, are in hep2tf.data.augment_recipes.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from hep2tf.data.augment_layers import (RandomBackgroundOffset, RandomDefocus,
-                                        RandomDihedral, RandomErasing,
-                                        RandomGainGamma, RandomQuarterTurn,
-                                        RandomSensorNoise)
+from hep2tf.data.augment_layers import (RandomDihedral, RandomErasing,
+                                        RandomQuarterTurn)
 from hep2tf.data.augment_recipes import (LevelRandAugment, RandomColorJitter,
                                          RandomResizedCrop)
+from hep2tf.data.specimen_layers import (RandomBackgroundOffset, RandomDefocus,
+                                         RandomGainGamma, RandomSensorNoise)
 
 NUM_DIHEDRAL = 8
 

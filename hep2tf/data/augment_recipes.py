@@ -3,7 +3,7 @@ cells: RandAugment, random resized crop and colour jitter, as Keras layers.
 
 Images are float32 (N, H, W, C), grey or RGB, 255 being full scale, and may be dim: a
 16-bit source reaches the model as `stored * 255 / white_level`, so a cell can span
-0.04 to 0.56 of those units. As with the specimen-level layers (augment_layers),
+0.04 to 0.56 of those units. As with the specimen-level layers (specimen_layers),
 every intensity operation here is relative to each image, never an absolute number
 of grey levels:
 
@@ -12,7 +12,7 @@ of grey levels:
   brightness (which adds a fraction of the range), solarisation (an absolute
   threshold), posterisation (a cast to uint8) and equalisation (256 bins of the
   range) would wash out or blank such a cell; scaled, they act as on a photograph.
-  The scale is the maximum, not `augment_layers.image_level` (the 99th percentile),
+  The scale is the maximum, not `specimen_layers.image_level` (the 99th percentile),
   because Keras clips to its value range and would cut the brightest pixels. Keras
   draws the operations once per batch and their magnitudes per image; its geometric
   operations fill with 0 here (the dark IIF background) instead of reflecting.
@@ -37,7 +37,7 @@ import math
 import keras
 import tensorflow as tf
 
-from hep2tf.data.augment_layers import _seed_pair
+from hep2tf.data.specimen_layers import seed_pair
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
@@ -134,7 +134,7 @@ class RandomColorJitter(keras.layers.Layer):
     if not training:
       return inputs
     images = tf.convert_to_tensor(inputs)
-    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 3)
+    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 3)
 
     def factor(seed, spread):
       return tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed,
@@ -189,7 +189,7 @@ class RandomResizedCrop(keras.layers.Layer):
     shape = tf.shape(images)
     n = shape[0]
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 4)
+    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 4)
     area = tf.random.stateless_uniform([n], seed=seeds[0], minval=self.scale[0],
                                        maxval=self.scale[1]) * height * width
     aspect = tf.exp(tf.random.stateless_uniform(
