@@ -21,7 +21,8 @@ from hep2tf.data.augment_layers import (RandomDihedral, RandomErasing,
 from hep2tf.data.augment_recipes import (LevelRandAugment, RandomColorJitter,
                                          RandomResizedCrop)
 from hep2tf.data.specimen_layers import (RandomBackgroundOffset, RandomDefocus,
-                                         RandomGainGamma, RandomSensorNoise)
+                                         RandomGainGamma, RandomGrain,
+                                         RandomSensorNoise)
 
 NUM_DIHEDRAL = 8
 
@@ -52,19 +53,19 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
                     contrast: float = 0.0, erasing: float = 0.0,
                     defocus: float = 0.0, gain: float = 0.0, gamma: float = 0.0,
                     background_offset: float = 0.0, shot_noise: float = 0.0,
-                    read_noise: float = 0.0, resized_crop: float = 0.0,
-                    color_jitter: float = 0.0, randaugment: int = 0,
-                    randaugment_magnitude: float = 0.3,
+                    read_noise: float = 0.0, grain: float = 0.0,
+                    resized_crop: float = 0.0, color_jitter: float = 0.0,
+                    randaugment: int = 0, randaugment_magnitude: float = 0.3,
                     seed: int | None = None) -> keras.Sequential:
   """The training-time augmentation stack, a Sequential named "augment".
 
   Order: random resized crop, arbitrary-angle rotation (full circle, background
   filled with 0 because IIF background is dark), zoom, the dihedral group (quarter
   turns and flips), then the specimen-level layers in the order of image formation
-  (defocus, background offset, gain and gamma, sensor noise), brightness, contrast,
-  colour jitter, RandAugment, random erasing (timm's order for the recipe layers).
-  Each part is left out when switched off; with everything off the Sequential is the
-  identity.
+  (defocus, background offset, gain and gamma, sensor noise, grain), brightness,
+  contrast, colour jitter, RandAugment, random erasing (timm's order for the recipe
+  layers). Each part is left out when switched off; with everything off the
+  Sequential is the identity.
 
   Args:
     rotation: keras RandomRotation over the full circle.
@@ -84,6 +85,7 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
       image's level; 0 = off.
     shot_noise, read_noise: RandomSensorNoise shot and read, fractions of each
       image's level; 0 = off.
+    grain: RandomGrain amount (correlated noise, a fraction of the level); 0 = off.
     resized_crop: RandomResizedCrop's smallest area fraction (scale (x, 1)); 0 = off.
     color_jitter: RandomColorJitter's brightness, contrast and saturation; 0 = off.
     randaugment, randaugment_magnitude: LevelRandAugment's num_ops (0 = off) and
@@ -132,6 +134,9 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
   if shot_noise > 0 or read_noise > 0:
     layers.append(RandomSensorNoise(shot_noise, read_noise, seed=layer_seed(8),
                                     dtype="float32", name="sensor_noise"))
+  if grain > 0:
+    layers.append(RandomGrain(grain, seed=layer_seed(10), dtype="float32",
+                              name="grain"))
   if brightness > 0:
     layers.append(keras.layers.RandomBrightness(
         brightness, value_range=(0, 255), seed=layer_seed(2), dtype="float32",
@@ -142,11 +147,11 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
         name="contrast"))
   if color_jitter > 0:
     layers.append(RandomColorJitter(color_jitter, color_jitter, color_jitter,
-                                    seed=layer_seed(10), dtype="float32",
+                                    seed=layer_seed(13), dtype="float32",
                                     name="color_jitter"))
   if randaugment > 0:
     layers.append(LevelRandAugment(randaugment, randaugment_magnitude,
-                                   seed=layer_seed(11), dtype="float32",
+                                   seed=layer_seed(14), dtype="float32",
                                    name="randaugment"))
   if erasing > 0:
     layers.append(RandomErasing(erasing, seed=layer_seed(4), dtype="float32",

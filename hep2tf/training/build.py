@@ -85,8 +85,8 @@ def build_models(config: TrainConfig, input_shape, num_classes: int
       erasing=config.erasing, defocus=config.defocus, gain=config.gain,
       gamma=config.gamma, background_offset=config.background_offset,
       shot_noise=config.shot_noise, read_noise=config.read_noise,
-      resized_crop=config.resized_crop, color_jitter=config.color_jitter,
-      randaugment=config.randaugment,
+      grain=config.grain, resized_crop=config.resized_crop,
+      color_jitter=config.color_jitter, randaugment=config.randaugment,
       randaugment_magnitude=config.randaugment_magnitude, seed=config.seed)
   inputs = keras.Input(shape=input_shape, name="image")
   outputs = model(augmenter(inputs))
