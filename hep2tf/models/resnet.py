@@ -37,6 +37,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
           depths: Sequence[int] = (2, 2, 2, 2),
           width: int = 64,
           stem: str = "auto",
+          bn_momentum: float = 0.99,
           dropout: float = 0.0,
           weight_decay: float = 1e-4,
           normalization: str = "per_image",
@@ -52,6 +53,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
     depths: blocks per stage (four stages).
     width: filters of the stem and the first stage (64 in the paper).
     stem: "auto", "small" or "imagenet" (module docstring).
+    bn_momentum: momentum of the BatchNorm moving statistics (Keras' 0.99 lags
+      behind the weights for a few hundred steps; lower suits a short run).
     dropout: rate before the head.
     weight_decay: L2 coefficient on every conv and dense kernel.
     normalization, mean, std: the input normalisation (layers.normalization_layer).
@@ -75,13 +78,15 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
   normalize = hep2tf_layers.normalization_layer(normalization, mean, std)
   if normalize is not None:
     x = normalize(x)
-  x = _conv_bn(x, width, 7 if stem == "imagenet" else 3, 2, regularizer, "stem")
+  conv_bn = functools.partial(_conv_bn, regularizer=regularizer,
+                              bn_momentum=bn_momentum)
+  x = conv_bn(x, width, 7 if stem == "imagenet" else 3, 2, name="stem")
   if stem == "imagenet":
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
   for stage, (factor, blocks) in enumerate(zip(STAGE_FACTORS, depths), start=1):
     for block in range(1, blocks + 1):
       strides = 2 if stage > 1 and block == 1 else 1
-      x = _basic_block(x, width * factor, strides, regularizer,
+      x = _basic_block(x, width * factor, strides, conv_bn,
                        f"stage{stage}_block{block}")
   x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
   x = keras.layers.Dropout(dropout, name="dropout")(x)
@@ -89,22 +94,21 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
   return keras.Model(images, probs, name=name)
 
 
-def _conv_bn(x, filters: int, size: int, strides: int, regularizer, name: str,
-             relu: bool = True):
+def _conv_bn(x, filters: int, size: int, strides: int, *, regularizer,
+             bn_momentum: float, name: str, relu: bool = True):
   x = keras.layers.Conv2D(filters, size, strides=strides, padding="same",
                           use_bias=False, kernel_initializer="he_normal",
                           kernel_regularizer=regularizer, name=f"{name}_conv")(x)
-  x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+  x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
   return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
-def _basic_block(x, filters: int, strides: int, regularizer, name: str):
+def _basic_block(x, filters: int, strides: int, conv_bn, name: str):
   shortcut = x
   if strides != 1 or x.shape[-1] != filters:
-    shortcut = _conv_bn(x, filters, 1, strides, regularizer, f"{name}_shortcut",
-                        relu=False)
-  y = _conv_bn(x, filters, 3, strides, regularizer, f"{name}_1")
-  y = _conv_bn(y, filters, 3, 1, regularizer, f"{name}_2", relu=False)
+    shortcut = conv_bn(x, filters, 1, strides, name=f"{name}_shortcut", relu=False)
+  y = conv_bn(x, filters, 3, strides, name=f"{name}_1")
+  y = conv_bn(y, filters, 3, 1, name=f"{name}_2", relu=False)
   y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
   return keras.layers.Activation("relu", name=f"{name}_out")(y)
 

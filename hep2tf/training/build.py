@@ -47,7 +47,7 @@ def model_hparams(config: TrainConfig) -> dict:
                    dense_units=config.dense_units, head=config.cnn_head,
                    bn_momentum=config.bn_momentum)
   if config.model in ("resnet18", "resnet34"):
-    hparams.update(stem=config.resnet_stem)
+    hparams.update(stem=config.resnet_stem, bn_momentum=config.bn_momentum)
   return hparams
 
 

@@ -68,8 +68,8 @@ class TrainConfig:
   weight_decay: float = flag(5e-4, "L2 weight decay on kernels, added to the loss.")
   batch_norm: bool = flag(False, "BatchNorm after each conv (cnn, alexnet).")
   bn_momentum: float = flag(
-      0.99, "cnn: momentum of the BatchNorm moving statistics (lower follows the "
-      "weights sooner in a short run).")
+      0.99, "cnn, resnet18/34: momentum of the BatchNorm moving statistics (lower "
+      "follows the weights sooner in a short run).")
   normalization: str = flag(
       "per_image", "Input normalisation inside the model.",
       choices=("per_image", "dataset", "none"))

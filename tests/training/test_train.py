@@ -377,8 +377,10 @@ def test_cnn_widths_are_config_fields(tiny_records):
 def test_recipe_models_take_their_config_fields(tiny_records):
   records_dir, _ = tiny_records
   resnet = build.build_models(smoke_config(records_dir, model="resnet18",
-                                           resnet_stem="imagenet"), (78, 78, 1), 6)[1]
+                                           resnet_stem="imagenet", bn_momentum=0.9),
+                              (78, 78, 1), 6)[1]
   assert "stem_pool" in [layer.name for layer in resnet.layers]
+  assert resnet.get_layer("stage3_block1_2_bn").momentum == 0.9
   assert "stem" not in build.model_hparams(smoke_config(records_dir,
                                                         model="coatnet_mini"))
   # A from-scratch model asked for ImageNet weights is refused by name, not silently
