@@ -22,20 +22,20 @@ import sys
 from absl import app, flags
 
 from hep2tf import atomic, errors
+from hep2tf.config import cli, fields
+from hep2tf.config.evaluate import PredictConfig
 from hep2tf.evaluation import predict
 
 
+# PredictConfig's fields (hep2tf/config/evaluate.py).
+SECTIONS = (PredictConfig,)
+
+
 def define_flags() -> None:
-  """Defines the command-line flags (once; importing this module defines none)."""
-  flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
-  flags.DEFINE_string("output", "-", "CSV to write; - writes to standard output.")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "Which model of the run.")
-  flags.DEFINE_boolean("tta", False, "Average over the dihedral transforms.")
-  flags.DEFINE_integer("batch_size", 64, "Batch size for inference.")
-  flags.DEFINE_float("min_confidence", None, "Mark rows whose top probability is below "
-                     "this as uncertain (default: the run's stored threshold, if any).")
-  flags.DEFINE_boolean("explain", False, "Write one attribution overlay per input.")
-  flags.DEFINE_string("explain_dir", "explanations", "Folder for the --explain PNGs.")
+  """Defines the command-line flags on the global FLAGS (once; importing this module
+  defines none)."""
+  fields.define_flags(SECTIONS)
+
 
 FLAGS = flags.FLAGS
 
@@ -62,8 +62,7 @@ def main(argv):
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__)
 
 
 if __name__ == "__main__":

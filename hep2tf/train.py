@@ -2,10 +2,11 @@
 
   python -m hep2tf.train --flagfile=configs/cnn.flags --model_dir=runs/cnn
 
-The flags are TrainConfig's fields (hep2tf/training/config.py, where their help is)
-and --model_dir. Flags on the command line override the flagfile. The resolved flags
-are written to RUN/flags.txt. Running the same command again after an interruption
-resumes from the last completed epoch.
+The flags are TrainConfig's fields (hep2tf/config/, where their help is; `--help`
+lists them by section: data, model, augment, train) and --model_dir. Flags on the
+command line override the flagfile. The resolved flags are written to RUN/flags.txt.
+Running the same command again after an interruption resumes from the last
+completed epoch.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import sys
 from absl import app, flags, logging
 
 from hep2tf import errors, storage
+from hep2tf.config import cli, fields
+from hep2tf.config.train import TrainConfig, TrainOutput
 from hep2tf.training import trainer
-from hep2tf.training import config as config_lib
-from hep2tf.training.config import TrainConfig
+
+# One flag per TrainConfig field (hep2tf/config/), and --model_dir.
+SECTIONS = (TrainConfig, TrainOutput)
 
 
 def define_flags() -> None:
-  """Defines the command-line flags (once; importing this module defines none): one
-  per TrainConfig field (hep2tf/training/config.py), and --model_dir."""
-  config_lib.define_flags()
-  flags.DEFINE_string("model_dir", None,
-                      "Run directory (checkpoints, TensorBoard, exports).")
+  """Defines the command-line flags on the global FLAGS (once; importing this module
+  defines none)."""
+  fields.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -57,7 +59,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
-  config = config_lib.config_from_flags()
+  config = fields.from_flags(TrainConfig, FLAGS)
   try:
     check_paths(config, FLAGS.model_dir)
     report = trainer.train_and_evaluate(config, FLAGS.model_dir)
@@ -73,8 +75,7 @@ def main(argv):
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def _make_folder(root, arrays, suffix):
 def _convert(source_dir, records_dir, channels, **kwargs):
   summary, _ = create.create_records(ConvertConfig(
       "folder", str(source_dir), output_dir=str(records_dir), num_workers=1,
-      progress=False, source_options={"channels": channels}, **kwargs))
+      progress=False, layout_option=(f"channels={channels}",), **kwargs))
   return summary
 
 
@@ -158,7 +158,7 @@ def test_multi_page_tiff_is_a_named_error_or_a_reject(tmp_path):
     _convert(tmp_path / "src", tmp_path / "rec", 1)
   summary, rejects = create.create_records(ConvertConfig(
       "folder", str(tmp_path / "src"), output_dir=str(tmp_path / "rec"),
-      num_workers=1, progress=False, source_options={"channels": 1},
+      num_workers=1, progress=False, layout_option=("channels=1",),
       on_error="skip"))
   assert len(rejects) == 1 and sum(summary.splits.values()) == 6
 
@@ -189,8 +189,8 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
   rng = np.random.default_rng(4)
   arrays, _, _ = _case_arrays("12bit", rng)
   sources = _make_folder(tmp_path / "src", arrays, "png")
-  _convert(tmp_path / "src", tmp_path / "dataset", 1, intensity_mode="rescale",
-           percentiles=(1.0, 99.0))
+  _convert(tmp_path / "src", tmp_path / "dataset", 1, intensity="rescale",
+           rescale_percentiles=(1.0, 99.0))
   stored, info = _read_records(str(tmp_path / "dataset"))
   manifest = pd.read_csv(tmp_path / "dataset" / MANIFEST)
   train_files = set(manifest.loc[manifest["split"] == "train", "file_name"])
@@ -207,7 +207,7 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
         f"{_levels(sources.values())}, records {_levels(stored.values())}")
 
   _convert(tmp_path / "src", tmp_path / "per_image", 1,
-           intensity_mode="rescale_per_image")
+           intensity="rescale_per_image")
   stored, info = _read_records(str(tmp_path / "per_image"))
   for name, array in sources.items():
     low, high = np.percentile(array, intensity.DEFAULT_PERCENTILES)
@@ -383,7 +383,7 @@ def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_p
   sources = _make_folder(tmp_path / "src", arrays, "png")
   local = _convert(tmp_path / "src", tmp_path / "local", 1)
   summary, _ = beam.convert_records(ConvertConfig(
-      "folder", str(tmp_path / "src"), source_options={"channels": 1},
+      "folder", str(tmp_path / "src"), layout_option=("channels=1",),
       output_dir=str(tmp_path / "beam"), num_workers=1), ["--runner=DirectRunner"])
   assert summary.pixels == local.pixels and summary.pixels.dtype == "uint16"
   assert summary.warnings == local.warnings

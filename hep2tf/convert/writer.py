@@ -53,7 +53,7 @@ def write_records(prepared: plan.Prepared,
   (same seed, same bytes); `on_error` "fail" stops at the first bad image with
   InputError and publishes nothing, "skip" drops it and lists it in rejects.csv;
   image_size, resize, apply_mask, max_megapixels: see `images.load_image`;
-  intensity_mode, percentiles: how source values become stored values (see
+  intensity, rescale_percentiles: how source values become stored values (see
   `intensity`; the pre-scan `intensity.scan_pixels` decides the dtype). The table
   may carry an int `dihedral` column (0..7) asking for transformed copies; file
   names are relative to its `data_dir`. `pixels`: a PixelSpec decided already

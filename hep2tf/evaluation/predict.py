@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hep2tf import figures, models, rundir, storage
+from hep2tf.config.run import read_run_config
 from hep2tf.data import augment, images, intensity
 from hep2tf.evaluation import calibration, explain, plots
 
@@ -118,11 +119,6 @@ def load_for_model(path: str, input_shape,
   return array * np.float32(255.0 / pixels.white_level)
 
 
-def run_pixels(run: dict) -> intensity.PixelSpec:
-  """The PixelSpec a run was trained with; runs that predate it had 8-bit records."""
-  return intensity.PixelSpec.from_json(run.get("pixels"))
-
-
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                   tta: bool = False, batch_size: int = 64,
                   min_confidence: float | None = None,
@@ -130,15 +126,15 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   """Returns a DataFrame with columns file, class, confidence, uncertain (only with a
   threshold: the argument, else the run's stored one), explanation (only with
   `explain_dir`), then p_<class> for each class."""
-  run = rundir.RunDir(model_dir).read_config()
-  class_names = run["class_names"]
+  run = read_run_config(rundir.RunDir(model_dir))
+  class_names = list(run.class_names)
   model = load_run_model(model_dir, checkpoint)
   temperature = calibration.run_temperature(model_dir, checkpoint)
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  input_shape, pixels = run["input_shape"], run_pixels(run)
+  input_shape, pixels = run.input_shape, run.pixels
   starts = range(0, len(files), batch_size)
   batches = (np.stack([load_for_model(f, input_shape, pixels)
                        for f in files[start:start + batch_size]]) for start in starts)

@@ -38,9 +38,9 @@ from hep2tf.data import folds, reader
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
 from hep2tf.training import build, distribute, loop, outputs, summaries
-from hep2tf.training import config as config_lib
+from hep2tf.config import train as config_lib
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 class TrainingError(RuntimeError):
@@ -173,16 +173,6 @@ def _cache_option(value: str) -> bool | str:
 # --- The data -----------------------------------------------------------------------
 
 
-def fold_spec(config: TrainConfig, holdout: bool) -> folds.FoldSpec | None:
-  """Cross-validation: fold `fold` of the training split is held out for validation
-  (holdout) and the rest trains; None without folds."""
-  if not config.num_folds:
-    return None
-  return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
-                        holdout=holdout, seed=config.seed,
-                        by_group=config.fold_by_group, column=config.fold_column)
-
-
 def create_dataset(config: TrainConfig, records: Records, split: str, training: bool,
                    image_size: tuple[int, int] | None,
                    fold: folds.FoldSpec | None = None) -> reader.Split:
@@ -211,14 +201,11 @@ def open_data(config: TrainConfig) -> TrainData:
   height, width = image_size or tuple(info.image_shape)
 
   train = create_dataset(config, records, config.train_split, True, image_size,
-                         fold_spec(config, holdout=False))
+                         folds.run_fold(config, holdout=False))
   train_ds = distribute.shard_by_file(train.dataset,
                                       len(records.shards(config.train_split)))
-  if config.num_folds:
-    val = create_dataset(config, records, config.train_split, False, image_size,
-                         fold_spec(config, holdout=True))
-  else:
-    val = create_dataset(config, records, config.eval_split, False, image_size)
+  val = create_dataset(config, records, config.validation_split, False, image_size,
+                       folds.run_fold(config, holdout=True))
   # tf.data cannot know the split's length (interleave, filters); stating it lets
   # Keras plan each validation pass instead of running into the end of the data.
   val_ds = val.dataset.apply(tf.data.experimental.assert_cardinality(val.steps))

@@ -20,7 +20,7 @@ from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.training import sweep, sweep_results, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 from tests.conftest import REPO
 
 # The smoke config at its smallest: one epoch of two steps, no image summaries.

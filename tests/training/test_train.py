@@ -19,7 +19,7 @@ from hep2tf import hardware, rundir
 from hep2tf.data import records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 from tests.conftest import REPO
 
@@ -65,7 +65,7 @@ def test_run_directory_holds_models_history_and_report(finished_run):
   assert config["mixed_precision"] in hardware.POLICIES
   assert config["mixed_precision"] == hardware.resolve_precision("auto")[0]
   assert config["mixed_precision_reason"].startswith("auto:")
-  assert config["config"]["mixed_precision"] == "auto"
+  assert config["config"]["train"]["mixed_precision"] == "auto"
   assert report["mixed_precision"] == config["mixed_precision"]
   # The policy was the run's: the process is back to float32 afterwards.
   assert keras.mixed_precision.global_policy().name == "float32"
@@ -399,3 +399,25 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
 
   assert trainer.fit_verbosity(Terminal()) == 1
   assert trainer.fit_verbosity(io.StringIO()) == 2
+
+
+def test_a_run_written_by_5ad9eb9_still_evaluates_and_predicts(finished_run,
+                                                                 tmp_path):
+  """RUN/config.json as hep2tf 5ad9eb9 wrote it (no version, a flat config; checked
+  in from a smoke run of that commit) is read typed: evaluate and predict give what
+  they give with this version's config.json."""
+  run, _, records_dir, source_dir = finished_run
+  old = str(tmp_path / "old")
+  shutil.copytree(run, old, ignore=shutil.ignore_patterns("calibration.json", "eval"))
+  shutil.copy(os.path.join(REPO, "tests", "data", "config_5ad9eb9.json"),
+              os.path.join(old, rundir.CONFIG_FILE))
+  with open(os.path.join(old, rundir.CONFIG_FILE)) as f:
+    assert "version" not in json.load(f)
+  now = evaluate.evaluate_run(run, "test", write=False)
+  then = evaluate.evaluate_run(old, "test", records_dir=records_dir, write=False)
+  assert then["mca"] == now["mca"] and then["num_examples"] == now["num_examples"]
+  files = [p for p in sorted(glob.glob(os.path.join(source_dir, "*.png")))
+           if "_Mask" not in p][:4]
+  np.testing.assert_allclose(
+      predict.predict_files(old, files).filter(like="p_").to_numpy(),
+      predict.predict_files(run, files).filter(like="p_").to_numpy(), atol=1e-6)

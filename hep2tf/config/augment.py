@@ -1,0 +1,48 @@
+"""The augment section of a training run: what changes each training image inside the
+compiled step (hep2tf.data.augment, augment_layers) and what mixes batches on the host
+(hep2tf.data.mixing)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from hep2tf.config.fields import flag
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+  """Augmentation of the training split only; the flags of the augment section."""
+
+  SECTION: ClassVar[str] = "augment"
+
+  # Geometry and photometry (inside the compiled training step).
+  rotation: bool = flag(True, "Random rotation by an arbitrary angle.")
+  rot90: bool = flag(True, "Random 90-degree turns.")
+  flips: bool = flag(True, "Random flips.")
+  brightness: float = flag(
+      0.0, "Random brightness change, as a fraction of full scale.")
+  contrast: float = flag(0.0, "Random contrast change factor.")
+  erasing: float = flag(0.0, "Probability of random erasing.")
+  # Specimen-level augmentation (what differs between slides and microscopes).
+  defocus: float = flag(
+      0.0, "Specimen augmentation: random Gaussian blur per image, sigma up to this "
+      "many pixels (0: off).")
+  gain: float = flag(
+      0.0, "Specimen augmentation: exposure factor per image, log-uniform in "
+      "[1/(1+gain), 1+gain] (0: off).")
+  gamma: float = flag(
+      0.0, "Specimen augmentation: gamma per image, log-uniform in [1/(1+gamma), "
+      "1+gamma] (0: off).")
+  background_offset: float = flag(
+      0.0, "Specimen augmentation: background added per image, up to this many DN of "
+      "255 (0: off).")
+  shot_noise: float = flag(
+      0.0, "Specimen augmentation: signal-dependent (shot) noise of variance k*x, k up"
+      " to this (DN per photon; 0: off).")
+  read_noise: float = flag(
+      0.0, "Specimen augmentation: Gaussian read noise, std up to this many DN (0: "
+      "off).")
+  # Batches mixed on the host (they change the labels).
+  mixup: float = flag(0.0, "Mixup alpha (0: off).")
+  cutmix: float = flag(0.0, "CutMix alpha (0: off).")

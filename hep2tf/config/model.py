@@ -1,0 +1,41 @@
+"""The model section of a training run: which network, its weights and its shape
+(hep2tf.models)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from hep2tf.config.fields import flag
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """The network a run trains; the flags of the model section."""
+
+  SECTION: ClassVar[str] = "model"
+
+  model: str = flag(
+      "cnn", "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, "
+      "efficientnetv2_b0, convnext_tiny, ...).")
+  weights: str = flag(
+      "none", "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
+  dropout: float = flag(0.5, "Dropout rate before the dense layers / head.")
+  weight_decay: float = flag(5e-4, "L2 weight decay on kernels, added to the loss.")
+  batch_norm: bool = flag(False, "BatchNorm after each conv (cnn, alexnet).")
+  normalization: str = flag(
+      "per_image", "Input normalisation inside the model.",
+      choices=("per_image", "dataset", "none"))
+  freeze_epochs: int = flag(
+      0, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
+  # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
+  # default job fits 10 minutes on a 2-core AVX2 CPU; configs/cnn_seed.flags has those.
+  cnn_filters: str = flag(
+      "16,32,64,64,128", "cnn: filters of the 5 conv layers, comma separated (the seed"
+      " study's: 32,64,128,256,512).")
+  dense_units: int = flag(
+      128, "cnn: units of each of the two dense layers (the seed study's: 1024).")
+  cnn_head: str = flag(
+      "flatten", "cnn: flatten the last feature map into fc1 (the seed study's) or "
+      "average each filter over the cell first (avg: global average pooling).",
+      choices=("flatten", "avg"))
