@@ -20,7 +20,7 @@ import pandas as pd
 
 from hep2tf import figures, models, rundir, storage
 from hep2tf.config.run import read_run_config
-from hep2tf.data import augment, images, intensity
+from hep2tf.data import augment, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
 
 
@@ -106,17 +106,19 @@ def predict_probabilities(model, dataset, *, tta: bool = False,
 
 def load_for_model(path: str, input_shape,
                    pixels: intensity.PixelSpec | None = None) -> np.ndarray:
-  """One image file -> the model's float32 (H, W, C), as converter and reader do.
+  """One image file -> the model's float32 (H, W, C), as converter and reader do:
+  the values the converter would store for it (`images.load_image` with the run's
+  PixelSpec), then the reader's `preprocess.model_input` (resize to the model's
+  size, `stored * 255 / white_level`).
 
   `pixels`: the run's records' PixelSpec (default: 8-bit records).
   """
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
   with storage.local_copy(path) as local:  # images.py opens local files
-    loaded = images.load_image(local, channels, image_size=(height, width),
-                               resize="pad", pixel_spec=pixels)
-  array = images.decode_png(loaded.png).astype(np.float32)
-  return array * np.float32(255.0 / pixels.white_level)
+    loaded = images.load_image(local, channels, pixel_spec=pixels)
+  stored = images.decode_png(loaded.png)
+  return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
