@@ -228,3 +228,24 @@ def test_the_config_package_imports_no_tensorflow():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True, env=dict(os.environ, PYTHONPATH=REPO))
   assert out.stdout.strip() == "[]"
+
+
+def test_a_command_line_prints_its_help_by_section():
+  """`--help` through absl's app.run (synth imports no TensorFlow, so this is
+  quick): the docstring, then the section's flags, exit status 0."""
+  out = subprocess.run([sys.executable, "-m", "hep2tf.synth", "--help"],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.startswith("Draws the synthetic HEp-2 set")
+  assert "\nhep2tf.config.convert:\n" in out.stdout
+  assert "  --num_images:" in out.stdout and "--flagfile" in out.stdout
+
+
+def test_a_field_outside_every_section_is_refused():
+  @dataclasses.dataclass
+  class Joined(TrainConfig):
+    stray: int = fields.flag(1, "Declared on the joined class, not in a section.")
+
+  with pytest.raises(TypeError, match="stray"):
+    fields.own_flag_values(Joined)

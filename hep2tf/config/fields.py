@@ -71,8 +71,9 @@ class TextParser(flags.ArgumentParser):
 
 
 def sections_of(cls) -> tuple[type, ...]:
-  """The sections of a config class: its SECTIONS, or the class itself."""
-  return tuple(cls.__dict__.get("SECTIONS", (cls,)))
+  """The sections of a config class: its SECTIONS (its own or inherited), or the
+  class itself."""
+  return tuple(getattr(cls, "SECTIONS", None) or (cls,))
 
 
 def section_name(section) -> str:
@@ -134,11 +135,17 @@ def define_flags(sections: Iterable[type],
   """One flag per flag field of each section (of each config's sections), registered
   under the module that declares the section."""
   for config_class in sections:
+    covered = set()
     for section in sections_of(config_class):
       for field in own_fields(section):
         if field.metadata.get("flag"):
           flags.DEFINE_flag(_make_flag(section, field), flag_values,
                             module_name=section.__module__)
+          covered.add(field.name)
+    missing = sorted({f.name for f in flag_fields(config_class)} - covered)
+    if missing:
+      raise TypeError(f"{config_class.__name__}: flag fields {missing} belong to no "
+                      "section; declare them in one of its SECTIONS")
 
 
 def own_flag_values(*classes: type) -> flags.FlagValues:
@@ -149,14 +156,14 @@ def own_flag_values(*classes: type) -> flags.FlagValues:
   return flag_values
 
 
-def _typed(cls, name: str, value):
+def _typed(value):
   """A flag's value as the field holds it (lists of multi flags as tuples)."""
   return tuple(value) if isinstance(value, list) else value
 
 
 def from_flags(cls, flag_values: flags.FlagValues = flags.FLAGS, **overrides):
   """The config of parsed flags (define_flags defined them), with `overrides`."""
-  values = {f.name: _typed(cls, f.name, flag_values[f.name].value)
+  values = {f.name: _typed(flag_values[f.name].value)
             for f in flag_fields(cls)}
   return cls(**{**values, **overrides})
 
@@ -179,7 +186,7 @@ def parse_value(cls, name: str, text: str):
   for a name that is not one of its flags, ValueError for a bad value."""
   if name not in {f.name for f in flag_fields(cls)}:
     raise KeyError(name)
-  return _typed(cls, name, own_flag_values(cls)[name].parser.parse(text))
+  return _typed(own_flag_values(cls)[name].parser.parse(text))
 
 
 def flag_lines(config, skip: Sequence[str] = ()) -> list[str]:
