@@ -24,7 +24,7 @@ from typing import Sequence
 from absl import flags
 
 from hep2tf import errors
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.convert import ConvertConfig
 from hep2tf.convert import beam
 from hep2tf.convert import create
@@ -38,7 +38,7 @@ def main(argv: Sequence[str]) -> int:
   pipeline_args = list(argv[1:]) or list(beam.DIRECT)
   try:
     summary, rejects = beam.convert_records(
-        fields.from_flags(ConvertConfig, flags.FLAGS), pipeline_args)
+        core.from_flags(ConvertConfig, flags.FLAGS), pipeline_args)
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR

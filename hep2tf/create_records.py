@@ -11,6 +11,8 @@ data/synthetic_hep2 (reused when it already matches) and writes records/syntheti
       --group_column=patient
   python -m hep2tf.create_records --dataset=cnmc --data_dir=/data/C-NMC_Leukemia \\
       --layout_option fold_as_split=train --validation_fraction=0
+  python -m hep2tf.create_records --dataset=fields --data_dir=/data/fields \\
+      --cell_size=78 --edge_cells=drop
   python -m hep2tf.create_records --verify=records/synthetic_hep2
 
 Exit codes (hep2tf.errors): 0 done; 2 bad input, nothing published (the reason on
@@ -28,7 +30,7 @@ from absl import app
 from absl import flags
 
 from hep2tf import errors
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.convert import ConvertConfig, VerifyConfig
 from hep2tf.convert import create
 from hep2tf.data.records import Records
@@ -42,7 +44,7 @@ SECTIONS = (ConvertConfig, VerifyConfig)
 def define_flags() -> None:
   """Defines the converter's flags on the global FLAGS (once; importing this module
   defines none)."""
-  fields.define_flags(SECTIONS)
+  core.define_flags(SECTIONS)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -60,7 +62,7 @@ def main(argv: Sequence[str]) -> int:
     return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
   try:
     summary, rejects = create.create_records(
-        fields.from_flags(ConvertConfig, FLAGS))
+        core.from_flags(ConvertConfig, FLAGS))
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR

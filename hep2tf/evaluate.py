@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 
 from hep2tf import errors, rundir
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.evaluate import EvaluateConfig
 from hep2tf.evaluation import evaluate, formatting
 
@@ -38,7 +38,7 @@ SECTIONS = (EvaluateConfig,)
 def define_flags() -> None:
   """Defines the command-line flags on the global FLAGS (once; importing this module
   defines none)."""
-  fields.define_flags(SECTIONS)
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -54,7 +54,7 @@ def main(argv):
         FLAGS.model_dir, FLAGS.split, tta=FLAGS.tta, checkpoint=FLAGS.checkpoint,
         records_dir=FLAGS.records_dir, batch_size=FLAGS.batch_size,
         calibrate=FLAGS.calibrate, min_confidence=FLAGS.min_confidence,
-        explain_cells=FLAGS.explain_cells)
+        explain_cells=FLAGS.explain_cells, adapt_to=FLAGS.adapt)
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

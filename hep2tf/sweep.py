@@ -34,7 +34,7 @@ import sys
 from absl import app, flags, logging
 
 from hep2tf import errors, train
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.sweep import SweepConfig
 from hep2tf.config.train import TrainConfig
 from hep2tf.training import sweep, sweep_results, trainer
@@ -46,7 +46,7 @@ SECTIONS = train.SECTIONS + (SweepConfig,)
 
 def define_flags() -> None:
   """Defines the command-line flags on the global FLAGS (once)."""
-  fields.define_flags(SECTIONS)
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -66,7 +66,7 @@ def main(argv):
       logging.warning("--model_dir is not used by a sweep; trials go under "
                       "--output_dir")
     num_folds, base = sweep.resolve_folds(FLAGS.folds,
-                                          fields.from_flags(TrainConfig, FLAGS))
+                                          core.from_flags(TrainConfig, FLAGS))
     result = sweep.run_sweep(
         base, sweep.parse_grid(FLAGS.grid), FLAGS.output_dir,
         num_folds=num_folds, by_group=FLAGS.group_by != "none",

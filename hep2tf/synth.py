@@ -14,7 +14,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.convert import SynthConfig
 from hep2tf.data import synth
 
@@ -26,7 +26,7 @@ SECTIONS = (SynthConfig,)
 def define_flags() -> None:
   """Defines the command-line flags; called by `run` only, so importing this module
   (e.g. from create_records, which has flags of the same names) defines none."""
-  fields.define_flags(SECTIONS)
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS

@@ -17,7 +17,7 @@ import sys
 from absl import app, flags, logging
 
 from hep2tf import errors, storage
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config.train import TrainConfig, TrainOutput
 from hep2tf.training import trainer
 
@@ -28,7 +28,7 @@ SECTIONS = (TrainConfig, TrainOutput)
 def define_flags() -> None:
   """Defines the command-line flags on the global FLAGS (once; importing this module
   defines none)."""
-  fields.define_flags(SECTIONS)
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -59,7 +59,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
-  config = fields.from_flags(TrainConfig, FLAGS)
+  config = core.from_flags(TrainConfig, FLAGS)
   try:
     check_paths(config, FLAGS.model_dir)
     report = trainer.train_and_evaluate(config, FLAGS.model_dir)

@@ -17,7 +17,7 @@ import pytest
 from absl import flags
 
 from hep2tf import beam_pipeline, create_records, evaluate, predict, sweep, synth, train
-from hep2tf.config import cli, fields
+from hep2tf.config import cli, core
 from hep2tf.config import train as config_lib
 from hep2tf.config.convert import ConvertConfig
 from hep2tf.config.run import VERSION, RunConfig
@@ -40,8 +40,8 @@ def test_every_flag_of_every_command_is_a_config_field(name):
   """One flag per flag field of the command's sections, with its default, help and
   type; enum fields are enum flags of their choices."""
   module = COMMANDS[name]
-  flag_values = fields.own_flag_values(*module.SECTIONS)
-  declared = [f for s in module.SECTIONS for f in fields.flag_fields(s)]
+  flag_values = core.own_flag_values(*module.SECTIONS)
+  declared = [f for s in module.SECTIONS for f in core.flag_fields(s)]
   assert sorted(flag_values) == sorted(f.name for f in declared)
   for field in declared:
     flag = flag_values[field.name]
@@ -63,7 +63,7 @@ def test_no_command_line_defines_flags_by_hand():
 
 
 def test_help_lists_the_flags_by_section():
-  flag_values = fields.own_flag_values(*train.SECTIONS)
+  flag_values = core.own_flag_values(*train.SECTIONS)
   text = cli.help_text(train.SECTIONS, train.__doc__, flag_values)
   assert text.startswith("Trains a model on converted records.")
   order = [text.index(f"\nhep2tf.config.{section}:")
@@ -98,8 +98,8 @@ def test_convert_config_round_trips_through_its_flags(tmp_path):
                          rescale_percentiles=(0.5, 99.0), intensity="rescale",
                          num_workers=2, progress=False)
   path = tmp_path / "convert.flags"
-  path.write_text("\n".join(fields.flag_lines(config)) + "\n")
-  assert fields.read_flagfile(ConvertConfig, str(path), progress=False) == config
+  path.write_text("\n".join(core.flag_lines(config)) + "\n")
+  assert core.read_flagfile(ConvertConfig, str(path), progress=False) == config
   assert config.source_options["csv_path"] == "cells.csv"
   assert config.source_options["class_names"] == "a,b"
   with pytest.raises(InputError, match="KEY=VALUE"):
@@ -109,14 +109,14 @@ def test_convert_config_round_trips_through_its_flags(tmp_path):
 
 
 def test_typed_flags_parse_and_refuse_as_their_fields_say():
-  assert fields.parse_value(ConvertConfig, "image_size", "96") == (96, 96)
-  assert fields.parse_value(ConvertConfig, "image_size", "96,128") == (96, 128)
-  assert fields.parse_value(ConvertConfig, "rescale_percentiles", "1,99.8") == (
+  assert core.parse_value(ConvertConfig, "image_size", "96") == (96, 96)
+  assert core.parse_value(ConvertConfig, "image_size", "96,128") == (96, 128)
+  assert core.parse_value(ConvertConfig, "rescale_percentiles", "1,99.8") == (
       1.0, 99.8)
   for name, bad in (("image_size", "big"), ("rescale_percentiles", "99,1"),
                     ("rescale_percentiles", "1")):
     with pytest.raises(ValueError):
-      fields.parse_value(ConvertConfig, name, bad)
+      core.parse_value(ConvertConfig, name, bad)
   assert config_lib.parse_value("batch_norm", "false") is False
   assert config_lib.parse_value("batch_size", "16") == 16
   assert config_lib.parse_value("learning_rate", "1e-2") == 0.01
@@ -245,7 +245,7 @@ def test_a_command_line_prints_its_help_by_section():
 def test_a_field_outside_every_section_is_refused():
   @dataclasses.dataclass
   class Joined(TrainConfig):
-    stray: int = fields.flag(1, "Declared on the joined class, not in a section.")
+    stray: int = core.flag(1, "Declared on the joined class, not in a section.")
 
   with pytest.raises(TypeError, match="stray"):
-    fields.own_flag_values(Joined)
+    core.own_flag_values(Joined)

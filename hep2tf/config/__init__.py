@@ -1,7 +1,7 @@
 """hep2tf's experiment config: every option of every command, declared once.
 
 One module per section, each a dataclass whose fields are flags (default, help,
-choices; hep2tf/config/fields.py):
+choices; hep2tf/config/core.py):
 
   data.py      DataConfig: records, splits, folds, reading
   model.py     ModelConfig: the network and its weights

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from hep2tf.config.fields import flag
+from hep2tf.config.core import flag
 
 
 @dataclasses.dataclass
@@ -35,14 +35,18 @@ class AugmentConfig:
       0.0, "Specimen augmentation: gamma per image, log-uniform in [1/(1+gamma), "
       "1+gamma] (0: off).")
   background_offset: float = flag(
-      0.0, "Specimen augmentation: background added per image, up to this many DN of "
-      "255 (0: off).")
+      0.0, "Specimen augmentation: background added per image, up to this fraction of"
+      " the image's level (its 99th percentile; 0: off).")
   shot_noise: float = flag(
-      0.0, "Specimen augmentation: signal-dependent (shot) noise of variance k*x, k up"
-      " to this (DN per photon; 0: off).")
+      0.0, "Specimen augmentation: signal-dependent (shot) noise of variance k*L*x, L "
+      "the image's level, k up to this (a pixel at the level gets a relative noise of"
+      " sqrt(k); 0: off).")
   read_noise: float = flag(
-      0.0, "Specimen augmentation: Gaussian read noise, std up to this many DN (0: "
-      "off).")
+      0.0, "Specimen augmentation: Gaussian read noise, std up to this fraction of the"
+      " image's level (0: off).")
+  zoom: float = flag(
+      0.0, "Random zoom in or out by up to this fraction (texture scale: "
+      "magnification and cell size; 0: off).")
   # Batches mixed on the host (they change the labels).
   mixup: float = flag(0.0, "Mixup alpha (0: off).")
   cutmix: float = flag(0.0, "CutMix alpha (0: off).")

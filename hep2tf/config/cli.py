@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
-from hep2tf.config import fields
+from hep2tf.config import core
 
 HELP_ARGS = ("--help", "-help", "--helpshort", "-helpshort", "-?")
 FLAGFILE_HELP = (
@@ -30,7 +30,7 @@ def section_modules(sections: Sequence[type]) -> list[str]:
   """The modules declaring `sections` (and the sections they join), in order."""
   modules = []
   for config_class in sections:
-    for section in fields.sections_of(config_class):
+    for section in core.sections_of(config_class):
       if section.__module__ not in modules:
         modules.append(section.__module__)
   return modules
@@ -57,5 +57,5 @@ def _parse_or_help(sections, doc, argv: list[str]) -> list[str]:
 def run(main: Callable, sections: Sequence[type], doc: str | None) -> None:
   """Defines the flags of `sections` on the global FLAGS and runs `main` under absl
   (`doc`, the command's docstring, heads its --help)."""
-  fields.define_flags(sections)
+  core.define_flags(sections)
   app.run(main, flags_parser=functools.partial(_parse_or_help, sections, doc))

@@ -14,7 +14,8 @@ import os
 from typing import ClassVar
 
 from hep2tf import errors
-from hep2tf.config.fields import TextParser, flag, setting
+from hep2tf.config.core import TextParser, flag, setting
+from hep2tf.data import fields as fields_layout
 from hep2tf.data import images, sources, splits, synth
 from hep2tf.data import intensity as intensity_lib
 
@@ -80,9 +81,36 @@ NAMED_OPTIONS = {"csv_path": "csv_path", "path_column": "path_column",
                  "split_column": "split_column", "separator": "csv_separator"}
 
 
+def _fields_options() -> type:
+  """The fields layout's options (`data.fields.FieldsConfig`, which declares them) as
+  flags of the convert section. Each defaults to None, so a flag not given takes
+  FieldsConfig's default (or, for predict --fields, the run's cell size), and the
+  converter can name the fields options given to another layout."""
+  specs = [(f.name, type(f.default) | None,
+            flag(None, f"{f.metadata['help']} (default {f.default})"))
+           for f in dataclasses.fields(fields_layout.FieldsConfig)]
+
+  def given(self) -> dict:
+    """The fields options that were set (name -> value)."""
+    return {name: getattr(self, name) for name, _, _ in specs
+            if getattr(self, name) is not None}
+
+  options = dataclasses.make_dataclass(
+      "FieldsOptions", specs, frozen=True, kw_only=True,
+      namespace={"SECTION": "fields", "given": given,
+                 "__doc__": "The fields layout's options (create_records "
+                            "--dataset=fields, predict --fields)."})
+  options.__module__ = __name__
+  return options
+
+
+FieldsOptions = _fields_options()
+
+
 @dataclasses.dataclass(frozen=True)
-class ConvertConfig:
-  """Every option of a conversion; each field is the converter's flag of that name."""
+class ConvertSection:
+  """Every option of a conversion but the fields layout's; each field is the
+  converter's flag of that name."""
 
   SECTION: ClassVar[str] = "convert"
 
@@ -174,12 +202,26 @@ class ConvertConfig:
     """Processes that load images (and draw the synthetic set)."""
     return self.num_workers or os.cpu_count() or 1
 
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig(FieldsOptions, ConvertSection):
+  """Every option of a conversion (what both writers take): the convert section and
+  the fields layout's options."""
+
+  SECTIONS: ClassVar[tuple[type, ...]] = (ConvertSection, FieldsOptions)
+
   @property
   def source_options(self) -> dict:
-    """The layout's options for sources.read_source: the named ones plus each
-    --layout_option KEY=VALUE. InputError for one without '=' or one that repeats a
-    key."""
+    """The layout's options for sources.read_source: the named ones, each
+    --layout_option KEY=VALUE, and for --dataset=fields its FieldsConfig.
+    InputError for a --layout_option without '=' or one that repeats a key, a fields
+    option given to another layout, or a bad fields option."""
     options = {key: getattr(self, name) for key, name in NAMED_OPTIONS.items()}
+    given = self.given()
+    if self.dataset == "fields":
+      options["config"] = fields_layout.FieldsConfig(**given)
+    elif given:
+      raise errors.InputError(f"--{', --'.join(given)} apply to --dataset=fields only")
     for text in self.layout_option:
       key, sep, value = text.partition("=")
       key = key.strip()

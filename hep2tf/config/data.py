@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from hep2tf.config.fields import flag
+from hep2tf.config.core import flag
 
 
 @dataclasses.dataclass

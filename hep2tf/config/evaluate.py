@@ -6,11 +6,16 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from hep2tf.config.fields import flag
+from hep2tf.config.core import flag
 
 CHECKPOINTS = ("best", "final")
+# Test-time BatchNorm statistics (hep2tf/evaluation/adapt.py).
+ADAPT_MODES = ("none", "specimen", "split")
 # Cells evaluate explains: enough for a grid, seconds on a CPU.
 DEFAULT_EXPLAIN_CELLS = 24
+# predict --fields: a specimen with fewer confident cells is answered "uncertain"
+# (hep2tf/evaluation/votes.py).
+DEFAULT_MIN_CELLS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,11 @@ class EvaluateConfig:
                                       "into the run.")
   explain_cells: int = flag(DEFAULT_EXPLAIN_CELLS, "Cells to explain with attribution "
                             "maps (0: none); each costs a few dozen passes.")
+  adapt: str = flag(
+      "none", "Test-time BatchNorm statistics (AdaBN; unsupervised, never reads "
+      "labels; models with BatchNorm only): split: re-estimated from all cells of the "
+      "split (a new lab's batch); specimen: from each specimen's own cells (harmful "
+      "where a specimen has one pattern, as in IIF).", choices=ADAPT_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,3 +63,9 @@ class PredictConfig:
       "the run's stored threshold, if any).")
   explain: bool = flag(False, "Write one attribution overlay per input.")
   explain_dir: str = flag("explanations", "Folder for the --explain PNGs.")
+  fields: str | None = flag(None, "A fields folder (DIR/<specimen>/<field>.png): "
+                            "classify its cells and answer per specimen.")
+  output_dir: str | None = flag(None, "--fields: folder for specimens.csv, cells.csv "
+                                "and the overlays.")
+  min_cells: int = flag(DEFAULT_MIN_CELLS, "--fields: a specimen with fewer confident "
+                        "cells is answered 'uncertain'.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from hep2tf.config.fields import flag
+from hep2tf.config.core import flag
 
 
 @dataclasses.dataclass
@@ -23,6 +23,9 @@ class ModelConfig:
   dropout: float = flag(0.5, "Dropout rate before the dense layers / head.")
   weight_decay: float = flag(5e-4, "L2 weight decay on kernels, added to the loss.")
   batch_norm: bool = flag(False, "BatchNorm after each conv (cnn, alexnet).")
+  bn_momentum: float = flag(
+      0.99, "cnn: momentum of the BatchNorm moving statistics (lower follows the "
+      "weights sooner in a short run).")
   normalization: str = flag(
       "per_image", "Input normalisation inside the model.",
       choices=("per_image", "dataset", "none"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hep2tf.config import fields
+from hep2tf.config import core
 from hep2tf.config.train import TrainConfig
 from hep2tf.data.intensity import PixelSpec
 from hep2tf.errors import InputError
@@ -52,7 +52,7 @@ class RunConfig:
             "image_size": list(self.image_size) if self.image_size else None,
             "pixels": self.pixels.to_json(), "mixed_precision": self.mixed_precision,
             "mixed_precision_reason": self.mixed_precision_reason,
-            "config": fields.to_json(self.train)}
+            "config": core.to_json(self.train)}
 
   @classmethod
   def from_json(cls, raw: dict, where: str) -> RunConfig:
@@ -73,12 +73,12 @@ class RunConfig:
     for key in ("config", "input_shape", "class_names", "records_dir"):
       if key not in raw:
         raise InputError(f"a run's config.json without {key!r}", file=where)
-    train = fields.from_json(TrainConfig, raw.pop("config"), where)
+    train = core.from_json(TrainConfig, raw.pop("config"), where)
     for key, value in legacy.items():
       if value != getattr(train, key):
         raise InputError(f"{key!r} is {value!r} but config.{key} is "
                          f"{getattr(train, key)!r}", file=where)
-    values = {key: fields.check_value(cls, key, value, where)
+    values = {key: core.check_value(cls, key, value, where)
               for key, value in raw.items() if key != "pixels"}
     pixels = PixelSpec.from_json(raw.get("pixels"))
     return cls(train=train, pixels=pixels, **values)

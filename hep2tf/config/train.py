@@ -16,10 +16,10 @@ import dataclasses
 from typing import ClassVar
 
 from hep2tf import hardware
-from hep2tf.config import fields
+from hep2tf.config import core
 from hep2tf.config.augment import AugmentConfig
 from hep2tf.config.data import DataConfig
-from hep2tf.config.fields import flag
+from hep2tf.config.core import flag
 from hep2tf.config.model import ModelConfig
 
 # tf.distribute strategies by name (hep2tf/training/distribute.py makes them).
@@ -116,20 +116,20 @@ def config_from_flagfile(path: str, **overrides) -> TrainConfig:
   """A TrainConfig from a train flagfile (as `--flagfile=PATH` reads it; it may
   include flagfiles and name --model_dir), with `overrides` (field: value) applied.
   ValueError names a flag that is not a train flag or a value that does not parse."""
-  return fields.read_flagfile(TrainConfig, path, also=(TrainOutput,), **overrides)
+  return core.read_flagfile(TrainConfig, path, also=(TrainOutput,), **overrides)
 
 
 def parse_value(name: str, text: str):
   """`text` parsed as the train flag `name` parses it (types, enum choices);
   KeyError for a name that is not a train flag, ValueError for a bad value."""
-  return fields.parse_value(TrainConfig, name, text)
+  return core.parse_value(TrainConfig, name, text)
 
 
 def flag_lines(config: TrainConfig, model_dir: str | None = None) -> list[str]:
   """`--name=value` lines (`--name` / `--noname` for booleans) that reproduce
   `config`, in field order, `--model_dir` last when given; `overwrite` is left out
   (a flagfile says what a run is, not what to do to an earlier one)."""
-  lines = fields.flag_lines(config, skip=_NOT_WRITTEN)
+  lines = core.flag_lines(config, skip=_NOT_WRITTEN)
   return lines + ([f"--model_dir={model_dir}"] if model_dir is not None else [])
 
 

@@ -1,12 +1,10 @@
-"""The Keras augmentation layers hep2tf adds to Keras' own.
+"""The Keras augmentation layers hep2tf adds to Keras' own: geometry and occlusion.
 
-Each is the identity unless called with training=True, computes in float32 and keeps
-the 0..255 range; `augment.build_augmenter` stacks them. Geometric and occlusion:
-`RandomDihedral`, `RandomQuarterTurn`, `RandomErasing`. Specimen-level, what differs
-between IIF slides, exposures and microscopes (one setting drawn per image, as a cell
-crop stands for its specimen): `RandomDefocus`, `RandomGainGamma`,
-`RandomBackgroundOffset`, `RandomSensorNoise`. They register with Keras under the
-package "hep2tf", so a saved model that holds them loads by name.
+Each is the identity unless called with training=True and computes in float32;
+`augment.build_augmenter` stacks them with the specimen-level layers of
+`hep2tf.data.specimen_layers`: `RandomDihedral`, `RandomQuarterTurn`,
+`RandomErasing`. They register with Keras under the package "hep2tf", so a saved model
+that holds them loads by name.
 """
 
 from __future__ import annotations
@@ -17,17 +15,13 @@ import keras
 import tensorflow as tf
 
 from hep2tf.data.mixing import box_mask
+from hep2tf.data.specimen_layers import image_level, seed_pair
 
 
 def _per_example(flags: tf.Tensor, transformed: tf.Tensor,
                  images: tf.Tensor) -> tf.Tensor:
   """Picks `transformed` where the (N,) boolean `flags` is set, else `images`."""
   return tf.where(flags[:, None, None, None], transformed, images)
-
-
-def _seed_pair(generator: keras.random.SeedGenerator) -> tf.Tensor:
-  """A fresh int32 stateless seed (2,) from a Keras SeedGenerator."""
-  return tf.cast(generator.next(), tf.int32)
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
@@ -52,7 +46,7 @@ class RandomDihedral(keras.layers.Layer):
       return inputs
     images = tf.convert_to_tensor(inputs)
     n = tf.shape(images)[0]
-    coins = tf.random.stateless_uniform([3, n], seed=_seed_pair(self.generator)) < 0.5
+    coins = tf.random.stateless_uniform([3, n], seed=seed_pair(self.generator)) < 0.5
     height, width = images.shape[1], images.shape[2]
     if height is not None and height == width:
       images = _per_example(coins[0], tf.transpose(images, [0, 2, 1, 3]), images)
@@ -86,7 +80,7 @@ class RandomQuarterTurn(keras.layers.Layer):
       raise ValueError(f"quarter turns need square images, got {images.shape}")
     turns = tf.random.stateless_uniform(
         [tf.shape(images)[0]], maxval=4, dtype=tf.int32,
-        seed=_seed_pair(self.generator))
+        seed=seed_pair(self.generator))
     # A counter-clockwise quarter turn is a transpose followed by an up-down flip.
     once = tf.reverse(tf.transpose(images, [0, 2, 1, 3]), axis=[1])
     twice = tf.reverse(images, axis=[1, 2])
@@ -115,10 +109,10 @@ class RandomErasing(keras.layers.Layer):
     scale: (min, max) fraction of the image area that the box covers.
     ratio: (min, max) box aspect ratio.
     fill_value: what the box is filled with; 0 by default because IIF background is
-      dark, or None for uniform noise in [0, 255].
+      dark, or None for uniform noise between 0 and the image's level.
     seed: int or None.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
   def __init__(self, probability: float = 0.5,
@@ -147,7 +141,7 @@ class RandomErasing(keras.layers.Layer):
     n, height, width = shape[0], shape[1], shape[2]
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
-    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), num=6)
+    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), num=6)
     erase = tf.random.stateless_uniform([n], seed=seeds[0]) < self.probability
     area = tf.random.stateless_uniform(
         [n], seed=seeds[1], minval=self.scale[0], maxval=self.scale[1]) * h * w
@@ -165,7 +159,8 @@ class RandomErasing(keras.layers.Layer):
     box = box & erase[:, None, None, None]
     if self.fill_value is None:
       fill = tf.random.stateless_uniform(shape, seed=seeds[5], minval=0.0,
-                                         maxval=255.0, dtype=images.dtype)
+                                         maxval=1.0, dtype=images.dtype)
+      fill = fill * tf.cast(image_level(images), images.dtype)
     else:
       fill = tf.fill(shape, tf.cast(self.fill_value, images.dtype))
     return tf.where(box, fill, images)
@@ -176,194 +171,4 @@ class RandomErasing(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "probability": self.probability,
             "scale": self.scale, "ratio": self.ratio, "fill_value": self.fill_value,
-            "seed": self.seed}
-
-
-
-# ---------------------------------------------------------------------------------
-# Specimen-level layers: what varies between slides, exposures and microscopes. Each
-# draws one setting per image (a cell crop stands for its specimen) and keeps the
-# 0..255 range.
-
-
-def _uniform(seed, n, low, high) -> tf.Tensor:
-  return tf.random.stateless_uniform([n], seed=seed, minval=low, maxval=high)
-
-
-def _check_nonnegative(**values) -> None:
-  for name, value in values.items():
-    if value < 0:
-      raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-@keras.saving.register_keras_serializable(package="hep2tf")
-class RandomDefocus(keras.layers.Layer):
-  """Gaussian blur with a random sigma per image, uniform in [0, max_sigma] pixels.
-
-  Stands for the focus of a slide. Separable convolution with one kernel per image
-  (the batch is folded into the channels of a depthwise convolution), reflecting at
-  the border so the background does not darken there. Sigma 0 is the identity.
-
-  Input and output: float (N, H, W, C). Identity unless `training=True`.
-  """
-
-  def __init__(self, max_sigma: float = 1.5, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
-    _check_nonnegative(max_sigma=max_sigma)
-    self.max_sigma = float(max_sigma)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training or self.max_sigma == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    n = tf.shape(images)[0]
-    sigma = _uniform(_seed_pair(self.generator), n, 0.0, self.max_sigma)
-    return gaussian_blur(images, sigma, radius=math.ceil(3 * self.max_sigma))
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "max_sigma": self.max_sigma, "seed": self.seed}
-
-
-def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
-  """Blurs image i of (N, H, W, C) with a Gaussian of sigma[i] pixels (N,).
-
-  Kernels span 2 * radius + 1 taps, normalised to sum 1; sigma near 0 leaves the
-  image as it is. Borders are reflected (radius must be < H and < W).
-  """
-  images = tf.convert_to_tensor(images)
-  shape = tf.shape(images)
-  n, h, w, c = shape[0], shape[1], shape[2], shape[3]
-  taps = tf.range(-radius, radius + 1, dtype=images.dtype)
-  sigma = tf.maximum(tf.cast(sigma, images.dtype), 1e-3)
-  kernel = tf.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)      # (N, K)
-  kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)
-  # One kernel per (image, channel): the channels of a depthwise convolution.
-  kernel = tf.reshape(tf.repeat(kernel, c, axis=0), [-1, 2 * radius + 1])  # (N*C, K)
-  folded = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, h, w, n * c])
-  padded = tf.pad(folded, [[0, 0], [radius, radius], [radius, radius], [0, 0]],
-                  mode="REFLECT")
-  along_w = tf.transpose(kernel)[None, :, :, None]                  # (1, K, N*C, 1)
-  along_h = tf.transpose(kernel)[:, None, :, None]                  # (K, 1, N*C, 1)
-  out = tf.nn.depthwise_conv2d(padded, along_w, [1, 1, 1, 1], "VALID")
-  out = tf.nn.depthwise_conv2d(out, along_h, [1, 1, 1, 1], "VALID")
-  out = tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3])
-  return tf.ensure_shape(out, images.shape)
-
-
-@keras.saving.register_keras_serializable(package="hep2tf")
-class RandomGainGamma(keras.layers.Layer):
-  """Exposure and camera response: x -> 255 * g * (x / 255) ** gamma, clipped.
-
-  Per image, g is log-uniform in [1 / (1 + gain), 1 + gain] and gamma log-uniform in
-  [1 / (1 + gamma), 1 + gamma]; 0 turns either off. Unlike RandomBrightness, which
-  adds, a gain multiplies: the dark background stays dark, as on a longer exposure.
-
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
-  """
-
-  def __init__(self, gain: float = 0.5, gamma: float = 0.0, seed: int | None = None,
-               **kwargs):
-    super().__init__(**kwargs)
-    _check_nonnegative(gain=gain, gamma=gamma)
-    self.gain = float(gain)
-    self.gamma = float(gamma)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training or (self.gain == 0 and self.gamma == 0):
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    n = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 2)
-    log_g, log_gamma = math.log1p(self.gain), math.log1p(self.gamma)
-    gain = tf.exp(_uniform(seeds[0], n, -log_g, log_g))[:, None, None, None]
-    gamma = tf.exp(_uniform(seeds[1], n, -log_gamma, log_gamma))[:, None, None, None]
-    scaled = tf.clip_by_value(images / 255.0, 0.0, 1.0)
-    return tf.clip_by_value(255.0 * gain * tf.pow(scaled, gamma), 0.0, 255.0)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "gain": self.gain, "gamma": self.gamma,
-            "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package="hep2tf")
-class RandomBackgroundOffset(keras.layers.Layer):
-  """Adds a uniform offset in [0, max_offset] DN to each image (out-of-focus haze,
-  unbound conjugate, camera black level), clipped at 255.
-
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
-  """
-
-  def __init__(self, max_offset: float = 10.0, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
-    _check_nonnegative(max_offset=max_offset)
-    self.max_offset = float(max_offset)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training or self.max_offset == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    offset = _uniform(_seed_pair(self.generator), tf.shape(images)[0], 0.0,
-                      self.max_offset)
-    return tf.clip_by_value(images + offset[:, None, None, None], 0.0, 255.0)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "max_offset": self.max_offset, "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package="hep2tf")
-class RandomSensorNoise(keras.layers.Layer):
-  """Shot and read noise of a camera, drawn per image.
-
-  Shot noise is signal dependent: Gaussian with variance k * x, where k (DN per
-  photon) is uniform in [0, shot] per image, the normal approximation of Poisson
-  counting. Read noise is Gaussian with a standard deviation uniform in [0, read] DN
-  per image. The sum is clipped to [0, 255].
-
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
-  """
-
-  def __init__(self, shot: float = 1.0, read: float = 2.0, seed: int | None = None,
-               **kwargs):
-    super().__init__(**kwargs)
-    _check_nonnegative(shot=shot, read=read)
-    self.shot = float(shot)
-    self.read = float(read)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training or (self.shot == 0 and self.read == 0):
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    shape = tf.shape(images)
-    seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 4)
-    k = _uniform(seeds[0], shape[0], 0.0, self.shot)[:, None, None, None]
-    read = _uniform(seeds[1], shape[0], 0.0, self.read)[:, None, None, None]
-    shot_std = tf.sqrt(k * tf.maximum(images, 0.0))
-    noise = (shot_std * tf.random.stateless_normal(shape, seed=seeds[2],
-                                                   dtype=images.dtype)
-             + read * tf.random.stateless_normal(shape, seed=seeds[3],
-                                                 dtype=images.dtype))
-    return tf.clip_by_value(images + noise, 0.0, 255.0)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "shot": self.shot, "read": self.read,
             "seed": self.seed}

@@ -121,6 +121,23 @@ def load_for_model(path: str, input_shape,
   return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
+def array_for_model(values: np.ndarray, input_shape,
+                    pixels: intensity.PixelSpec | None = None,
+                    where: str = "") -> np.ndarray:
+  """A grey window already in memory (uint8, uint16 or float (H, W)) -> the model's
+  float32 (H, W, C): the steps of `load_for_model` after decoding (the records'
+  storage mapping, then `preprocess.model_input`). `where` names it in errors."""
+  height, width, channels = input_shape
+  pixels = pixels or intensity.PixelSpec()
+  kind = ("uint8" if values.dtype == np.uint8
+          else "float" if values.dtype.kind == "f" else "uint16")
+  planes = values[..., None] if values.ndim == 2 else values
+  if channels == 3 and planes.shape[-1] == 1:
+    planes = np.repeat(planes, 3, axis=-1)
+  stored = intensity.to_storage(planes, kind, pixels, where)
+  return preprocess.model_input(stored, pixels, (height, width)).numpy()
+
+
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                   tta: bool = False, batch_size: int = 64,
                   min_confidence: float | None = None,

@@ -30,7 +30,7 @@ from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate
-from hep2tf.config import fields
+from hep2tf.config import core
 from hep2tf.config import train as config_lib
 from hep2tf.training import distribute, sweep_results, trainer
 from hep2tf.config.train import TrainConfig
@@ -156,14 +156,14 @@ def write_trial_file(trial: Trial, by_group: bool) -> None:
   atomic.write_json(os.path.join(trial.run_dir, TRIAL_FILE), {
       "combination": trial.combination, "slug": trial.slug, "fold": trial.fold,
       "by_group": by_group, "test_split": trial.test_split,
-      "config": fields.to_json(trial.config)})
+      "config": core.to_json(trial.config)})
 
 
 def read_trial_file(run_dir: str) -> tuple[Trial, bool]:
   path = os.path.join(run_dir, TRIAL_FILE)
   with open(path) as f:
     state = json.load(f)
-  config = fields.from_json(TrainConfig, state["config"], path)
+  config = core.from_json(TrainConfig, state["config"], path)
   return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir,
                 state.get("test_split")), state["by_group"])
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from PIL import Image
 
 from hep2tf import rundir
-from hep2tf.config import fields
+from hep2tf.config import core
 from hep2tf.config.convert import ConvertConfig
 from hep2tf.config.run import read_run_config
 from hep2tf.config.train import TrainConfig
@@ -172,6 +172,6 @@ def test_the_runs_differ_in_their_pixel_spec_only(runs):
   assert specs["16-bit"].dtype == "uint16" and specs["16-bit"].white_level == 1023
   assert specs["16-bit rescale"].intensity == "rescale"
   assert specs["16-bit rescale"].rescale_range is not None
-  configs = [fields.to_json(read_run_config(rundir.RunDir(run)).train)
+  configs = [core.to_json(read_run_config(rundir.RunDir(run)).train)
              for run, _, _ in runs.values()]
   assert configs[0] == configs[1] == configs[2]
