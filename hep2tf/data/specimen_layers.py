@@ -244,3 +244,47 @@ class RandomSensorNoise(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "shot": self.shot, "read": self.read,
             "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="hep2tf")
+class RandomGrain(keras.layers.Layer):
+  """Spatially correlated noise (grain): white Gaussian noise blurred by a Gaussian of
+  sigma uniform in [0.5, max_sigma] pixels, rescaled to a standard deviation uniform
+  in [0, amount] times the image's level, added, clipped below at 0. Stands for
+  what binning, demosaicing, denoising and electron multiplication leave in a
+  camera's noise: grains a pixel or two wide that a network can read as texture.
+
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
+  """
+
+  def __init__(self, amount: float = 0.03, max_sigma: float = 1.5,
+               seed: int | None = None, **kwargs):
+    super().__init__(**kwargs)
+    _check_fraction("amount is the grain's standard deviation over the level",
+                    amount=amount)
+    if max_sigma < 0.5:
+      raise ValueError(f"max_sigma must be >= 0.5, got {max_sigma}")
+    self.amount = float(amount)
+    self.max_sigma = float(max_sigma)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def call(self, inputs, training=False):
+    if not training or self.amount == 0:
+      return inputs
+    images = tf.convert_to_tensor(inputs)
+    shape = tf.shape(images)
+    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 3)
+    sigma = _uniform(seeds[0], shape[0], 0.5, self.max_sigma)
+    white = tf.random.stateless_normal(shape, seed=seeds[1], dtype=images.dtype)
+    grain = gaussian_blur(white, sigma, radius=math.ceil(3 * self.max_sigma))
+    grain = grain / (tf.math.reduce_std(grain, axis=(1, 2, 3), keepdims=True) + 1e-6)
+    amount = _uniform(seeds[2], shape[0], 0.0, self.amount)[:, None, None, None]
+    return tf.maximum(images + amount * image_level(images) * grain, 0.0)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "amount": self.amount,
+            "max_sigma": self.max_sigma, "seed": self.seed}

@@ -81,6 +81,7 @@ LAYERS = {
         background_offset=0.1, shot_noise=0.01, read_noise=0.02, seed=9),
     "zoom": lambda: augment.build_augmenter(rotation=False, rot90=False, flips=False,
                                             zoom=0.3, seed=10),
+    "grain": lambda: specimen_layers.RandomGrain(0.05, seed=11),
 }
 
 
@@ -278,7 +279,7 @@ def test_specimen_augmentation_is_relative_to_the_images_level():
   batch = _half_and_half(n=16)
   kwargs = dict(rotation=False, rot90=False, flips=False, defocus=1.0, gain=0.5,
                 gamma=0.3, background_offset=0.1, shot_noise=0.01,
-                read_noise=0.02, zoom=0.2)
+                read_noise=0.02, grain=0.03, zoom=0.2)
   bright = augment.build_augmenter(seed=3, **kwargs)(batch, training=True).numpy()
   dim = augment.build_augmenter(seed=3, **kwargs)(batch / 257.0,
                                                   training=True).numpy()
@@ -394,3 +395,15 @@ def test_mix_batch_off_is_identity():
   out_images, out_labels = mixing.mix_batch(images, labels)
   np.testing.assert_array_equal(out_images, images)
   np.testing.assert_array_equal(out_labels, labels)
+
+
+def test_grain_is_correlated_noise_at_a_fraction_of_the_level():
+  batch = np.full((32, 24, 24, 1), 100.0, np.float32)
+  out = specimen_layers.RandomGrain(0.06, max_sigma=1.5, seed=2)(
+      batch, training=True).numpy()
+  noise = out - batch
+  # Neighbouring pixels move together (white noise would give ~0 correlation).
+  lag = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+  assert lag > 0.3
+  std = noise.std(axis=(1, 2, 3))
+  assert std.max() <= 0.06 * 100 * 1.2 and np.ptp(std) > 1.0
