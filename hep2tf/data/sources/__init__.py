@@ -12,10 +12,14 @@ family:
   cnmc.py       C-NMC 2019 from the top folder (Kaggle or TCIA)
   generic.py    a folder per class (`folder`) and a CSV naming path and label (`csv`)
   common.py     the `Source` they return, `COLUMNS` and the shared helpers;
-                tables.py (CSV reading) and files.py (finding files) below them
+                tables.py (CSV reading), files.py (finding files, the link-aware
+                walk of class folders) and labels.py (spellings of one class
+                merged, look-alikes named) below them
 
 Images are never opened here (that is `images.py`): a reader only checks that the files
-exist and that no path leaves the data folder, symlinks included.
+exist and that no path leaves the data folder, symlinks included. OS junk
+(`__MACOSX`, `.DS_Store`, `._*`, `Thumbs.db`, `desktop.ini`, hidden names) is never a
+class, an image or a layout's table.
 
 Readers' keyword options are the layout options (`create_records --layout_option
 KEY=VALUE`); text values such as "false" are accepted for every option.
