@@ -23,7 +23,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from hep2tf import create_records
+from hep2tf import console, create_records
 from hep2tf import errors
 from hep2tf.convert import beam
 from hep2tf.convert import create
@@ -45,7 +45,8 @@ def main(argv: Sequence[str]) -> int:
 
 def run() -> None:
   create_records.define_flags()
-  app.run(main)
+  console.run(main, interrupted=(
+      "nothing was published (the records folder is as it was)"))
 
 
 if __name__ == "__main__":

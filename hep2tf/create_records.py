@@ -25,7 +25,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from hep2tf import errors
+from hep2tf import console, errors
 from hep2tf.convert import create
 from hep2tf.convert import plan
 from hep2tf.data import images
@@ -155,7 +155,8 @@ def main(argv: Sequence[str]) -> int:
 
 def run() -> None:
   define_flags()
-  app.run(main)
+  console.run(main, interrupted=(
+      "nothing was published (the records folder is as it was)"))
 
 
 if __name__ == "__main__":

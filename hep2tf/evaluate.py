@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import errors, rundir
+from hep2tf import console, errors, rundir
 from hep2tf.evaluation import evaluate, explain, formatting
 
 
@@ -82,7 +82,7 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  console.run(main, interrupted="nothing half-written was published")
 
 
 if __name__ == "__main__":

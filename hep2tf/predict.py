@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import atomic, errors
+from hep2tf import atomic, console, errors
 from hep2tf.evaluation import predict
 
 
@@ -63,7 +63,7 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  console.run(main, interrupted="no predictions were written")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, train
+from hep2tf import console, errors, train
 from hep2tf.training import config as config_lib
 from hep2tf.training import sweep, sweep_results, trainer
 
@@ -106,7 +106,9 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  console.run(main, interrupted=(
+      "finished trials are kept; the same command skips them and "
+      "resumes the one that was running"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from hep2tf import console
 from hep2tf.data import synth
 
 
@@ -56,7 +57,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
   define_flags()
-  app.run(main)
+  console.run(main, interrupted="nothing was published (the folder is as it was)")
 
 
 if __name__ == "__main__":

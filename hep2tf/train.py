@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, storage
+from hep2tf import console, errors, storage
 from hep2tf.training import trainer
 from hep2tf.training import config as config_lib
 from hep2tf.training.config import TrainConfig
@@ -74,7 +74,9 @@ def main(argv):
 
 def run():
   define_flags()
-  app.run(main)
+  console.run(main, interrupted=(
+      "the run resumes from its last finished epoch when the same "
+      "command runs again"))
 
 
 if __name__ == "__main__":

@@ -128,8 +128,8 @@ def test_an_empty_class_folder_stops_or_is_left_out(tmp_path):
   source = sources.read_folder(tmp_path, on_error="skip", rejects=rejects)
   assert source.class_names == ["cat", "dog"]
   assert [e.file for e in rejects.errors] == [str(tmp_path / "bird")]
-  assert any(n.startswith("class 'bird' left out: class folder holds no image")
-             for n in source.notes)
+  assert f"class 'bird' left out ({tmp_path / 'bird'}): class folder holds no " \
+      "image files" in " ".join(source.notes)
 
 
 def test_an_unreadable_class_folder_stops_or_is_left_out(tmp_path, monkeypatch):
@@ -150,8 +150,8 @@ def test_an_unreadable_class_folder_stops_or_is_left_out(tmp_path, monkeypatch):
   source = sources.read_folder(tmp_path, on_error="skip", rejects=rejects)
   assert source.class_names == ["cat"]
   assert rejects.errors[0].file == locked
-  assert any("class 'dog' left out: cannot list this class folder" in n
-             for n in source.notes)
+  assert f"class 'dog' left out ({locked}): cannot list this class folder" in (
+      " ".join(source.notes))
 
 
 def test_an_unreadable_subfolder_is_named_and_the_class_kept(tmp_path, monkeypatch):

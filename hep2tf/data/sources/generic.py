@@ -70,7 +70,7 @@ def read_folder(data_dir: str | os.PathLike, *, on_error: str = "fail",
   class_names, label_notes = _merge_labels(rows)
   kept = {label_key(c) for c in class_names}
   notes += label_notes + [
-      f"class {clean_label(label)!r} left out: {reason} ({folder})"
+      f"class {clean_label(label)!r} left out ({folder}): {reason}"
       for label, (folder, reason) in empty.items() if label_key(label) not in kept]
   if walk.skipped:
     notes.append(_skipped_note(walk.skipped, root))
