@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 
 from hep2tf import console, errors, rundir
-from hep2tf.evaluation import evaluate, explain, formatting
+from hep2tf.evaluation import adapt, evaluate, explain, formatting
 
 
 def define_flags() -> None:
@@ -46,6 +46,10 @@ def define_flags() -> None:
                      "coverage it gives on the validation split into the run.")
   flags.DEFINE_integer("explain_cells", explain.DEFAULT_CELLS, "Cells to explain with "
                        "attribution maps (0: none); each costs a few dozen passes.")
+  flags.DEFINE_enum("adapt", "none", list(adapt.ADAPT_MODES), "specimen: predict each "
+                    "specimen's cells with BatchNorm statistics re-estimated from that "
+                    "specimen's own cells (AdaBN; unsupervised, never reads labels; "
+                    "models with BatchNorm only).")
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +64,7 @@ def main(argv):
         FLAGS.model_dir, FLAGS.split, tta=FLAGS.tta, checkpoint=FLAGS.checkpoint,
         records_dir=FLAGS.records_dir, batch_size=FLAGS.batch_size,
         calibrate=FLAGS.calibrate, min_confidence=FLAGS.min_confidence,
-        explain_cells=FLAGS.explain_cells)
+        explain_cells=FLAGS.explain_cells, adapt_to=FLAGS.adapt)
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

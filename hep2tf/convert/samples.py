@@ -9,10 +9,13 @@ contrast-stretched for display only, with the stretch and the stored values stat
 (`levels`, `max_value`, `at_max`) and counts, per split and class, the images that
 look wrong: all-constant images, splits where most images use fewer than 16 distinct
 levels (a deep source scaled to 8 bits, or an exposure that is nearly black), and
-saturation (more than 2% of an image's pixels at the dataset's full scale).
+saturation (more than 2% of an image's pixels at the dataset's full scale), and
+sources of very different levels in one set (`mixed_levels`).
 """
 
 from __future__ import annotations
+
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,8 @@ SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
 DISPLAY_PERCENTILES = (0.5, 99.5)
 _MAX_RECORDS_READ = 4096   # per split: enough to find a few cells of each class
+# Source folders whose typical levels differ by more than this factor are reported.
+MIXED_LEVEL_RATIO = 8.0
 
 
 def pixel_warnings(manifest: pd.DataFrame, pixels: intensity.PixelSpec) -> list[str]:
@@ -59,7 +64,36 @@ def pixel_warnings(manifest: pd.DataFrame, pixels: intensity.PixelSpec) -> list[
           f"{split}: {len(saturated)} of {len(part)} images have more than "
           f"{intensity.SATURATION_FRACTION:.0%} of their pixels at the full scale "
           f"{full_scale} (saturated): {_per_class(saturated)}")
+  mixed = mixed_levels(rows)
+  if mixed:
+    warnings.append(mixed)
   return warnings
+
+
+def source_folder(file_name: str) -> str:
+  """The source folder an image came from: its first two folders (a class, or a
+  split and a class), "." for a file at the top."""
+  parts = pathlib.PurePosixPath(str(file_name).replace("\\", "/")).parts[:-1]
+  return "/".join(parts[:2]) or "."
+
+
+def mixed_levels(rows: pd.DataFrame, ratio: float = MIXED_LEVEL_RATIO) -> str | None:
+  """A warning when the source folders' typical levels (the median of their images'
+  99th-percentile stored values) differ by more than `ratio`, else None."""
+  if "p99" not in rows.columns or rows.empty:
+    return None
+  level = rows.groupby(rows["file_name"].map(source_folder))["p99"].agg(
+      lambda v: float(np.median(v.astype(float))))
+  level = level[level > 0]
+  if len(level) < 2 or level.max() <= ratio * level.min():
+    return None
+  low, high = level.idxmin(), level.idxmax()
+  return (f"sources of very different levels: {low}/ has a typical 99th-percentile "
+          f"stored value of {level[low]:g} and {high}/ {level[high]:g} "
+          f"({level[high] / level[low]:.0f}x; {len(level)} folders). The models' "
+          "input layers and the specimen augmentation work relative to each image's "
+          "own level, so neither is tied to one source's scale; --intensity="
+          "rescale_per_image would store each image by its own percentiles instead.")
 
 
 def _per_class(rows: pd.DataFrame) -> str:

@@ -44,7 +44,8 @@ def dihedral(images: tf.Tensor, k) -> tf.Tensor:
 
 
 def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = True,
-                    rotation_fill: str = "constant", brightness: float = 0.0,
+                    rotation_fill: str = "constant", zoom: float = 0.0,
+                    brightness: float = 0.0,
                     contrast: float = 0.0, erasing: float = 0.0,
                     defocus: float = 0.0, gain: float = 0.0, gamma: float = 0.0,
                     background_offset: float = 0.0, shot_noise: float = 0.0,
@@ -53,7 +54,7 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
   """The training-time augmentation stack, a Sequential named "augment".
 
   Order: arbitrary-angle rotation (full circle, background filled with 0 because IIF
-  background is dark), the dihedral group (quarter turns and flips), then the
+  background is dark), zoom, the dihedral group (quarter turns and flips), then the
   specimen-level layers in the order of image formation (defocus, background offset,
   gain and gamma, sensor noise), brightness, contrast, random erasing. Each part is
   left out when switched off; with everything off the Sequential is the identity.
@@ -64,19 +65,23 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     flips: random flips.
     rotation_fill: RandomRotation's fill_mode ("constant", "reflect", "wrap",
       "nearest"); "constant" fills with 0.
-    brightness: RandomBrightness factor (fraction of the 0..255 range); 0 = off.
+    zoom: RandomZoom in or out by up to this fraction, the same factor for height
+      and width (texture scale: magnification, cell size); 0 = off.
+    brightness: RandomBrightness factor (fraction of the 0..255 range, an absolute
+      shift, unlike the specimen-level layers); 0 = off.
     contrast: RandomContrast factor; 0 = off.
     erasing: RandomErasing probability; 0 = off.
     defocus: RandomDefocus max_sigma, pixels; 0 = off.
     gain, gamma: RandomGainGamma ranges (1 + x as the largest factor); 0 = off.
-    background_offset: RandomBackgroundOffset max_offset, DN; 0 = off.
-    shot_noise, read_noise: RandomSensorNoise shot (DN per photon) and read (DN);
-      0 = off.
+    background_offset: RandomBackgroundOffset max_offset, a fraction of each
+      image's level; 0 = off.
+    shot_noise, read_noise: RandomSensorNoise shot and read, fractions of each
+      image's level; 0 = off.
     seed: base seed; each layer gets its own derived seed.
 
   Always call it with an explicit `training=` (Keras' fit and predict do): Keras' own
   random layers default to training=True when called bare, this module's to False.
-  The layers compute in float32 even under a mixed-precision policy, so 0..255
+  The layers compute in float32 even under a mixed-precision policy, so
   interpolation is not rounded to bfloat16.
   """
   def layer_seed(offset: int) -> int | None:
@@ -87,6 +92,10 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     layers.append(keras.layers.RandomRotation(
         factor=1.0, fill_mode=rotation_fill, fill_value=0.0,
         seed=layer_seed(0), dtype="float32", name="rotation"))
+  if zoom > 0:
+    layers.append(keras.layers.RandomZoom(
+        height_factor=(-zoom, zoom), fill_mode="constant", fill_value=0.0,
+        seed=layer_seed(9), dtype="float32", name="zoom"))
   if rot90 and flips:
     layers.append(RandomDihedral(seed=layer_seed(1), dtype="float32",
                                  name="dihedral"))

@@ -1,7 +1,9 @@
 """The Keras augmentation layers hep2tf adds to Keras' own.
 
-Each is the identity unless called with training=True, computes in float32 and keeps
-the 0..255 range; `augment.build_augmenter` stacks them. Geometric and occlusion:
+Each is the identity unless called with training=True and computes in float32;
+`augment.build_augmenter` stacks them. The specimen-level layers' intensity settings
+are fractions of each image's own level (`image_level`), so they treat a dim source
+and a bright one alike. Geometric and occlusion:
 `RandomDihedral`, `RandomQuarterTurn`, `RandomErasing`. Specimen-level, what differs
 between IIF slides, exposures and microscopes (one setting drawn per image, as a cell
 crop stands for its specimen): `RandomDefocus`, `RandomGainGamma`,
@@ -115,10 +117,10 @@ class RandomErasing(keras.layers.Layer):
     scale: (min, max) fraction of the image area that the box covers.
     ratio: (min, max) box aspect ratio.
     fill_value: what the box is filled with; 0 by default because IIF background is
-      dark, or None for uniform noise in [0, 255].
+      dark, or None for uniform noise between 0 and the image's level.
     seed: int or None.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
   def __init__(self, probability: float = 0.5,
@@ -165,7 +167,8 @@ class RandomErasing(keras.layers.Layer):
     box = box & erase[:, None, None, None]
     if self.fill_value is None:
       fill = tf.random.stateless_uniform(shape, seed=seeds[5], minval=0.0,
-                                         maxval=255.0, dtype=images.dtype)
+                                         maxval=1.0, dtype=images.dtype)
+      fill = fill * tf.cast(image_level(images), images.dtype)
     else:
       fill = tf.fill(shape, tf.cast(self.fill_value, images.dtype))
     return tf.where(box, fill, images)
@@ -182,8 +185,31 @@ class RandomErasing(keras.layers.Layer):
 
 # ---------------------------------------------------------------------------------
 # Specimen-level layers: what varies between slides, exposures and microscopes. Each
-# draws one setting per image (a cell crop stands for its specimen) and keeps the
-# 0..255 range.
+# draws one setting per image (a cell crop stands for its specimen). Intensity
+# settings are fractions of each image's own level (`image_level`), never counts of
+# 0..255 units: a source stored at 1/257 of the scale gets the same relative offset
+# and noise as one that fills it, so the augmentation does not bury a dim source.
+
+# The level of an image: the value below which LEVEL_PERCENTILE % of its pixels lie.
+LEVEL_PERCENTILE = 99.0
+# Intensity settings are fractions of the level; a value above this is a setting in
+# the absolute units of earlier versions (DN of 255), and an error says so.
+_MAX_FRACTION = 1.0
+
+
+def image_level(images: tf.Tensor) -> tf.Tensor:
+  """Each image's level, its LEVEL_PERCENTILE-th percentile over all pixels and
+  channels: (N, H, W, C) -> (N, 1, 1, 1), floored far below any stored level."""
+  images = tf.convert_to_tensor(images)
+  flat = tf.reshape(images, [tf.shape(images)[0], -1])
+  size = math.prod(images.shape[1:]) if None not in images.shape[1:] else None
+  if size is None:
+    level = tf.reduce_max(flat, axis=1)
+  else:
+    # The k-th largest value is the percentile; top_k avoids sorting the image.
+    k = max(1, int(round(size * (100.0 - LEVEL_PERCENTILE) / 100.0)))
+    level = tf.math.top_k(flat, k, sorted=True)[0][:, -1]
+  return tf.maximum(level, 1e-6)[:, None, None, None]
 
 
 def _uniform(seed, n, low, high) -> tf.Tensor:
@@ -194,6 +220,17 @@ def _check_nonnegative(**values) -> None:
   for name, value in values.items():
     if value < 0:
       raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_fraction(example: str, **values) -> None:
+  """Intensity settings are fractions of the image's level: in [0, 1]."""
+  _check_nonnegative(**values)
+  for name, value in values.items():
+    if value > _MAX_FRACTION:
+      raise ValueError(
+          f"{name}={value:g}: specimen augmentation is now relative to each "
+          f"image's level (its {LEVEL_PERCENTILE:g}th percentile), a fraction in "
+          f"[0, 1], not a count of 0..255 units; {example}")
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
@@ -257,13 +294,16 @@ def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor
 
 @keras.saving.register_keras_serializable(package="hep2tf")
 class RandomGainGamma(keras.layers.Layer):
-  """Exposure and camera response: x -> 255 * g * (x / 255) ** gamma, clipped.
+  """Exposure and camera response: x -> g * L * (x / L) ** gamma, L the image's level.
 
   Per image, g is log-uniform in [1 / (1 + gain), 1 + gain] and gamma log-uniform in
   [1 / (1 + gamma), 1 + gamma]; 0 turns either off. Unlike RandomBrightness, which
   adds, a gain multiplies: the dark background stays dark, as on a longer exposure.
+  The gamma curve is taken relative to the image's own level, so it bends a dim
+  source as it bends a bright one; nothing is clipped at 255 (a fixed full scale would
+  saturate bright sources only), only below at 0.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C), >= 0. Identity unless `training=True`.
   """
 
   def __init__(self, gain: float = 0.5, gamma: float = 0.0, seed: int | None = None,
@@ -284,8 +324,9 @@ class RandomGainGamma(keras.layers.Layer):
     log_g, log_gamma = math.log1p(self.gain), math.log1p(self.gamma)
     gain = tf.exp(_uniform(seeds[0], n, -log_g, log_g))[:, None, None, None]
     gamma = tf.exp(_uniform(seeds[1], n, -log_gamma, log_gamma))[:, None, None, None]
-    scaled = tf.clip_by_value(images / 255.0, 0.0, 1.0)
-    return tf.clip_by_value(255.0 * gain * tf.pow(scaled, gamma), 0.0, 255.0)
+    level = image_level(images)
+    scaled = tf.maximum(images, 0.0) / level
+    return gain * level * tf.pow(scaled, gamma)
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -297,15 +338,16 @@ class RandomGainGamma(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hep2tf")
 class RandomBackgroundOffset(keras.layers.Layer):
-  """Adds a uniform offset in [0, max_offset] DN to each image (out-of-focus haze,
-  unbound conjugate, camera black level), clipped at 255.
+  """Adds an offset to each image (out-of-focus haze, unbound conjugate, camera
+  black level): uniform in [0, max_offset] times the image's level.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
-  def __init__(self, max_offset: float = 10.0, seed: int | None = None, **kwargs):
+  def __init__(self, max_offset: float = 0.1, seed: int | None = None, **kwargs):
     super().__init__(**kwargs)
-    _check_nonnegative(max_offset=max_offset)
+    _check_fraction("10 DN on a typical 8-bit cell is about 0.1",
+                    max_offset=max_offset)
     self.max_offset = float(max_offset)
     self.seed = seed
     self.generator = keras.random.SeedGenerator(seed)
@@ -316,7 +358,7 @@ class RandomBackgroundOffset(keras.layers.Layer):
     images = tf.convert_to_tensor(inputs)
     offset = _uniform(_seed_pair(self.generator), tf.shape(images)[0], 0.0,
                       self.max_offset)
-    return tf.clip_by_value(images + offset[:, None, None, None], 0.0, 255.0)
+    return images + offset[:, None, None, None] * image_level(images)
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -327,20 +369,22 @@ class RandomBackgroundOffset(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hep2tf")
 class RandomSensorNoise(keras.layers.Layer):
-  """Shot and read noise of a camera, drawn per image.
+  """Shot and read noise of a camera, drawn per image, relative to its level L.
 
-  Shot noise is signal dependent: Gaussian with variance k * x, where k (DN per
-  photon) is uniform in [0, shot] per image, the normal approximation of Poisson
-  counting. Read noise is Gaussian with a standard deviation uniform in [0, read] DN
-  per image. The sum is clipped to [0, 255].
+  Shot noise is signal dependent: Gaussian with variance k * L * x, where k is
+  uniform in [0, shot] per image, the normal approximation of Poisson counting (a
+  pixel at the level has a relative noise of sqrt(k)). Read noise is Gaussian with a
+  standard deviation uniform in [0, read] times L per image. The sum is clipped
+  below at 0.
 
-  Input and output: float (N, H, W, C) in [0, 255]. Identity unless `training=True`.
+  Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
-  def __init__(self, shot: float = 1.0, read: float = 2.0, seed: int | None = None,
-               **kwargs):
+  def __init__(self, shot: float = 0.01, read: float = 0.025,
+               seed: int | None = None, **kwargs):
     super().__init__(**kwargs)
-    _check_nonnegative(shot=shot, read=read)
+    _check_fraction("1 DN per photon and 2.5 DN of read noise on a typical 8-bit "
+                    "cell are about shot=0.01 and read=0.025", shot=shot, read=read)
     self.shot = float(shot)
     self.read = float(read)
     self.seed = seed
@@ -352,14 +396,15 @@ class RandomSensorNoise(keras.layers.Layer):
     images = tf.convert_to_tensor(inputs)
     shape = tf.shape(images)
     seeds = tf.random.experimental.stateless_split(_seed_pair(self.generator), 4)
+    level = image_level(images)
     k = _uniform(seeds[0], shape[0], 0.0, self.shot)[:, None, None, None]
     read = _uniform(seeds[1], shape[0], 0.0, self.read)[:, None, None, None]
-    shot_std = tf.sqrt(k * tf.maximum(images, 0.0))
+    shot_std = tf.sqrt(k * level * tf.maximum(images, 0.0))
     noise = (shot_std * tf.random.stateless_normal(shape, seed=seeds[2],
                                                    dtype=images.dtype)
-             + read * tf.random.stateless_normal(shape, seed=seeds[3],
-                                                 dtype=images.dtype))
-    return tf.clip_by_value(images + noise, 0.0, 255.0)
+             + read * level * tf.random.stateless_normal(shape, seed=seeds[3],
+                                                         dtype=images.dtype))
+    return tf.maximum(images + noise, 0.0)
 
   def compute_output_shape(self, input_shape):
     return input_shape

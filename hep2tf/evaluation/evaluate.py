@@ -15,7 +15,8 @@ import numpy as np
 from hep2tf import rundir, storage
 from hep2tf.data import folds, intensity, reader, schema
 from hep2tf.data.records import Records
-from hep2tf.evaluation import calibration, explain, export, metrics, predict, results
+from hep2tf.evaluation import (adapt, calibration, explain, export, metrics, predict,
+                               results)
 
 
 GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
@@ -81,7 +82,7 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
                  checkpoint: str = "best", records_dir: str | None = None,
                  batch_size: int = 128, write: bool = True, calibrate: bool = False,
                  min_confidence: float | None = None,
-                 explain_cells: int = 0) -> dict:
+                 explain_cells: int = 0, adapt_to: str = "none") -> dict:
   """Evaluates a run's model on a split and (with write) stores the results.
 
   With `calibrate` / `min_confidence` it first fits on the run's validation split and
@@ -93,9 +94,14 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   `checkpoint`, `records_dir`, the keys of `calibration.calibration_report`,
   `by_intensity`, `by_specimen`, `abstention` (when a threshold is set) and
   `explanations` (when `explain_cells` > 0).
+
+  `adapt_to="specimen"`: each specimen's cells are predicted with BatchNorm
+  statistics re-estimated from that specimen's own cells (`adapt`; unsupervised).
   """
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+  if adapt_to not in adapt.ADAPT_MODES:
+    raise ValueError(f"adapt must be one of {adapt.ADAPT_MODES}, got {adapt_to!r}")
   run = rundir.RunDir(model_dir).read_config()
   records_dir = records_dir or run["records_dir"]
   records = Records.open(records_dir)
@@ -115,10 +121,15 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
         image_size=image_size, apply_mask=run.get("apply_mask", False),
         with_meta=True).dataset
 
-  y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
-                                                       keep_images=GRID_IMAGES)
+  if adapt_to == "specimen":
+    check_adaptable(model)
+    y_true, logits, meta, shown = adapt.predict_logits_by_group(
+        model, dataset(), tta=tta, keep_images=GRID_IMAGES)
+  else:
+    y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
+                                                         keep_images=GRID_IMAGES)
   report, probs = score_split(model_dir, run, y_true, logits, meta, context={
-      "split": split, "tta": tta, "checkpoint": checkpoint,
+      "split": split, "tta": tta, "checkpoint": checkpoint, "adapt": adapt_to,
       "records_dir": storage.abspath(records_dir), "split_notes": info.split_notes,
       # Whether the converter could keep every specimen/patient/slide in one split.
       "group_disjoint": info.group_disjoint})
@@ -131,6 +142,13 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
     results.write_results(model_dir, split, report, y_true, probs, meta, shown,
                           explained)
   return report
+
+
+def check_adaptable(model) -> None:
+  """--adapt=specimen needs BatchNorm statistics to re-estimate."""
+  if not adapt.has_batch_norm(model):
+    raise ValueError("--adapt=specimen re-estimates BatchNorm statistics, and this "
+                     "run's model has none (train with --batch_norm, or a backbone)")
 
 
 def score_split(model_dir: str, run: dict, y_true, logits, meta,

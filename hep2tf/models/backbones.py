@@ -132,8 +132,9 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
   images = keras.Input(shape=input_shape, name="image")
   x = images
   if contrast_stretch:
-    x = hep2tf_layers.ContrastStretch(upper_percentile, dtype="float32",
-                                      name="contrast_stretch")(x)
+    x = hep2tf_layers.ContrastStretch(
+        upper_percentile, relative_floor=hep2tf_layers.RELATIVE_FLOOR,
+        dtype="float32", name="contrast_stretch")(x)
   if (height, width) != tuple(input_shape[:2]):
     x = keras.layers.Resizing(height, width, dtype="float32", name="resize")(x)
   if input_shape[-1] == 1:

@@ -13,6 +13,16 @@ full scale. Fed as they are, activations have a variance near 1e-3 while BatchNo
 moving variance starts at 1.0, and a net can fit the training set yet predict one
 class in inference mode. Hence the default is `PerImageStandardization`.
 
+How a pixel was stored must not matter: in a set that mixes sources one may span 0.04
+to 0.56 of the input's 0..255 units (8-bit data in a 16-bit container) and another 2
+to 254. So the models' first layers are scale-invariant: `PerImageStandardization`
+and `ContrastStretch` floor their divisor at a fraction of each image's own level
+(`relative_floor`), not at a count of 0..255 units. An image whose spread is below
+that fraction of its level (a flat image with a little noise) keeps its noise small
+instead of having it blown up to unit variance; the same cell at 1/257 of the scale
+reaches the next layer unchanged. Models saved before this have `relative_floor` 0 in
+their config and keep their absolute floor.
+
 The layers are built with dtype "float32" by the models, so under a mixed precision
 policy the statistics are still computed in float32.
 """
@@ -26,30 +36,45 @@ import keras
 from keras import ops
 
 NORMALIZATIONS = ("per_image", "dataset", "none")
+# The divisor floors of the scale-invariant input layers, as a fraction of each
+# image's own level (its mean for PerImageStandardization, its upper percentile for
+# ContrastStretch), and a last absolute floor far below any stored level (a 16-bit
+# level is 255 / 65535 = 0.0039 of these units).
+RELATIVE_FLOOR = 0.02
+ABSOLUTE_FLOOR = 1e-6
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
 class PerImageStandardization(keras.layers.Layer):
-  """(x - mean) / max(std, epsilon), per image and per channel.
+  """(x - mean) / max(std, relative_floor * |mean|, epsilon), per image and channel.
 
-  Input and output: (N, H, W, C) float. `epsilon` is in input units (pixel values in
-  [0, 255]); it keeps an almost flat image from having its noise blown up.
+  Input and output: (N, H, W, C) float. With `relative_floor` > 0 the output does not
+  depend on the input's scale: x and x / 257 give the same result. The floor keeps an
+  almost flat image (spread below `relative_floor` of its level) from having its
+  noise blown up. `epsilon` is an absolute floor in input units; saved models of
+  earlier versions have epsilon 1.0 and relative_floor 0.
   """
 
-  def __init__(self, epsilon: float = 1.0, **kwargs):
+  def __init__(self, epsilon: float = 1.0, relative_floor: float = 0.0, **kwargs):
     super().__init__(**kwargs)
+    if epsilon <= 0 or relative_floor < 0:
+      raise ValueError(f"PerImageStandardization: epsilon must be > 0 and "
+                       f"relative_floor >= 0, got {epsilon}, {relative_floor}")
     self.epsilon = float(epsilon)
+    self.relative_floor = float(relative_floor)
 
   def call(self, images):
     mean = ops.mean(images, axis=(1, 2), keepdims=True)
     std = ops.std(images, axis=(1, 2), keepdims=True)
-    return (images - mean) / ops.maximum(std, self.epsilon)
+    floor = ops.maximum(self.relative_floor * ops.abs(mean), self.epsilon)
+    return (images - mean) / ops.maximum(std, floor)
 
   def compute_output_shape(self, input_shape):
     return input_shape
 
   def get_config(self):
-    return {**super().get_config(), "epsilon": self.epsilon}
+    return {**super().get_config(), "epsilon": self.epsilon,
+            "relative_floor": self.relative_floor}
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
@@ -90,13 +115,18 @@ class ContrastStretch(keras.layers.Layer):
   Input and output: (N, H, W, C) float.
   """
 
-  def __init__(self, upper_percentile: float = 99.5, **kwargs):
+  def __init__(self, upper_percentile: float = 99.5, relative_floor: float = 0.0,
+               **kwargs):
     super().__init__(**kwargs)
     if not 50.0 < upper_percentile <= 100.0:
       raise ValueError(
           f"ContrastStretch: upper_percentile must be in (50, 100], "
           f"got {upper_percentile}")
+    if relative_floor < 0:
+      raise ValueError(f"ContrastStretch: relative_floor must be >= 0, got "
+                       f"{relative_floor}")
     self.upper_percentile = float(upper_percentile)
+    self.relative_floor = float(relative_floor)
 
   def call(self, images):
     shape = ops.shape(images)
@@ -109,7 +139,11 @@ class ContrastStretch(keras.layers.Layer):
       # The k-th largest value is the percentile; top_k avoids sorting the image.
       k = max(1, int(round(size * (100.0 - self.upper_percentile) / 100.0)))
       high = ops.top_k(flat, k, sorted=True)[0][:, -1]
-    scale = 255.0 / ops.maximum(high - low, 1e-3)
+    # The span is floored at a fraction of the image's own level (scale-invariant;
+    # saved models of earlier versions: relative_floor 0, an absolute 1e-3).
+    floor = (ops.maximum(self.relative_floor * ops.abs(high), ABSOLUTE_FLOOR)
+             if self.relative_floor > 0 else 1e-3)
+    scale = 255.0 / ops.maximum(high - low, floor)
     low = ops.reshape(low, (-1, 1, 1, 1))
     scale = ops.reshape(scale, (-1, 1, 1, 1))
     return ops.clip((images - low) * scale, 0.0, 255.0)
@@ -118,7 +152,8 @@ class ContrastStretch(keras.layers.Layer):
     return input_shape
 
   def get_config(self):
-    return {**super().get_config(), "upper_percentile": self.upper_percentile}
+    return {**super().get_config(), "upper_percentile": self.upper_percentile,
+            "relative_floor": self.relative_floor}
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
@@ -164,7 +199,9 @@ def normalization_layer(normalization: str = "per_image",
     mean, std: a number or one per channel; only for "dataset".
   """
   if normalization == "per_image":
-    return PerImageStandardization(dtype="float32", name="normalize")
+    return PerImageStandardization(epsilon=ABSOLUTE_FLOOR,
+                                   relative_floor=RELATIVE_FLOOR, dtype="float32",
+                                   name="normalize")
   if normalization == "dataset":
     if mean is None or std is None:
       raise ValueError('normalization="dataset" needs the mean and std hparams')

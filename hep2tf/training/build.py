@@ -41,7 +41,8 @@ def model_hparams(config: TrainConfig) -> dict:
                    backbone_trainable=config.freeze_epochs == 0)
   if config.model in ("cnn", "cnn_bn"):
     hparams.update(filters=parse_widths(config.cnn_filters),
-                   dense_units=config.dense_units, head=config.cnn_head)
+                   dense_units=config.dense_units, head=config.cnn_head,
+                   bn_momentum=config.bn_momentum)
   return hparams
 
 
@@ -72,7 +73,7 @@ def build_models(config: TrainConfig, input_shape, num_classes: int
     logging.info("Loaded %d layers from %s", len(loaded), config.weights)
   augmenter = augment.build_augmenter(
       rotation=config.rotation, rot90=config.rot90, flips=config.flips,
-      brightness=config.brightness, contrast=config.contrast,
+      zoom=config.zoom, brightness=config.brightness, contrast=config.contrast,
       erasing=config.erasing, defocus=config.defocus, gain=config.gain,
       gamma=config.gamma, background_offset=config.background_offset,
       shot_noise=config.shot_noise, read_noise=config.read_noise,

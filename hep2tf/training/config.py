@@ -66,6 +66,9 @@ class TrainConfig:
   dropout: float = flag(0.5, "Dropout rate before the dense layers / head.")
   weight_decay: float = flag(5e-4, "L2 weight decay on kernels, added to the loss.")
   batch_norm: bool = flag(False, "BatchNorm after each conv (cnn, alexnet).")
+  bn_momentum: float = flag(
+      0.99, "cnn: momentum of the BatchNorm moving statistics (lower follows the "
+      "weights sooner in a short run).")
   normalization: str = flag(
       "per_image", "Input normalisation inside the model.",
       choices=("per_image", "dataset", "none"))
@@ -101,14 +104,18 @@ class TrainConfig:
       0.0, "Specimen augmentation: gamma per image, log-uniform in [1/(1+gamma), "
       "1+gamma] (0: off).")
   background_offset: float = flag(
-      0.0, "Specimen augmentation: background added per image, up to this many DN of "
-      "255 (0: off).")
+      0.0, "Specimen augmentation: background added per image, up to this fraction of"
+      " the image's level (its 99th percentile; 0: off).")
   shot_noise: float = flag(
-      0.0, "Specimen augmentation: signal-dependent (shot) noise of variance k*x, k up"
-      " to this (DN per photon; 0: off).")
+      0.0, "Specimen augmentation: signal-dependent (shot) noise of variance k*L*x, L "
+      "the image's level, k up to this (a pixel at the level gets a relative noise of"
+      " sqrt(k); 0: off).")
   read_noise: float = flag(
-      0.0, "Specimen augmentation: Gaussian read noise, std up to this many DN (0: "
-      "off).")
+      0.0, "Specimen augmentation: Gaussian read noise, std up to this fraction of the"
+      " image's level (0: off).")
+  zoom: float = flag(
+      0.0, "Random zoom in or out by up to this fraction (texture scale: "
+      "magnification and cell size; 0: off).")
   mixup: float = flag(0.0, "Mixup alpha (0: off).")
   cutmix: float = flag(0.0, "CutMix alpha (0: off).")
   # Optimisation.

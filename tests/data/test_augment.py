@@ -74,11 +74,13 @@ LAYERS = {
                                                  erasing=0.5, seed=4),
     "defocus": lambda: augment_layers.RandomDefocus(2.0, seed=5),
     "gain_gamma": lambda: augment_layers.RandomGainGamma(0.5, 0.3, seed=6),
-    "background_offset": lambda: augment_layers.RandomBackgroundOffset(20.0, seed=7),
-    "sensor_noise": lambda: augment_layers.RandomSensorNoise(1.0, 2.0, seed=8),
+    "background_offset": lambda: augment_layers.RandomBackgroundOffset(0.2, seed=7),
+    "sensor_noise": lambda: augment_layers.RandomSensorNoise(0.01, 0.02, seed=8),
     "specimen_augmenter": lambda: augment.build_augmenter(
         rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
-        background_offset=10.0, shot_noise=1.0, read_noise=2.0, seed=9),
+        background_offset=0.1, shot_noise=0.01, read_noise=0.02, seed=9),
+    "zoom": lambda: augment.build_augmenter(rotation=False, rot90=False, flips=False,
+                                            zoom=0.3, seed=10),
 }
 
 
@@ -216,29 +218,30 @@ def test_gain_scales_each_image_by_one_factor_in_range(mode):
   np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 35.0 * per_image, rtol=1e-5)
 
 
-def test_gamma_is_a_power_law_per_image():
+def test_gamma_is_a_power_law_per_image_relative_to_its_level():
   batch = np.full((32, 4, 4, 1), 255 * 0.2, np.float32)
   batch[:, 2:] = 255 * 0.6
   out = augment_layers.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
       batch, training=True).numpy()
-  # x -> 255 (x / 255) ** g: the exponent recovered from either level agrees.
-  from_dark = np.log(out[:, 0, 0, 0] / 255) / np.log(0.2)
-  from_bright = np.log(out[:, 3, 0, 0] / 255) / np.log(0.6)
-  np.testing.assert_allclose(from_dark, from_bright, rtol=1e-3)
-  assert from_dark.min() >= 0.5 - 1e-4 and from_dark.max() <= 2.0 + 1e-4
-  assert np.ptp(from_dark) > 0.5
+  # x -> L (x / L) ** g with L the image's level (here its bright half): the level
+  # stays, the dark third of it bends by one exponent per image.
+  np.testing.assert_allclose(out[:, 3], batch[:, 3], rtol=1e-5)
+  exponent = np.log(out[:, 0, 0, 0] / (255 * 0.6)) / np.log(1 / 3)
+  assert exponent.min() >= 0.5 - 1e-4 and exponent.max() <= 2.0 + 1e-4
+  assert np.ptp(exponent) > 0.5
 
 
 def test_background_offset_adds_one_constant_per_image():
   rng = np.random.default_rng(4)
   batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
-  layer = augment_layers.RandomBackgroundOffset(15.0, seed=4)
+  layer = augment_layers.RandomBackgroundOffset(0.15, seed=4)
   out = layer(batch, training=True).numpy()
   offset = out - batch
   np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
                              atol=1e-4)
-  assert offset.min() >= 0 and offset.max() <= 15.0 + 1e-4
-  assert np.ptp(offset[:, 0, 0, 0]) > 5
+  level = np.percentile(batch.reshape(32, -1), 99, axis=1, method="higher")
+  assert offset.min() >= 0 and np.all(offset[:, 0, 0, 0] <= 0.15 * level + 1e-4)
+  assert np.ptp(offset[:, 0, 0, 0] / level) > 0.05
 
 
 def _noise_variance(layer, level, n=64, size=16):
@@ -247,18 +250,40 @@ def _noise_variance(layer, level, n=64, size=16):
   return (out - batch).var()
 
 
+def _half_and_half(n=64, size=16, dark=20.0, bright=180.0):
+  batch = np.full((n, size, size, 1), dark, np.float32)
+  batch[:, size // 2:] = bright
+  return batch
+
+
 def test_shot_noise_grows_with_signal_read_noise_does_not():
-  shot = augment_layers.RandomSensorNoise(shot=2.0, read=0.0, seed=5)
-  dark, bright = _noise_variance(shot, 20.0), _noise_variance(shot, 180.0)
-  # Variance k * x: nine times the signal, about nine times the variance.
+  batch = _half_and_half()
+  shot = augment_layers.RandomSensorNoise(shot=0.02, read=0.0, seed=5)
+  noise = shot(batch, training=True).numpy() - batch
+  dark, bright = noise[:, :8].var(), noise[:, 8:].var()
+  # Variance k * L * x: nine times the signal, about nine times the variance.
   assert 6 < bright / dark < 12
-  # E[k] = 1 for k uniform in [0, 2]: the variance is about the signal in DN.
-  assert 120 < bright < 240
-  read = augment_layers.RandomSensorNoise(shot=0.0, read=4.0, seed=6)
-  ratio = _noise_variance(read, 180.0) / _noise_variance(read, 20.0)
-  assert 0.7 < ratio < 1.4
-  # std uniform in [0, 4]: E[std^2] = 16 / 3.
-  assert 3.5 < _noise_variance(read, 100.0) < 7.5
+  # E[k] = 0.01 for k uniform in [0, 0.02]: at the level, a variance of 0.01 L^2.
+  assert 0.006 < bright / 180.0 ** 2 < 0.014
+  read = augment_layers.RandomSensorNoise(shot=0.0, read=0.04, seed=6)
+  noise = read(batch, training=True).numpy() - batch
+  assert 0.7 < noise[:, 8:].var() / noise[:, :8].var() < 1.4
+  # std uniform in [0, 0.04] L: E[std^2] = (0.04 L)^2 / 3.
+  assert 0.7 < noise[:, 8:].var() / ((0.04 * 180.0) ** 2 / 3) < 1.4
+
+
+def test_specimen_augmentation_is_relative_to_the_images_level():
+  """The same cells at 1/257 of the scale (8-bit values in a 16-bit container) get
+  the same offset, gamma and noise, relative to their level."""
+  batch = _half_and_half(n=16)
+  kwargs = dict(rotation=False, rot90=False, flips=False, defocus=1.0, gain=0.5,
+                gamma=0.3, background_offset=0.1, shot_noise=0.01,
+                read_noise=0.02, zoom=0.2)
+  bright = augment.build_augmenter(seed=3, **kwargs)(batch, training=True).numpy()
+  dim = augment.build_augmenter(seed=3, **kwargs)(batch / 257.0,
+                                                  training=True).numpy()
+  np.testing.assert_allclose(dim * 257.0, bright, rtol=1e-3, atol=1e-3)
+  assert np.abs(bright - batch).max() > 1.0
 
 
 def test_specimen_layers_stay_in_range_and_are_serialisable():
@@ -266,16 +291,19 @@ def test_specimen_layers_stay_in_range_and_are_serialisable():
                          ).astype(np.float32)
   aug = augment.build_augmenter(
       rotation=False, rot90=False, flips=False, defocus=1.0, gain=1.0, gamma=0.5,
-      background_offset=30.0, shot_noise=3.0, read_noise=5.0, seed=0)
+      background_offset=0.3, shot_noise=0.03, read_noise=0.05, seed=0)
   assert [l.name for l in aug.layers] == [
       "defocus", "background_offset", "gain_gamma", "sensor_noise"]
   out = aug(batch, training=True).numpy()
-  assert out.min() >= 0 and out.max() <= 255
+  assert out.min() >= 0 and np.isfinite(out).all()
   for layer in aug.layers:
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
   with pytest.raises(ValueError, match="must be >= 0"):
     augment_layers.RandomSensorNoise(shot=-1.0)
+  # A setting in the absolute units of earlier versions is refused, with the fix.
+  with pytest.raises(ValueError, match="fraction in"):
+    augment_layers.RandomBackgroundOffset(10.0)
 
 
 def test_rotation_fills_corners_with_black():

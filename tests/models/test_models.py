@@ -213,6 +213,35 @@ def test_per_image_standardization_gives_zero_mean_unit_std():
   assert np.all(np.asarray(PerImageStandardization()(flat)) == 0.0)
 
 
+@pytest.mark.parametrize("name", SCRATCH_MODELS + ["mobilenet_v3_small"])
+def test_models_do_not_depend_on_the_scale_a_cell_was_stored_at(name):
+  """The same cells as 8-bit (x), as 16-bit x 257 (the reader gives x again) and as
+  16-bit holding 0..255 of 65535 (x / 257) get the same probabilities."""
+  model = build_model(name, SHAPE, CLASSES, weights=None)
+  images = dark_cells(n=4, seed=3)
+  stored16 = np.round(images).astype(np.uint16)
+  full = stored16.astype(np.float32)
+  low = stored16.astype(np.float32) * np.float32(255.0 / 65535.0)
+  p_full = np.asarray(model(full, training=False))
+  p_low = np.asarray(model(low, training=False))
+  np.testing.assert_allclose(p_low, p_full, atol=1e-4)
+  # The first layer's output itself matches (not only the argmax of a random net).
+  first = keras.Model(model.inputs, model.layers[1].output)
+  np.testing.assert_allclose(np.asarray(first(low)), np.asarray(first(full)),
+                             rtol=1e-3, atol=1e-3)
+
+
+def test_standardization_keeps_a_flat_images_noise_small():
+  rng = np.random.default_rng(2)
+  flat = (100.0 + rng.normal(0, 0.5, (2, 16, 16, 1))).astype("float32")
+  layer = PerImageStandardization(epsilon=1e-6, relative_floor=0.02)
+  out = np.asarray(layer(flat))
+  # std 0.5 is below 2% of the level 100: divided by 2, not blown up to 1.
+  assert out.std() < 0.3
+  np.testing.assert_allclose(np.asarray(layer(flat / 257.0)), out, rtol=1e-3,
+                             atol=1e-4)
+
+
 def test_contrast_stretch_fills_the_range():
   images = dark_cells(n=2, shape=(30, 30, 1))
   out = np.asarray(ContrastStretch(99.0)(images))
