@@ -65,13 +65,14 @@ class Rejects:
 class NoSpaceError(OSError):
   """No space left on the device while writing `path`; nothing was published."""
 
-  def __init__(self, path: str | os.PathLike):
+  def __init__(self, path: str | os.PathLike,
+               kept: str = "nothing was published"):
     self.path = os.fspath(path)
     free = free_bytes(self.path)
     self.free = free
     there = f"{_size(free)} free there" if free is not None else "free space unknown"
     super().__init__(errno.ENOSPC, f"no space left on the device writing "
-                     f"{self.path} ({there}); nothing was published")
+                     f"{self.path} ({there}); {kept}")
 
   def __str__(self) -> str:
     return self.strerror
@@ -85,18 +86,19 @@ def is_no_space(error: BaseException) -> bool:
   return "No space left on device" in str(error)
 
 
-def no_space(error: BaseException,
-             path: str | os.PathLike | None = None) -> NoSpaceError:
-  """`error` (a full disk) as a NoSpaceError naming `path` (what was being made);
-  without it, the file the error names (Python's `filename`, or TensorFlow's
-  "PATH; No space left on device"), else the current folder."""
+def no_space(error: BaseException, path: str | os.PathLike | None = None,
+             kept: str = "nothing was published") -> NoSpaceError:
+  """`error` (a full disk) as a NoSpaceError naming `path` (what was being made)
+  and what is `kept`; without a path, the file the error names (Python's
+  `filename`, or TensorFlow's "PATH; No space left on device"), else the current
+  folder."""
   if isinstance(error, NoSpaceError):
     return error
   if path is None:
     text = str(error)
     named = text.split("; No space left")[0] if "; No space left" in text else ""
     path = getattr(error, "filename", None) or named.strip() or os.getcwd()
-  return NoSpaceError(path)
+  return NoSpaceError(path, kept)
 
 
 def free_bytes(path: str | os.PathLike) -> int | None:

@@ -5,7 +5,10 @@
 The flags are TrainConfig's fields (hep2tf/training/config.py, where their help is)
 and --model_dir. Flags on the command line override the flagfile. The resolved flags
 are written to RUN/flags.txt. Running the same command again after an interruption
-resumes from the last completed epoch.
+resumes from the last completed epoch. One run at a time holds a run directory
+(RUN/lock.json): a second one stops at once naming the holder's host, pid and start;
+a lock whose holder is gone is taken over with a message, --force_unlock takes it
+whatever it says.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import console, errors, storage
+from hep2tf import console, errors, models, runlock, storage
 from hep2tf.training import trainer
 from hep2tf.training import config as config_lib
 from hep2tf.training.config import TrainConfig
@@ -27,6 +30,11 @@ def define_flags() -> None:
   config_lib.define_flags()
   flags.DEFINE_string("model_dir", None,
                       "Run directory (checkpoints, TensorBoard, exports).")
+  flags.DEFINE_boolean(
+      "force_unlock", False, "Take the run directory's lock (RUN/lock.json) even "
+      "when it names a holder that may be alive: for a run known to be gone whose "
+      "lock is not yet stale (another host: no heartbeat for "
+      f"{runlock.STALE_MINUTES:g} min).")
 
 
 FLAGS = flags.FLAGS
@@ -45,11 +53,12 @@ def check_paths(config: TrainConfig, model_dir: str) -> None:
     same = model_dir.rstrip("/") == config.records_dir.rstrip("/")
   if same:
     raise ValueError("--model_dir must not be the records folder")
-  if (config.weights not in ("none", "", "imagenet")
-      and not storage.exists(config.weights)):
-    raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
-                            "directory (expected none, imagenet, a .keras/.weights.h5 "
-                            "file or an earlier run)")
+  if config.weights not in ("none", "", "imagenet"):
+    if not storage.exists(config.weights):
+      raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
+                              "directory (expected none, imagenet, a .keras/"
+                              ".weights.h5 file or an earlier run)")
+    models.resolve_weights(config.weights)   # InputError saying what it is
 
 
 def main(argv):
@@ -60,9 +69,10 @@ def main(argv):
   config = config_lib.config_from_flags()
   try:
     check_paths(config, FLAGS.model_dir)
-    report = trainer.train_and_evaluate(config, FLAGS.model_dir)
-  except (trainer.TrainingError, errors.InputError, FileExistsError,
-          FileNotFoundError, ValueError) as e:
+    report = trainer.train_and_evaluate(config, FLAGS.model_dir,
+                                        FLAGS.force_unlock)
+  except (trainer.TrainingError, runlock.RunLocked, errors.InputError,
+          FileExistsError, FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import atomic, hardware, models, rundir
+from hep2tf import atomic, errors, hardware, models, rundir
 from hep2tf.data import folds, reader
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
@@ -83,16 +83,36 @@ class Models:
 # --- The run ------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
+def train_and_evaluate(config: TrainConfig, model_dir: str,
+                       force_unlock: bool = False) -> dict:
   """Trains a model on the records and evaluates it on the eval split.
 
   Returns the eval-split report of `metrics.classification_report` for the best
   checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
-  it ran).
+  it ran). The chief holds RUN/lock.json throughout (hep2tf/runlock.py: a second
+  run on the folder raises RunLocked at once; `force_unlock` takes the lock
+  whatever it says). A folder this call made is removed again when the run stops
+  before its first epoch is written (bad weights, Ctrl-C): a run that never started
+  leaves no run folder. A full disk raises errors.NoSpaceError naming model_dir.
   """
   # The strategy first: multi-worker collectives must be set up before any op runs.
   distribute.split_cpu(config.cpu_devices)
   strategy = distribute.make_strategy(config.distribution, config.tpu)
+  if not distribute.is_chief(strategy):
+    return _train(config, model_dir, strategy)
+  try:
+    with rundir.RunDir(model_dir).held(force_unlock):
+      return _train(config, model_dir, strategy)
+  except Exception as e:
+    if not errors.is_no_space(e):
+      raise
+    raise errors.no_space(e, model_dir, kept=(
+        "the last finished epoch is kept: free some space and run the same "
+        "command to resume")) from None
+
+
+def _train(config: TrainConfig, model_dir: str,
+           strategy: tf.distribute.Strategy) -> dict:
   run = open_run(config, model_dir, strategy)
   config = dataclasses.replace(config, overwrite=False)  # open_run did what it asks
   # The precision policy is Keras-global; it is the run's, so it ends with the run.
