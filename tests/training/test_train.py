@@ -399,3 +399,42 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
 
   assert trainer.fit_verbosity(Terminal()) == 1
   assert trainer.fit_verbosity(io.StringIO()) == 2
+
+
+def test_predict_keeps_going_past_bad_files_and_says_why(finished_run, tmp_path):
+  run, _, records_dir, source_dir = finished_run
+  manifest = pd.read_csv(os.path.join(records_dir, "manifest.csv"))
+  good = [os.path.join(source_dir, n) for n in manifest["file_name"][:3]]
+  truncated = tmp_path / "truncated.png"
+  truncated.write_bytes(open(good[0], "rb").read()[:60])
+  text = tmp_path / "notes.png"
+  text.write_text("not an image")
+  files = [good[0], str(truncated), good[1], str(tmp_path / "missing.png"),
+           str(text), good[2]]
+  frame = predict.predict_files(run, files, batch_size=2)
+  assert list(frame.columns[:4]) == ["file", "status", "class", "confidence"]
+  assert list(frame["status"] == "ok") == [True, False, True, False, False, True]
+  assert "cannot decode the image, truncated or corrupt" in frame["status"][1]
+  assert frame["status"][3] == "file not found"
+  assert frame["status"][4].startswith("not a readable image")
+  bad = frame[frame["status"] != "ok"]
+  assert (bad["class"] == "").all() and bad["confidence"].isna().all()
+  # The good files get what they get on their own.
+  alone = predict.predict_files(run, good)
+  p = [c for c in frame.columns if c.startswith("p_")]
+  np.testing.assert_allclose(frame[frame["status"] == "ok"][p].to_numpy(),
+                             alone[p].to_numpy(), atol=1e-5)
+  assert list(frame[frame["status"] == "ok"]["class"]) == list(alone["class"])
+  # The command writes every row and exits with "some inputs skipped".
+  out = tmp_path / "predictions.csv"
+  env = {**os.environ, "PYTHONPATH": REPO}
+  result = subprocess.run([sys.executable, "-m", "hep2tf.predict",
+                           f"--model_dir={run}", f"--output={out}", *files],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 3, result.stderr[-2000:]
+  assert "3 predictions written to" in result.stdout
+  assert result.stderr.strip().splitlines()[-1] == (
+      "3 of 6 files could not be read; their rows say why in the status column")
+  written = pd.read_csv(out, keep_default_na=False)
+  assert list(written["status"] == "ok") == [True, False, True, False, False, True]
