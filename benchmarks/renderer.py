@@ -15,7 +15,8 @@ range in all splits: a leave-one-nuisance-out set. `held_out=None` draws every
 family from its full range everywhere: an independent set split by specimen.
 
 The set is written in the ICPR 2014 layout (`training/`, `validation/`, `test/` and
-`gt_training.csv` with intensity and specimen columns), 8-bit PNG, or with
+`gt_training.csv` with intensity and specimen columns; `specimens.csv` beside it lists
+what each specimen drew), 8-bit PNG, or with
 `storage="uint16_low"` as 16-bit PNG holding the same 0..255 values (8-bit data in a
 16-bit container, as some public sets ship).
 
@@ -142,7 +143,7 @@ def _points_inside(rng, inside, count, min_distance):
 
 
 def pattern(rng, pattern_name: str, tex: dict, scale: float):
-  """The stain of one cell at twice the pixel resolution: (image 0..~1, nucleus mask)."""
+  """The stain of one cell at twice the pixel resolution: (image ~0..1, nucleus)."""
   n = SIZE * OVERSAMPLE
   o = OVERSAMPLE * scale                     # oversampled pixels per cell pixel
   radius = tex["radius"] * o * rng.uniform(0.9, 1.1)
@@ -257,10 +258,11 @@ def render_set(output_dir: str, num_cells: int = 1500, seed: int = 0,
   if storage not in ("uint8", "uint16_low"):
     raise ValueError(f"storage must be uint8 or uint16_low, got {storage!r}")
   rng = np.random.default_rng(np.random.SeedSequence([seed, 2028]))
-  rows, counts, cell_id = [], {}, 0
+  rows, counts, cell_id, drawn = [], {}, 0, []
   for spec in plan_specimens(num_cells, rng):
     nz = specimen_nuisance(rng, spec["split"], held_out)
     tex = specimen_texture(rng)
+    drawn.append({**spec, **nz, **tex})
     folder = os.path.join(output_dir, spec["split"])
     os.makedirs(folder, exist_ok=True)
     for _ in range(spec["cells"]):
@@ -279,6 +281,11 @@ def render_set(output_dir: str, num_cells: int = 1500, seed: int = 0,
     writer = csv.writer(f)
     writer.writerow(["Image ID", "Image class", "Intensity", "Specimen ID"])
     writer.writerows(rows)
+  # What each specimen drew, to read a result against (not used by the layout).
+  with open(os.path.join(output_dir, "specimens.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(drawn[0]))
+    writer.writeheader()
+    writer.writerows(drawn)
   return counts
 
 

@@ -91,7 +91,8 @@ def summarise(rows: list[dict]) -> str:
     values = [v for v in values if v is not None]
     if not values:
       return "-"
-    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+    spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.3f} +- {spread:.3f}"
 
   for (candidate, set_name), group in sorted(groups.items()):
     lowest = [min(r["recall"].values()) for r in group]

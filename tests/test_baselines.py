@@ -41,3 +41,13 @@ def test_baseline_runs_on_records(tiny_records):
                                         - result["test_mca"])
   # Six classes: chance is 1/6; texture alone does far better on these cells.
   assert result["test_mca"] > 0.3
+
+
+def test_plain_cnn_baseline_trains_and_scores_records(tiny_records):
+  records_dir, _ = tiny_records
+  result = baselines.run_plain_cnn(records_dir, seed=0, steps=20, batch_size=16)
+  assert result["epochs"] >= 1
+  assert 0.0 <= result["test_mca"] <= 1.0
+  assert result["gap"] == pytest.approx(result["validation_mca"]
+                                        - result["test_mca"])
+  assert len(result["test_report"]["per_class"]) == 6
