@@ -11,6 +11,8 @@ data/synthetic_hep2 (reused when it already matches) and writes records/syntheti
       --group_column=patient
   python -m hep2tf.create_records --dataset=cnmc --data_dir=/data/C-NMC_Leukemia \\
       --layout_option fold_as_split=train --validation_fraction=0
+  python -m hep2tf.create_records --dataset=fields --data_dir=/data/fields \\
+      --cell_size=78 --edge_cells=drop
   python -m hep2tf.create_records --verify=records/synthetic_hep2
 
 Exit codes (hep2tf.errors): 0 done; 2 bad input, nothing published (the reason on
@@ -28,6 +30,7 @@ from absl import flags
 from hep2tf import console, errors
 from hep2tf.convert import create
 from hep2tf.convert import plan
+from hep2tf.data import fields
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.data import sources
@@ -42,6 +45,7 @@ def define_flags() -> None:
   _define_source_flags()
   _define_split_flags()
   _define_image_flags()
+  fields.define_flags(flags.FLAGS)
 
 
 def _define_source_flags() -> None:

@@ -46,10 +46,11 @@ def define_flags() -> None:
                      "coverage it gives on the validation split into the run.")
   flags.DEFINE_integer("explain_cells", explain.DEFAULT_CELLS, "Cells to explain with "
                        "attribution maps (0: none); each costs a few dozen passes.")
-  flags.DEFINE_enum("adapt", "none", list(adapt.ADAPT_MODES), "specimen: predict each "
-                    "specimen's cells with BatchNorm statistics re-estimated from that "
-                    "specimen's own cells (AdaBN; unsupervised, never reads labels; "
-                    "models with BatchNorm only).")
+  flags.DEFINE_enum("adapt", "none", list(adapt.ADAPT_MODES), "Test-time BatchNorm "
+                    "statistics (AdaBN; unsupervised, never reads labels; models with "
+                    "BatchNorm only): split: re-estimated from all cells of the split "
+                    "(a new lab's batch); specimen: from each specimen's own cells "
+                    "(harmful where a specimen has one pattern, as in IIF).")
 
 FLAGS = flags.FLAGS
 

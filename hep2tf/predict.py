@@ -1,7 +1,16 @@
-"""Classifies image files with a trained run and writes a CSV.
+"""Classifies image files, or whole fields, with a trained run.
 
   python -m hep2tf.predict --model_dir=RUN [--output=predictions.csv]
       [--min_confidence=0.9] [--explain --explain_dir=DIR] FILES...
+  python -m hep2tf.predict --model_dir=RUN --fields=DIR --output_dir=OUT
+      [--min_confidence=0.5] [--min_cells=3] [--tta]
+
+With --fields, DIR is a fields layout (DIR/<specimen>/<field>.png, optional
+_mask.png and specimens.csv; see hep2tf.data.fields): every cell is found, cut and
+classified, and each specimen answered by the vote of hep2tf.evaluation.votes;
+OUT/specimens.csv, OUT/cells.csv and one overlay PNG per field are written (and
+OUT/metrics.json where specimens.csv gives patterns). Exit code 3 when a field could
+not be read (named in OUT/rejects.csv; the rest of its specimen still voted).
 
 One row per file: file, status ("ok", or why the file could not be read: every other
 file is still predicted, that row has no class, and the command exits with 3), class,
@@ -23,8 +32,9 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import atomic, console, errors
-from hep2tf.evaluation import predict
+from hep2tf import atomic, console, errors, rundir
+from hep2tf.data import fields as data_fields
+from hep2tf.evaluation import fields, predict, votes
 
 
 def define_flags() -> None:
@@ -38,6 +48,13 @@ def define_flags() -> None:
                      "this as uncertain (default: the run's stored threshold, if any).")
   flags.DEFINE_boolean("explain", False, "Write one attribution overlay per input.")
   flags.DEFINE_string("explain_dir", "explanations", "Folder for the --explain PNGs.")
+  flags.DEFINE_string("fields", None, "A fields folder (DIR/<specimen>/<field>.png): "
+                      "classify its cells and answer per specimen.")
+  flags.DEFINE_string("output_dir", None, "--fields: folder for specimens.csv, "
+                      "cells.csv and the overlays.")
+  flags.DEFINE_integer("min_cells", votes.DEFAULT_MIN_CELLS, "--fields: a specimen "
+                       "with fewer confident cells is answered 'uncertain'.")
+  data_fields.define_flags(flags.FLAGS)
 
 FLAGS = flags.FLAGS
 
@@ -46,6 +63,8 @@ def main(argv):
   files = argv[1:]
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
+  if FLAGS.fields:
+    return predict_fields(files)
   if not files:
     raise app.UsageError("name the image files to classify")
   try:
@@ -71,6 +90,35 @@ def main(argv):
     print(f"{bad} of {len(frame)} files could not be read; their rows say why in "
           f"the status column", file=sys.stderr)
     sys.exit(errors.EXIT_SKIPPED)
+
+
+def predict_fields(files) -> int:
+  if files or not FLAGS.output_dir:
+    raise app.UsageError("--fields takes --output_dir=OUT and no file names")
+  try:
+    run = rundir.RunDir(FLAGS.model_dir).read_config()
+    config = data_fields.config_from_flags(
+        FLAGS, cell_size=int(run["input_shape"][0]))
+    table, rejects, report = fields.predict_fields(
+        FLAGS.model_dir, FLAGS.fields, FLAGS.output_dir, checkpoint=FLAGS.checkpoint,
+        tta=FLAGS.tta, batch_size=FLAGS.batch_size,
+        min_confidence=FLAGS.min_confidence, min_cells=FLAGS.min_cells,
+        config=config)
+  except (errors.InputError, FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_INPUT_ERROR
+  print(table[["specimen", "pattern", "confidence", "cells", "voted"]
+              + (["true_pattern"] if "true_pattern" in table else [])].to_string(
+                  index=False))
+  print(f"{len(table)} specimens written to {FLAGS.output_dir}/specimens.csv "
+        "(cells.csv, overlays/ beside it)")
+  if report is not None:
+    print(f"specimen accuracy {report['aca']:.4f}, MCA {report['mca']:.4f} over "
+          f"{report['num_specimens']} labelled specimens ({report['answered']} "
+          "answered); metrics.json")
+  for error in rejects.errors:
+    print(f"skipped: {error}", file=sys.stderr)
+  return fields.exit_code(rejects)
 
 
 def run():

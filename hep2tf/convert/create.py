@@ -18,7 +18,7 @@ from hep2tf import errors
 from hep2tf.convert import metadata
 from hep2tf.convert import plan
 from hep2tf.convert import writer
-from hep2tf.data import intensity
+from hep2tf.data import fields, intensity
 from hep2tf.data.records import REJECTS
 
 
@@ -33,6 +33,11 @@ def source_options(flag_values) -> dict:
   Raises InputError for a --layout_option without '=' or one that repeats a key.
   """
   options = {key: flag_values[flag].value for key, flag in _NAMED_OPTIONS.items()}
+  given = fields.given_flags(flag_values)
+  if flag_values.dataset == "fields":
+    options["config"] = fields.FieldsConfig(**given)
+  elif given:
+    raise errors.InputError(f"--{', --'.join(given)} apply to --dataset=fields only")
   for text in flag_values.layout_option or []:
     key, sep, value = text.partition("=")
     key = key.strip()

@@ -2,12 +2,12 @@
 
 Images are float32 in [0, 255], shape (N, H, W, C) (`dihedral` also takes one
 (H, W, C) image). `build_augmenter` stacks Keras' own rotation and colour layers with
-hep2tf's (hep2tf.data.augment_layers) into the Sequential named "augment": it runs
-inside the compiled training step, on the accelerator when there is one, and is the
-identity at inference. `dihedral` (the 8 rotations and flips) is a pure TensorFlow
-function, used for test-time augmentation and matching the converter's offline
-copies. Mixup and CutMix change the labels, so they run on the host in the reader
-(hep2tf.data.mixing).
+hep2tf's (hep2tf.data.augment_layers, hep2tf.data.specimen_layers) into the Sequential
+named "augment": it runs inside the compiled training step, on the accelerator when
+there is one, and is the identity at inference. `dihedral` (the 8 rotations and
+flips) is a pure TensorFlow function, used for test-time augmentation and matching the
+converter's offline copies. Mixup and CutMix change the labels, so they run on the
+host in the reader (hep2tf.data.mixing).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from hep2tf.data.augment_layers import (RandomBackgroundOffset, RandomDefocus,
-                                        RandomDihedral, RandomErasing,
-                                        RandomGainGamma, RandomQuarterTurn,
-                                        RandomSensorNoise)
+from hep2tf.data.augment_layers import (RandomDihedral, RandomErasing,
+                                        RandomQuarterTurn)
+from hep2tf.data.specimen_layers import (RandomBackgroundOffset, RandomDefocus,
+                                         RandomGainGamma, RandomGrain,
+                                         RandomSensorNoise)
 
 NUM_DIHEDRAL = 8
 
@@ -49,15 +50,16 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
                     contrast: float = 0.0, erasing: float = 0.0,
                     defocus: float = 0.0, gain: float = 0.0, gamma: float = 0.0,
                     background_offset: float = 0.0, shot_noise: float = 0.0,
-                    read_noise: float = 0.0,
+                    read_noise: float = 0.0, grain: float = 0.0,
                     seed: int | None = None) -> keras.Sequential:
   """The training-time augmentation stack, a Sequential named "augment".
 
   Order: arbitrary-angle rotation (full circle, background filled with 0 because IIF
   background is dark), zoom, the dihedral group (quarter turns and flips), then the
   specimen-level layers in the order of image formation (defocus, background offset,
-  gain and gamma, sensor noise), brightness, contrast, random erasing. Each part is
-  left out when switched off; with everything off the Sequential is the identity.
+  gain and gamma, sensor noise, grain), brightness, contrast, random erasing. Each
+  part is left out when switched off; with everything off the Sequential is the
+  identity.
 
   Args:
     rotation: keras RandomRotation over the full circle.
@@ -77,6 +79,7 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
       image's level; 0 = off.
     shot_noise, read_noise: RandomSensorNoise shot and read, fractions of each
       image's level; 0 = off.
+    grain: RandomGrain amount (correlated noise, a fraction of the level); 0 = off.
     seed: base seed; each layer gets its own derived seed.
 
   Always call it with an explicit `training=` (Keras' fit and predict do): Keras' own
@@ -118,6 +121,9 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
   if shot_noise > 0 or read_noise > 0:
     layers.append(RandomSensorNoise(shot_noise, read_noise, seed=layer_seed(8),
                                     dtype="float32", name="sensor_noise"))
+  if grain > 0:
+    layers.append(RandomGrain(grain, seed=layer_seed(10), dtype="float32",
+                              name="grain"))
   if brightness > 0:
     layers.append(keras.layers.RandomBrightness(
         brightness, value_range=(0, 255), seed=layer_seed(2), dtype="float32",

@@ -7,10 +7,16 @@ specimen's own cells, unsupervised (the labels are never read), layer by layer i
 forward pass in batch-statistics mode, then predicts that specimen's cells in
 inference mode with those statistics, and puts the trained ones back.
 
+Two units of adaptation (`ADAPT_MODES`): "specimen", the groups of the records
+(`schema.GROUP`: specimen, patient, slide; cells without one keep the trained
+statistics), and "split", all cells of the evaluated split at once (a new lab's
+batch, imaged together). In IIF sets a specimen carries one pattern, so its own
+statistics hold the class signal, and re-estimating them per specimen normalises it
+away (docs/RESULTS.md measures this); "split" keeps the classes mixed.
+
 Only models with BatchNormalization layers have statistics to re-estimate
 (`has_batch_norm`); the from-scratch cnn without --batch_norm standardises each image
-on its own already. Groups come from the records (`schema.GROUP`: specimen, patient,
-slide); cells without a group are predicted with the trained statistics.
+on its own already.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 from hep2tf.data import schema
 from hep2tf.evaluation import predict
 
-ADAPT_MODES = ("none", "specimen")
+ADAPT_MODES = ("none", "specimen", "split")
 # Cells of one group used to estimate its statistics (a random subset beyond it).
 MAX_ADAPT_CELLS = 512
 
@@ -71,11 +77,12 @@ def restore_statistics(model: keras.Model, saved: list) -> None:
 
 
 def predict_logits_by_group(model: keras.Model, dataset, tta: bool = False,
-                            keep_images: int = 0):
+                            keep_images: int = 0, unit: str = "specimen"):
   """`predict.predict_logits` with each group's own BatchNorm statistics.
 
-  `dataset` yields (images, labels, meta) with `schema.GROUP` in meta. Returns the
-  same tuple as `predict.predict_logits`, in the dataset's order.
+  `dataset` yields (images, labels, meta) with `schema.GROUP` in meta; `unit`
+  "specimen" adapts to each group, "split" to all cells at once. Returns the same
+  tuple as `predict.predict_logits`, in the dataset's order.
   """
   images, y_true, meta = [], [], {}
   for batch, labels, batch_meta in dataset:
@@ -87,7 +94,9 @@ def predict_logits_by_group(model: keras.Model, dataset, tta: bool = False,
   y_true = np.concatenate(y_true)
   meta = {k: np.concatenate(v) for k, v in meta.items()}
   groups = meta.get(schema.GROUP, np.full(len(y_true), "", dtype=object))
-  if not any(groups):
+  if unit == "split":
+    groups = np.full(len(y_true), "all", dtype=object)
+  elif not any(groups):
     raise ValueError("adapting to specimens needs the specimen of each cell, and "
                      "these records have none")
   logits = None

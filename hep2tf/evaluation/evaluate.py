@@ -95,8 +95,9 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   `by_intensity`, `by_specimen`, `abstention` (when a threshold is set) and
   `explanations` (when `explain_cells` > 0).
 
-  `adapt_to="specimen"`: each specimen's cells are predicted with BatchNorm
-  statistics re-estimated from that specimen's own cells (`adapt`; unsupervised).
+  `adapt_to="specimen"` / `"split"`: cells are predicted with BatchNorm statistics
+  re-estimated from their specimen's cells, or from the whole split's (`adapt`;
+  unsupervised).
   """
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
@@ -121,10 +122,10 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
         image_size=image_size, apply_mask=run.get("apply_mask", False),
         with_meta=True).dataset
 
-  if adapt_to == "specimen":
+  if adapt_to != "none":
     check_adaptable(model)
     y_true, logits, meta, shown = adapt.predict_logits_by_group(
-        model, dataset(), tta=tta, keep_images=GRID_IMAGES)
+        model, dataset(), tta=tta, keep_images=GRID_IMAGES, unit=adapt_to)
   else:
     y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
                                                          keep_images=GRID_IMAGES)
@@ -145,9 +146,9 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
 
 
 def check_adaptable(model) -> None:
-  """--adapt=specimen needs BatchNorm statistics to re-estimate."""
+  """--adapt needs BatchNorm statistics to re-estimate."""
   if not adapt.has_batch_norm(model):
-    raise ValueError("--adapt=specimen re-estimates BatchNorm statistics, and this "
+    raise ValueError("--adapt re-estimates BatchNorm statistics, and this "
                      "run's model has none (train with --batch_norm, or a backbone)")
 
 

@@ -17,9 +17,10 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from hep2tf import figures, models, rundir, storage
-from hep2tf.data import augment, images, intensity
+from hep2tf.data import augment, decoding, images, intensity
 from hep2tf.evaluation import calibration, explain, plots
 from hep2tf.errors import InputError
 
@@ -119,6 +120,25 @@ def load_for_model(path: str, input_shape,
                                resize="pad", pixel_spec=pixels)
   array = images.decode_png(loaded.png).astype(np.float32)
   return array * np.float32(255.0 / pixels.white_level)
+
+
+def array_for_model(values: np.ndarray, input_shape,
+                    pixels: intensity.PixelSpec | None = None,
+                    where: str = "") -> np.ndarray:
+  """A grey window already in memory (uint8, uint16 or float (H, W)) -> the model's
+  float32 (H, W, C): the steps of `load_for_model` after decoding (the records'
+  storage mapping, padded resize, stored * 255 / white_level). `where` names it in
+  errors."""
+  height, width, channels = input_shape
+  pixels = pixels or intensity.PixelSpec()
+  kind = ("uint8" if values.dtype == np.uint8
+          else "float" if values.dtype.kind == "f" else "uint16")
+  planes = values[..., None] if values.ndim == 2 else values
+  if channels == 3 and planes.shape[-1] == 1:
+    planes = np.repeat(planes, 3, axis=-1)
+  stored = intensity.to_storage(planes, kind, pixels, where)
+  stored = decoding.resize(stored, (height, width), "pad", Image.BILINEAR)
+  return stored.astype(np.float32) * np.float32(255.0 / pixels.white_level)
 
 
 def run_pixels(run: dict) -> intensity.PixelSpec:

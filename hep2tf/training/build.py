@@ -77,7 +77,7 @@ def build_models(config: TrainConfig, input_shape, num_classes: int
       erasing=config.erasing, defocus=config.defocus, gain=config.gain,
       gamma=config.gamma, background_offset=config.background_offset,
       shot_noise=config.shot_noise, read_noise=config.read_noise,
-      seed=config.seed)
+      grain=config.grain, seed=config.seed)
   inputs = keras.Input(shape=input_shape, name="image")
   outputs = model(augmenter(inputs))
   return keras.Model(inputs, outputs, name="train_model"), model, augmenter

@@ -113,6 +113,9 @@ class TrainConfig:
   read_noise: float = flag(
       0.0, "Specimen augmentation: Gaussian read noise, std up to this fraction of the"
       " image's level (0: off).")
+  grain: float = flag(
+      0.0, "Specimen augmentation: spatially correlated noise (grains 0.5-1.5 px), "
+      "std up to this fraction of the image's level (0: off).")
   zoom: float = flag(
       0.0, "Random zoom in or out by up to this fraction (texture scale: "
       "magnification and cell size; 0: off).")

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hep2tf.data import augment, augment_layers, mixing  # noqa: E402
+from hep2tf.data import augment, augment_layers, mixing, specimen_layers  # noqa: E402
 
 
 def asymmetric_image(height=5, width=5, channels=1):
@@ -72,15 +72,16 @@ LAYERS = {
     "erasing": lambda: augment_layers.RandomErasing(1.0, scale=(0.1, 0.3), seed=3),
     "augmenter": lambda: augment.build_augmenter(brightness=0.2, contrast=0.2,
                                                  erasing=0.5, seed=4),
-    "defocus": lambda: augment_layers.RandomDefocus(2.0, seed=5),
-    "gain_gamma": lambda: augment_layers.RandomGainGamma(0.5, 0.3, seed=6),
-    "background_offset": lambda: augment_layers.RandomBackgroundOffset(0.2, seed=7),
-    "sensor_noise": lambda: augment_layers.RandomSensorNoise(0.01, 0.02, seed=8),
+    "defocus": lambda: specimen_layers.RandomDefocus(2.0, seed=5),
+    "gain_gamma": lambda: specimen_layers.RandomGainGamma(0.5, 0.3, seed=6),
+    "background_offset": lambda: specimen_layers.RandomBackgroundOffset(0.2, seed=7),
+    "sensor_noise": lambda: specimen_layers.RandomSensorNoise(0.01, 0.02, seed=8),
     "specimen_augmenter": lambda: augment.build_augmenter(
         rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
         background_offset=0.1, shot_noise=0.01, read_noise=0.02, seed=9),
     "zoom": lambda: augment.build_augmenter(rotation=False, rot90=False, flips=False,
                                             zoom=0.3, seed=10),
+    "grain": lambda: specimen_layers.RandomGrain(0.05, seed=11),
 }
 
 
@@ -179,7 +180,7 @@ def _high_frequency_energy(images):
 def test_defocus_removes_fine_detail_keeps_the_mean_and_varies_per_image(mode):
   rng = np.random.default_rng(0)
   batch = (rng.uniform(0, 200, (32, 24, 24, 1))).astype(np.float32)
-  layer = augment_layers.RandomDefocus(2.0, seed=1)
+  layer = specimen_layers.RandomDefocus(2.0, seed=1)
   out = run_in(mode, lambda x: layer(x, training=True), batch)
   before, after = _high_frequency_energy(batch), _high_frequency_energy(out)
   assert np.median(after / before) < 0.3
@@ -194,7 +195,7 @@ def test_gaussian_blur_matches_scipy():
   from scipy import ndimage
   rng = np.random.default_rng(1)
   batch = rng.uniform(0, 255, (2, 16, 16, 2)).astype(np.float32)
-  got = augment_layers.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
+  got = specimen_layers.gaussian_blur(batch, tf.constant([0.8, 1.6]), radius=5).numpy()
   for i, sigma in enumerate((0.8, 1.6)):
     for c in range(2):
       want = ndimage.gaussian_filter(batch[i, :, :, c], sigma, mode="mirror",
@@ -206,7 +207,7 @@ def test_gaussian_blur_matches_scipy():
 def test_gain_scales_each_image_by_one_factor_in_range(mode):
   batch = np.full((64, 8, 8, 1), 50.0, np.float32)
   batch[:, :4] = 20.0
-  layer = augment_layers.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
+  layer = specimen_layers.RandomGainGamma(gain=1.0, gamma=0.0, seed=2)
   out = run_in(mode, lambda x: layer(x, training=True), batch)
   factors = out / batch
   # One factor per image (the mean scales with it), within [1/2, 2], both ways.
@@ -221,7 +222,7 @@ def test_gain_scales_each_image_by_one_factor_in_range(mode):
 def test_gamma_is_a_power_law_per_image_relative_to_its_level():
   batch = np.full((32, 4, 4, 1), 255 * 0.2, np.float32)
   batch[:, 2:] = 255 * 0.6
-  out = augment_layers.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
+  out = specimen_layers.RandomGainGamma(gain=0.0, gamma=1.0, seed=3)(
       batch, training=True).numpy()
   # x -> L (x / L) ** g with L the image's level (here its bright half): the level
   # stays, the dark third of it bends by one exponent per image.
@@ -234,7 +235,7 @@ def test_gamma_is_a_power_law_per_image_relative_to_its_level():
 def test_background_offset_adds_one_constant_per_image():
   rng = np.random.default_rng(4)
   batch = rng.uniform(0, 100, (32, 6, 6, 1)).astype(np.float32)
-  layer = augment_layers.RandomBackgroundOffset(0.15, seed=4)
+  layer = specimen_layers.RandomBackgroundOffset(0.15, seed=4)
   out = layer(batch, training=True).numpy()
   offset = out - batch
   np.testing.assert_allclose(offset, offset[:, :1, :1, :] * np.ones_like(offset),
@@ -258,14 +259,14 @@ def _half_and_half(n=64, size=16, dark=20.0, bright=180.0):
 
 def test_shot_noise_grows_with_signal_read_noise_does_not():
   batch = _half_and_half()
-  shot = augment_layers.RandomSensorNoise(shot=0.02, read=0.0, seed=5)
+  shot = specimen_layers.RandomSensorNoise(shot=0.02, read=0.0, seed=5)
   noise = shot(batch, training=True).numpy() - batch
   dark, bright = noise[:, :8].var(), noise[:, 8:].var()
   # Variance k * L * x: nine times the signal, about nine times the variance.
   assert 6 < bright / dark < 12
   # E[k] = 0.01 for k uniform in [0, 0.02]: at the level, a variance of 0.01 L^2.
   assert 0.006 < bright / 180.0 ** 2 < 0.014
-  read = augment_layers.RandomSensorNoise(shot=0.0, read=0.04, seed=6)
+  read = specimen_layers.RandomSensorNoise(shot=0.0, read=0.04, seed=6)
   noise = read(batch, training=True).numpy() - batch
   assert 0.7 < noise[:, 8:].var() / noise[:, :8].var() < 1.4
   # std uniform in [0, 0.04] L: E[std^2] = (0.04 L)^2 / 3.
@@ -278,7 +279,7 @@ def test_specimen_augmentation_is_relative_to_the_images_level():
   batch = _half_and_half(n=16)
   kwargs = dict(rotation=False, rot90=False, flips=False, defocus=1.0, gain=0.5,
                 gamma=0.3, background_offset=0.1, shot_noise=0.01,
-                read_noise=0.02, zoom=0.2)
+                read_noise=0.02, grain=0.03, zoom=0.2)
   bright = augment.build_augmenter(seed=3, **kwargs)(batch, training=True).numpy()
   dim = augment.build_augmenter(seed=3, **kwargs)(batch / 257.0,
                                                   training=True).numpy()
@@ -300,10 +301,10 @@ def test_specimen_layers_stay_in_range_and_are_serialisable():
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
   with pytest.raises(ValueError, match="must be >= 0"):
-    augment_layers.RandomSensorNoise(shot=-1.0)
+    specimen_layers.RandomSensorNoise(shot=-1.0)
   # A setting in the absolute units of earlier versions is refused, with the fix.
   with pytest.raises(ValueError, match="fraction in"):
-    augment_layers.RandomBackgroundOffset(10.0)
+    specimen_layers.RandomBackgroundOffset(10.0)
 
 
 def test_rotation_fills_corners_with_black():
@@ -394,3 +395,15 @@ def test_mix_batch_off_is_identity():
   out_images, out_labels = mixing.mix_batch(images, labels)
   np.testing.assert_array_equal(out_images, images)
   np.testing.assert_array_equal(out_labels, labels)
+
+
+def test_grain_is_correlated_noise_at_a_fraction_of_the_level():
+  batch = np.full((32, 24, 24, 1), 100.0, np.float32)
+  out = specimen_layers.RandomGrain(0.06, max_sigma=1.5, seed=2)(
+      batch, training=True).numpy()
+  noise = out - batch
+  # Neighbouring pixels move together (white noise would give ~0 correlation).
+  lag = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+  assert lag > 0.3
+  std = noise.std(axis=(1, 2, 3))
+  assert std.max() <= 0.06 * 100 * 1.2 and np.ptp(std) > 1.0

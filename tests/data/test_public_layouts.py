@@ -22,6 +22,7 @@ from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, Records
 from hep2tf.training import sweep
 from hep2tf.training.config import TrainConfig
 from tests.conftest import REPO
+from tests.fields_helper import make_fields
 
 _RNG = np.random.default_rng(23)
 
@@ -328,9 +329,11 @@ def test_readme_dataset_examples_run_as_written(tmp_path, monkeypatch, capsys):
     _image(str(data / "cells" / label / f"{n}.png"), "L")
     rows.append(f"cells/{label}/{n}.png,{label},{group}\n")
   _write(str(data / "labels.csv"), "file,pattern,specimen\n" + "".join(rows))
+  make_fields(data / "fields_train", 6, fields=1)
   monkeypatch.chdir(tmp_path)
   commands = _readme_commands()
-  assert len(commands) == 6 and any("--dataset=cnmc" in c for c in commands)
+  assert len(commands) == 7 and any("--dataset=cnmc" in c for c in commands)
+  assert any("--dataset=fields" in c for c in commands)
   for command in commands:
     argv = shlex.split(command.replace("/data/", f"{data}/"), comments=True)[3:]
     code = _run(argv)

@@ -404,7 +404,8 @@ def test_csv_missing_column_lists_header(tmp_path):
 
 
 def test_read_source_checks_layout_and_options(tmp_path):
-  assert set(sources.LAYOUTS) == {"icpr2014", "icpr2012", "cnmc", "folder", "csv"}
+  assert set(sources.LAYOUTS) == {"icpr2014", "icpr2012", "cnmc", "folder", "csv",
+                                  "fields"}
   with pytest.raises(InputError, match="unknown dataset layout"):
     sources.read_source("imagenet", tmp_path)
   with pytest.raises(InputError, match="takes no option fold_as_split"):

@@ -60,6 +60,15 @@ def test_each_group_is_predicted_with_its_own_statistics_and_no_labels():
       model, _dataset(images, (labels + 1) % 3, groups))
   np.testing.assert_allclose(again, logits, atol=1e-6)
   assert list(meta[schema.GROUP]) == list(groups)
+  # "split": one set of statistics for all cells, whatever their group.
+  _, pooled, _, _ = adapt.predict_logits_by_group(
+      model, _dataset(images, labels, groups), unit="split")
+  saved = adapt.adapt_statistics(model, images)
+  want = np.asarray(keras.Model(model.inputs, model.get_layer("logits").output)(
+      images, training=False))
+  adapt.restore_statistics(model, saved)
+  np.testing.assert_allclose(pooled[0], want, rtol=1e-4, atol=1e-4)
+  assert np.abs(pooled - logits).max() > 1e-3
 
 
 def test_models_without_batch_norm_or_records_without_groups_are_refused():

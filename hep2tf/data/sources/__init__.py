@@ -11,15 +11,18 @@ family:
   icpr2012.py   ICPR 2012 (MIVIA), grouped by slide from cells.csv
   cnmc.py       C-NMC 2019 from the top folder (Kaggle or TCIA)
   generic.py    a folder per class (`folder`) and a CSV naming path and label (`csv`)
+  fields.py     whole microscope fields (`fields`): cells found, cut out and labelled
+                by their specimen's pattern (the one reader that opens images)
   common.py     the `Source` they return, `COLUMNS` and the shared helpers;
                 tables.py (CSV reading), files.py (finding files, the link-aware
                 walk of class folders) and labels.py (spellings of one class
                 merged, look-alikes named) below them
 
-Images are never opened here (that is `images.py`): a reader only checks that the files
-exist and that no path leaves the data folder, symlinks included. OS junk
-(`__MACOSX`, `.DS_Store`, `._*`, `Thumbs.db`, `desktop.ini`, hidden names) is never a
-class, an image or a layout's table.
+Images are never opened here (that is `images.py`), except by the fields reader, which
+must find the cells: a reader only checks that the files exist and that no path leaves
+the data folder, symlinks included. OS junk (`__MACOSX`, `.DS_Store`, `._*`,
+`Thumbs.db`, `desktop.ini`, hidden names) is never a class, an image or a layout's
+table.
 
 Readers' keyword options are the layout options (`create_records --layout_option
 KEY=VALUE`); text values such as "false" are accepted for every option.
@@ -40,6 +43,7 @@ from typing import Callable
 
 
 from hep2tf.data.sources.cnmc import read_cnmc
+from hep2tf.data.sources.fields import read_fields
 # Source, COLUMNS and the class constants are re-exported: they are this package's API.
 from hep2tf.data.sources.common import (CNMC_CLASSES, COLUMNS, ICPR2012_CLASSES,
                                         ICPR2014_CLASSES, IMAGE_EXTENSIONS, Source)
@@ -51,7 +55,8 @@ from hep2tf.errors import InputError, Rejects
 
 __all__ = ["CNMC_CLASSES", "COLUMNS", "ICPR2012_CLASSES", "ICPR2014_CLASSES",
            "IMAGE_EXTENSIONS", "LAYOUTS", "Source", "read_cnmc", "read_csv",
-           "read_folder", "read_icpr2012", "read_icpr2014", "read_source"]
+           "read_fields", "read_folder", "read_icpr2012", "read_icpr2014",
+           "read_source"]
 
 
 LAYOUTS: dict[str, Callable[..., Source]] = {
@@ -60,6 +65,7 @@ LAYOUTS: dict[str, Callable[..., Source]] = {
     "cnmc": read_cnmc,
     "folder": read_folder,
     "csv": read_csv,
+    "fields": read_fields,
 }
 
 
