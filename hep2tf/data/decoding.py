@@ -194,7 +194,9 @@ _EXIF_ORIENTATION = 0x0112
 def orientation(image: Image.Image) -> int:
   """The EXIF orientation (1..8) of a decoded image; 1 when it has none."""
   try:
-    value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    with warnings.catch_warnings():   # Pillow warns of a damaged EXIF block
+      warnings.simplefilter("ignore")
+      value = image.getexif().get(_EXIF_ORIENTATION, 1)
   except Exception:  # a damaged EXIF block: the pixels are still the image
     return 1
   return value if value in _ORIENTATIONS else 1
