@@ -343,7 +343,7 @@ def _drop_label_conflicts(examples: pd.DataFrame, on_error: str,
     _fail_or_skip(InputError(
         f"the same content (sha256 {digest[:12]}...) under {rows['label'].nunique()} "
         f"labels: {named}; all {len(rows)} files left out (the label is in doubt)",
-        file=rows["path"].iloc[0], row=int(rows.index[0])), on_error, rejects)
+        file=rows["path"].iloc[0]), on_error, rejects)
     keep[rows.index] = False
   return examples[keep].reset_index(drop=True)
 
