@@ -17,7 +17,9 @@ would hide real errors too. So fd 2 goes through a pipe whose reader drops exact
 these lines and passes everything else on: the oneDNN notice (port.cc), cudart_stub,
 cpu_feature_guard and its "To enable the following instructions" line,
 cuda_platform's / cuda_executor's cuInit failure, and absl's "All log messages
-before absl::InitializeLog()" line that precedes them. `--verbosity=1` (or higher)
+before absl::InitializeLog()" line that precedes them. Python's own stderr does not
+go through the pipe (it is re-opened on the terminal), so its lines keep their order
+with stdout. `--verbosity=1` (or higher)
 on the command line, or TF_CPP_MIN_LOG_LEVEL=0 in the environment, shows them.
 This module imports no TensorFlow.
 """
@@ -110,11 +112,19 @@ def quiet_start(force: bool = False) -> bool:
 
 class _Filter:
   """fd 2 -> a pipe -> a thread that drops `STARTUP_NOISE` lines and writes the
-  rest to the original stderr, partial lines (progress bars) after a moment."""
+  rest to the original stderr, partial lines (progress bars) after a moment.
+
+  Python's own `sys.stderr` (print, logging, tracebacks, progress bars) is
+  re-opened on the original stderr, so it stays in order with stdout and keeps
+  telling a terminal apart; only what C++ code writes to fd 2 is filtered."""
 
   def __init__(self):
     sys.stderr.flush()
     self._out = os.dup(2)
+    stream = sys.stderr
+    sys.stderr = open(os.dup(self._out), "w", buffering=1,
+                      encoding=getattr(stream, "encoding", None) or "utf-8",
+                      errors="backslashreplace")
     read, write = os.pipe()
     os.dup2(write, 2)
     os.close(write)

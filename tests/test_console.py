@@ -57,15 +57,27 @@ def _filtered(code, *args, env=None):
 
 def test_the_filter_drops_the_noise_and_passes_everything_else_in_order():
   lines = [NOISE[1], KEPT[0], NOISE[2], NOISE[3], NOISE[4], KEPT[2], NOISE[5]]
-  code = ("for line in sys.argv[1:]:\n"
+  code = ("for line in sys.argv[1:]:\n"   # as C++ writes: straight to fd 2
           "  os.write(2, (line + '\\n').encode())\n"
-          "print('from python', file=sys.stderr)\n"
           "os.write(2, b'50%|#####     | partial, no newline')\n"
           "raise SystemExit(3)\n")
   result = _filtered(code, *lines)
   assert result.returncode == 3
-  assert result.stderr == (f"{KEPT[0]}\n{KEPT[2]}\nfrom python\n"
+  assert result.stderr == (f"{KEPT[0]}\n{KEPT[2]}\n"
                            "50%|#####     | partial, no newline")
+
+
+def test_pythons_stderr_keeps_its_order_with_stdout():
+  code = ("for i in range(50):\n"
+          "  print(f'out {i}', flush=True)\n"
+          "  print(f'err {i}', file=sys.stderr, flush=True)\n")
+  script = ("import os, sys\nfrom hep2tf import console\n"
+            "console.quiet_start(force=True)\n" + code)
+  env = {**os.environ, "PYTHONPATH": REPO}
+  both = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True, timeout=120, env=env)
+  expected = "".join(f"out {i}\nerr {i}\n" for i in range(50))
+  assert both.stdout == expected
 
 
 def test_a_traceback_still_reaches_the_terminal():
