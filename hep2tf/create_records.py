@@ -70,7 +70,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "nothing was published (the records folder is as it was)"))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def main(argv):
 
 
 def run():
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing half-written was published")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ OUT/specimens.csv, OUT/cells.csv and one overlay PNG per field are written (and
 OUT/metrics.json where specimens.csv gives patterns). Exit code 3 when a field could
 not be read (named in OUT/rejects.csv; the rest of its specimen still voted).
 
-One row per file: file, class, confidence (the top probability), uncertain (with
---min_confidence: True where the confidence is below it, so a person should read the
-cell), then the probability of each class. When the run has a fitted temperature
+One row per file: file, status ("ok", or why the file could not be read: every other
+file is still predicted, that row has no class, and the command exits with 3), class,
+confidence (the top probability), uncertain (with --min_confidence: True where the
+confidence is below it, so a person should read the cell), then the probability of
+each class. When the run has a fitted temperature
 (`python -m hep2tf.evaluate --calibrate`) the probabilities are calibrated. With
 --explain, one PNG per input in --explain_dir shows the cell beside its SmoothGrad
 map for the predicted class (hep2tf.evaluation.explain), named in the column
@@ -69,11 +71,21 @@ def main(argv):
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
+  bad = int((frame["status"] != "ok").sum())
   if FLAGS.output == "-":
     frame.to_csv(sys.stdout, index=False, float_format="%.6f")
   else:
-    atomic.write(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
-    print(f"{len(frame)} predictions written to {FLAGS.output}")
+    try:
+      atomic.write(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
+    except OSError as e:
+      if errors.is_no_space(e):
+        raise errors.no_space(e, FLAGS.output) from None
+      raise
+    print(f"{len(frame) - bad} predictions written to {FLAGS.output}")
+  if bad:
+    print(f"{bad} of {len(frame)} files could not be read; their rows say why in "
+          f"the status column", file=sys.stderr)
+    sys.exit(errors.EXIT_SKIPPED)
 
 
 def predict_fields(files) -> int:
@@ -106,7 +118,8 @@ def predict_fields(files) -> int:
 
 
 def run():
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing half-written was published")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, train
+from hep2tf import errors, runlock, train
 from hep2tf.config import cli, core
 from hep2tf.config.sweep import SweepConfig
 from hep2tf.config.train import TrainConfig
@@ -58,7 +58,7 @@ def main(argv):
   try:
     if FLAGS.trial_dir:
       trial, by_group = sweep.read_trial_file(FLAGS.trial_dir)
-      sweep.run_trial(trial, by_group)
+      sweep.run_trial(trial, by_group, FLAGS.force_unlock)
       return
     if not FLAGS.output_dir:
       raise app.UsageError("--output_dir is required")
@@ -70,9 +70,10 @@ def main(argv):
     result = sweep.run_sweep(
         base, sweep.parse_grid(FLAGS.grid), FLAGS.output_dir,
         num_folds=num_folds, by_group=FLAGS.group_by != "none",
-        refit=FLAGS.refit, test_split=FLAGS.test_split, parallel=FLAGS.parallel)
-  except (trainer.TrainingError, errors.InputError, FileNotFoundError,
-          ValueError) as e:
+        refit=FLAGS.refit, test_split=FLAGS.test_split, parallel=FLAGS.parallel,
+        force_unlock=FLAGS.force_unlock)
+  except (trainer.TrainingError, runlock.RunLocked, errors.InputError,
+          FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
@@ -87,7 +88,9 @@ def main(argv):
 
 
 def run():
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "finished trials are kept; the same command skips them and "
+      "resumes the one that was running"))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing was published (the folder is as it was)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ The flags are TrainConfig's fields (hep2tf/config/, where their help is; `--help
 lists them by section: data, model, augment, train) and --model_dir. Flags on the
 command line override the flagfile. The resolved flags are written to RUN/flags.txt.
 Running the same command again after an interruption resumes from the last
-completed epoch.
+completed epoch. One run at a time holds a run directory (RUN/lock.json): a second
+one stops at once naming the holder's host, pid and start; a lock whose holder is
+gone is taken over with a message, --force_unlock takes it whatever it says.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, storage
+from hep2tf import errors, models, runlock, storage
 from hep2tf.config import cli, core
 from hep2tf.config.train import TrainConfig, TrainOutput
 from hep2tf.training import trainer
@@ -47,11 +49,12 @@ def check_paths(config: TrainConfig, model_dir: str) -> None:
     same = model_dir.rstrip("/") == config.records_dir.rstrip("/")
   if same:
     raise ValueError("--model_dir must not be the records folder")
-  if (config.weights not in ("none", "", "imagenet")
-      and not storage.exists(config.weights)):
-    raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
-                            "directory (expected none, imagenet, a .keras/.weights.h5 "
-                            "file or an earlier run)")
+  if config.weights not in ("none", "", "imagenet"):
+    if not storage.exists(config.weights):
+      raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
+                              "directory (expected none, imagenet, a .keras/"
+                              ".weights.h5 file or an earlier run)")
+    models.resolve_weights(config.weights)   # InputError saying what it is
 
 
 def main(argv):
@@ -62,9 +65,10 @@ def main(argv):
   config = core.from_flags(TrainConfig, FLAGS)
   try:
     check_paths(config, FLAGS.model_dir)
-    report = trainer.train_and_evaluate(config, FLAGS.model_dir)
-  except (trainer.TrainingError, errors.InputError, FileExistsError,
-          FileNotFoundError, ValueError) as e:
+    report = trainer.train_and_evaluate(config, FLAGS.model_dir,
+                                        FLAGS.force_unlock)
+  except (trainer.TrainingError, runlock.RunLocked, errors.InputError,
+          FileExistsError, FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
@@ -75,7 +79,9 @@ def main(argv):
 
 
 def run():
-  cli.run(main, SECTIONS, __doc__)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "the run resumes from its last finished epoch when the same "
+      "command runs again"))
 
 
 if __name__ == "__main__":

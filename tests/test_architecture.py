@@ -24,7 +24,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hep2tf"
 MAX_LINES = 400
 
 STAGES = ("data", "models", "config", "convert", "evaluation", "training")
-BASE = ("__init__", "errors", "storage", "atomic", "rundir", "figures", "hardware")
+BASE = ("__init__", "errors", "storage", "atomic", "rundir", "runlock", "figures",
+        "hardware", "console")
 CLIS = ("create_records", "train", "evaluate", "predict", "sweep", "synth",
         "beam_pipeline")
 # Which layers each layer may import, besides its own and the base modules.

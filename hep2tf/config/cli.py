@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
+from hep2tf import console
 from hep2tf.config import core
 
 HELP_ARGS = ("--help", "-help", "--helpshort", "-helpshort", "-?")
@@ -54,8 +55,11 @@ def _parse_or_help(sections, doc, argv: list[str]) -> list[str]:
   return app.parse_flags_with_usage(argv)
 
 
-def run(main: Callable, sections: Sequence[type], doc: str | None) -> None:
+def run(main: Callable, sections: Sequence[type], doc: str | None,
+        interrupted: str = "nothing half-written was published") -> None:
   """Defines the flags of `sections` on the global FLAGS and runs `main` under absl
-  (`doc`, the command's docstring, heads its --help)."""
+  (`hep2tf.console.run`: Ctrl-C and a full disk as one line, `interrupted` saying
+  what is left); `doc`, the command's docstring, heads its --help."""
   core.define_flags(sections)
-  app.run(main, flags_parser=functools.partial(_parse_or_help, sections, doc))
+  console.run(main, interrupted,
+              flags_parser=functools.partial(_parse_or_help, sections, doc))

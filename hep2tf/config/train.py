@@ -100,12 +100,17 @@ class TrainConfig(FitConfig, AugmentConfig, ModelConfig, DataConfig):
 
 @dataclasses.dataclass
 class TrainOutput:
-  """The train command's own flag (not part of the run's config)."""
+  """The train command's own flags (not part of the run's config)."""
 
   SECTION: ClassVar[str] = "train"
 
   model_dir: str | None = flag(
       None, "Run directory (checkpoints, TensorBoard, exports).")
+  force_unlock: bool = flag(
+      False, "Take the run directory's lock (RUN/lock.json) even when it names a "
+      "holder that may be alive: for a run known to be gone whose lock is not yet "
+      "stale (another host's lock goes stale after hep2tf.runlock.STALE_MINUTES "
+      "without a heartbeat).")
 
 
 # Not written into flags.txt: it names the run directory it reproduces.

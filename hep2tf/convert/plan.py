@@ -140,11 +140,16 @@ def _locate_source(config: ConvertConfig) -> ConvertConfig:
                          profile=config.synth_profile):
       logging.info("Drawing %d synthetic cells into %s", config.synth_num_images,
                    config.data_dir)
-      synth.generate(config.data_dir, config.synth_num_images, seed=config.synth_seed,
-                     image_size=SYNTHETIC_IMAGE_SIZE,
-                     num_specimens=config.synth_num_specimens,
-                     num_workers=config.workers, overwrite=True,
-                     profile=config.synth_profile)
+      try:
+        synth.generate(config.data_dir, config.synth_num_images,
+                       seed=config.synth_seed, image_size=SYNTHETIC_IMAGE_SIZE,
+                       num_specimens=config.synth_num_specimens,
+                       num_workers=config.workers, overwrite=True,
+                       profile=config.synth_profile)
+      except OSError as e:
+        if errors.is_no_space(e):   # drawn in a hidden sibling, removed whole
+          raise errors.no_space(e, config.data_dir) from None
+        raise
     return config
   csv_path = config.csv_path
   if not config.data_dir and config.dataset == "csv" and csv_path:

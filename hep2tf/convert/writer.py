@@ -35,7 +35,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from hep2tf import atomic, storage
+from hep2tf import atomic, errors, storage
 from hep2tf.convert import loading, metadata, plan, samples
 from hep2tf.data import intensity, schema
 from hep2tf.data.records import INFO_FILE, REJECTS, shard_file_name
@@ -60,17 +60,28 @@ def write_records(prepared: plan.Prepared,
   (skips the pre-scan). What was skipped is added to `prepared.rejects`.
 
   Returns:
-    A metadata.WriteSummary. Raises InputError for bad input or an existing output_dir.
+    A metadata.WriteSummary. Raises InputError for bad input or an existing
+    output_dir, errors.NoSpaceError (naming output_dir) when the disk fills up.
   """
-  config, source = prepared.config, prepared.source
   if not storage.is_local(prepared.output_dir):
     return _write_through_local(prepared, pixels)
   has_mask = plan.check_inputs(prepared)
   output_dir = pathlib.Path(prepared.output_dir).absolute()
+  atomic.clean_stale(output_dir)
+  try:
+    return _write_staged(prepared, output_dir, has_mask, pixels)
+  except Exception as e:
+    if errors.is_no_space(e):   # the staged folder is gone: say so in one line
+      raise errors.no_space(e, output_dir) from None
+    raise
+
+
+def _write_staged(prepared: plan.Prepared, output_dir: pathlib.Path, has_mask: bool,
+                  pixels: intensity.PixelSpec | None) -> metadata.WriteSummary:
+  """The records folder built in a hidden sibling and renamed into place."""
+  config, source = prepared.config, prepared.source
   name, class_names = source.name, list(source.class_names)
   rejects, data_dir = prepared.rejects, prepared.data_dir
-
-  atomic.clean_stale(output_dir)
   with atomic.staged_dir(output_dir) as staging:
     order = plan.shard_plan(prepared.examples, config.seed, config.num_shards)
     pixels = pixels or plan.prescan(prepared, order)

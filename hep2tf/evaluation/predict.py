@@ -17,11 +17,11 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-
 from hep2tf import figures, models, rundir, storage
 from hep2tf.config.run import read_run_config
 from hep2tf.data import augment, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
+from hep2tf.errors import InputError
 
 
 # --- The run's model over a dataset (evaluate) ------------------------------------
@@ -115,6 +115,8 @@ def load_for_model(path: str, input_shape,
   """
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
+  if not storage.exists(path):
+    raise InputError("file not found", file=path)
   with storage.local_copy(path) as local:  # images.py opens local files
     loaded = images.load_image(local, channels, pixel_spec=pixels)
   stored = images.decode_png(loaded.png)
@@ -142,9 +144,14 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                   tta: bool = False, batch_size: int = 64,
                   min_confidence: float | None = None,
                   explain_dir: str | None = None) -> pd.DataFrame:
-  """Returns a DataFrame with columns file, class, confidence, uncertain (only with a
-  threshold: the argument, else the run's stored one), explanation (only with
-  `explain_dir`), then p_<class> for each class."""
+  """Returns a DataFrame with columns file, status, class, confidence, uncertain
+  (only with a threshold: the argument, else the run's stored one), explanation
+  (only with `explain_dir`), then p_<class> for each class.
+
+  Every file that can be read is predicted; one that cannot (missing, truncated,
+  not an image) gets its reason in `status` ("ok" otherwise) and empty class,
+  confidence and probabilities, so one bad file never costs the batch.
+  """
   run = read_run_config(rundir.RunDir(model_dir))
   class_names = list(run.class_names)
   model = load_run_model(model_dir, checkpoint)
@@ -153,23 +160,29 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  input_shape, pixels = run.input_shape, run.pixels
-  starts = range(0, len(files), batch_size)
-  batches = (np.stack([load_for_model(f, input_shape, pixels)
-                       for f in files[start:start + batch_size]]) for start in starts)
-  probs, overlays = [], []
-  for start, (batch, logits, _, _) in zip(starts, iterate_logits(model, batches, tta)):
+  files = list(files)
+  status = ["ok"] * len(files)
+  rows: list[list[int]] = []   # the file rows of each batch, as they are made
+  batches = _good_batches(files, run.input_shape, run.pixels, batch_size, status,
+                          rows)
+  probs = np.full((len(files), len(class_names)), np.nan)
+  overlays = [""] * len(files)
+  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches, tta)):
     p = view_probabilities(logits, temperature)
-    probs.append(p)
+    probs[rows[k]] = p
     if explain_dir:
-      overlays += write_overlays(model, batch, p, files[start:start + batch_size],
-                                 start, class_names, explain_dir)
-  probs = np.concatenate(probs) if probs else np.zeros((0, len(class_names)))
-  frame = pd.DataFrame({"file": list(files),
-                        "class": [class_names[i] for i in probs.argmax(axis=1)],
-                        "confidence": probs.max(axis=1)})
+      paths = write_overlays(model, batch, p, [files[i] for i in rows[k]], rows[k],
+                             class_names, explain_dir)
+      for i, path in zip(rows[k], paths):
+        overlays[i] = path
+  good = np.array([s == "ok" for s in status], bool)
+  filled = np.where(good[:, None], probs, 0.0)
+  frame = pd.DataFrame({"file": files, "status": status,
+                        "class": [class_names[k] if g else "" for k, g in
+                                  zip(filled.argmax(axis=1), good)],
+                        "confidence": np.where(good, filled.max(axis=1), np.nan)})
   if min_confidence is not None:
-    frame["uncertain"] = frame["confidence"] < min_confidence
+    frame["uncertain"] = good & (frame["confidence"] < min_confidence)
   if explain_dir:
     frame["explanation"] = overlays
   for k, name in enumerate(class_names):
@@ -177,9 +190,27 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   return frame
 
 
-def write_overlays(model, batch, probs, names, start: int, class_names,
+def _good_batches(files, input_shape, pixels, batch_size: int, status: list,
+                  rows: list) -> Iterator[np.ndarray]:
+  """Batches of the files that load (`load_for_model`); a file that does not gets
+  its reason in `status`; each batch's file rows are appended to `rows`."""
+  batch, indices = [], []
+  for i, path in enumerate(files):
+    try:
+      batch.append(load_for_model(path, input_shape, pixels))
+      indices.append(i)
+    except InputError as e:
+      status[i] = e.reason
+    if len(batch) == batch_size or (i == len(files) - 1 and batch):
+      rows.append(indices)
+      yield np.stack(batch)
+      batch, indices = [], []
+
+
+def write_overlays(model, batch, probs, names, rows, class_names,
                    explain_dir: str) -> list[str]:
-  """One PNG per image: the cell and its SmoothGrad map for the predicted class."""
+  """One PNG per image: the cell and its SmoothGrad map for the predicted class;
+  `rows` are the images' row numbers in the output (they prefix the names)."""
   storage.makedirs(explain_dir)
   predicted = probs.argmax(axis=1)
   maps = explain.smoothgrad(model, batch, predicted)
@@ -187,7 +218,7 @@ def write_overlays(model, batch, probs, names, start: int, class_names,
   for i, name in enumerate(names):
     stem = os.path.splitext(os.path.basename(name))[0]
     # The row number keeps inputs of the same name in different folders apart.
-    path = os.path.join(explain_dir, f"{start + i:05d}_{stem}.png")
+    path = os.path.join(explain_dir, f"{rows[i]:05d}_{stem}.png")
     title = (f"{os.path.basename(name)}: {class_names[predicted[i]]} "
              f"(p = {probs[i, predicted[i]]:.2f})")
     figures.save_figure(plots.attribution_overlay_figure(batch[i], maps[i], title),

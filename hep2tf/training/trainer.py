@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import atomic, hardware, models, rundir
+from hep2tf import atomic, errors, hardware, models, rundir
 from hep2tf.data import folds, reader
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
@@ -83,16 +83,33 @@ class Models:
 # --- The run ------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
+def train_and_evaluate(config: TrainConfig, model_dir: str,
+                       force_unlock: bool = False) -> dict:
   """Trains a model on the records and evaluates it on the eval split.
 
   Returns the eval-split report of `metrics.classification_report` for the best
   checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
-  it ran).
+  it ran). The chief holds the folder (`RunDir.held`: RunLocked when another run
+  does, `force_unlock` takes it; a run that never started leaves no folder). A
+  full disk raises errors.NoSpaceError naming model_dir.
   """
   # The strategy first: multi-worker collectives must be set up before any op runs.
   distribute.split_cpu(config.cpu_devices)
   strategy = distribute.make_strategy(config.distribution, config.tpu)
+  if not distribute.is_chief(strategy):
+    return _train(config, model_dir, strategy)
+  try:
+    with rundir.RunDir(model_dir).held(force_unlock):
+      return _train(config, model_dir, strategy)
+  except Exception as e:
+    if not errors.is_no_space(e):
+      raise
+    raise errors.no_space(e, model_dir, kept="the last finished epoch is kept: "
+                          "free some space and resume") from None
+
+
+def _train(config: TrainConfig, model_dir: str,
+           strategy: tf.distribute.Strategy) -> dict:
   run = open_run(config, model_dir, strategy)
   config = dataclasses.replace(config, overwrite=False)  # open_run did what it asks
   # The precision policy is Keras-global; it is the run's, so it ends with the run.
@@ -256,15 +273,14 @@ def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
                    data: TrainData, strategy: tf.distribute.Strategy
                    ) -> list[keras.callbacks.Callback]:
   """The callbacks of every fit phase, in order: the NaN guard first (fit asks it
-  whether to go on), history.csv, scalar summaries, the best model, then image
-  summaries, the plateau schedule and early stopping where configured. The backup
-  for resume is per phase (`backup_callback`)."""
+  whether to go on), history.csv, scalar summaries, the best model, the epoch's
+  line, then image summaries, the plateau schedule and early stopping where
+  configured. The backup for resume is per phase (`backup_callback`)."""
   callbacks = [
-      NaNGuard(),
-      summaries.HistoryCSV(run.history_file),
-      summaries.ScalarSummaries(run.path),
-      BestModel(run, built.model),
-  ]
+      NaNGuard(), summaries.HistoryCSV(run.history_file),
+      summaries.ScalarSummaries(run.path), BestModel(run, built.model),
+      summaries.EpochLine(run.path, data.class_names, recall_names(data),
+                          config.epochs)]
   if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         run.path, next(iter(data.train_ds)), built.augmenter,
@@ -342,18 +358,23 @@ def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
     loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
              initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
              global_batch_size=config.batch_size, class_weight=data.class_weight,
-             recall_names=[f"recall_{build.metric_slug(c)}" for c in data.class_names],
+             recall_names=recall_names(data),
              callbacks=callbacks,
              checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
              restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
              chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
              verbose=fit_verbosity())
     return
-  built.train_model.fit(
+  built.train_model.fit(   # verbose=0: summaries.EpochLine prints each epoch
       data.train_ds, validation_data=data.val_ds, epochs=epochs,
       initial_epoch=initial_epoch, callbacks=[backup_callback(run, phase)] + callbacks,
-      verbose=fit_verbosity(), shuffle=False, steps_per_epoch=data.steps_per_epoch,
+      verbose=0, shuffle=False, steps_per_epoch=data.steps_per_epoch,
       class_weight=data.class_weight)
+
+
+def recall_names(data: TrainData) -> list[str]:
+  """The logs' names of the per-class recalls, in class order."""
+  return [f"recall_{build.metric_slug(c)}" for c in data.class_names]
 
 
 # --- Outputs of a finished run ------------------------------------------------------

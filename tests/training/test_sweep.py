@@ -165,7 +165,7 @@ def test_table_sets_the_test_mca_and_gap_beside_the_ranking(tmp_path):
 def test_ungrouped_folds_reach_the_trainer(monkeypatch, tmp_path):
   seen = []
 
-  def fake_train(config, run_dir):
+  def fake_train(config, run_dir, force_unlock=False):
     seen.append(config)
     with open(os.path.join(run_dir, "complete.json"), "w") as f:
       json.dump({"val_mca": 0.5, "val_aca": 0.5, "train_seconds": 1.0}, f)
