@@ -47,7 +47,7 @@ BATCH = 16
 def _setup(strategy):
   """The trainer's own steps: its training data and compiled model."""
   from hep2tf.training import trainer
-  from hep2tf.training.config import TrainConfig
+  from hep2tf.config.train import TrainConfig
   config = TrainConfig(records_dir=FLAGS.records_dir, model="cnn",
                        batch_size=BATCH, shuffle_buffer=256, seed=0)
   trainer.setup_execution(config)

@@ -70,7 +70,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
     raise ValueError(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
   # Imported here so that `--help` does not load TensorFlow.
   from benchmarks import converter, data, reader, time_to_accuracy, training
-  from hep2tf.training.config import config_from_flagfile
+  from hep2tf.config.train import config_from_flagfile
 
   start = time.perf_counter()
   machine = _machine(sections)

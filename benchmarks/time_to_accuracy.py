@@ -30,7 +30,7 @@ from benchmarks import recipe
 from benchmarks import training
 from hep2tf.evaluation import keras_metrics
 from hep2tf.training import trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 @dataclasses.dataclass

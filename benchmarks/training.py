@@ -32,7 +32,7 @@ from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
 from hep2tf.training import trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 class Clock(keras.callbacks.Callback):

@@ -18,6 +18,7 @@ functions reach gfile URLs through storage.py, imported when they run.
                                into place when the block ends without an error
   publish_dir(staging, target) renames a finished local folder over `target`
   clean_stale(target)          removes what a crashed publish left beside `target`
+  process_alive(pid)           whether a pid runs on this host (stale leftovers, locks)
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def clean_stale(target: str | os.PathLike) -> None:
     return
   for path in sorted(parent.glob(f".{target.name}.*-*")):
     kind, _, pid = path.name.rpartition("-")
-    if not pid.isdigit() or _alive(int(pid)):
+    if not pid.isdigit() or (int(pid) != os.getpid() and process_alive(int(pid))):
       continue
     if kind.endswith(".old") and not target.exists():
       os.rename(path, target)
@@ -133,15 +134,16 @@ def clean_stale(target: str | os.PathLike) -> None:
       shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-  if pid == os.getpid():
-    return False
+def process_alive(pid: int) -> bool:
+  """Whether process `pid` runs on this host (one of another user counts)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
     return True
+  except (OSError, OverflowError):
+    return False
   return True
 
 

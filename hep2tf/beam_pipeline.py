@@ -7,8 +7,9 @@ machine; how the pipeline works is in hep2tf/convert/beam.py.
       --output_dir=records/synthetic_hep2 -- --runner=DirectRunner \\
       --direct_num_workers=2 --direct_running_mode=multi_processing
 
-Flags before `--` are those of `create_records` (--num_workers only sets the processes
-drawing the synthetic set and pre-scanning the sources on the launcher); what follows
+Flags before `--` are those of `create_records` but --verify (--num_workers only sets
+the processes drawing the synthetic set and pre-scanning the sources on the
+launcher); what follows
 `--` are Beam pipeline options (--runner, --project, --flink_master, ...). See
 docs/CLUSTER.md for cluster runners. The source images must be readable at the same
 paths on the launcher and on every worker (a shared filesystem). Install with
@@ -20,23 +21,24 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 
-from hep2tf import create_records
 from hep2tf import errors
+from hep2tf.config import cli, core
+from hep2tf.config.convert import ConvertConfig
 from hep2tf.convert import beam
 from hep2tf.convert import create
+
+# The converter's flags (ConvertConfig's fields, as create_records has them).
+SECTIONS = (ConvertConfig,)
 
 
 def main(argv: Sequence[str]) -> int:
   # absl stops parsing at "--": what follows are Beam's own pipeline options.
   pipeline_args = list(argv[1:]) or list(beam.DIRECT)
-  if flags.FLAGS.verify:
-    raise app.UsageError("--verify: use python -m hep2tf.create_records --verify")
   try:
-    summary, rejects = beam.convert_records(create.config_from_flags(flags.FLAGS),
-                                            pipeline_args)
+    summary, rejects = beam.convert_records(
+        core.from_flags(ConvertConfig, flags.FLAGS), pipeline_args)
   except errors.InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_INPUT_ERROR
@@ -44,8 +46,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run() -> None:
-  create_records.define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "nothing was published (the records folder is as it was)"))
 
 
 if __name__ == "__main__":

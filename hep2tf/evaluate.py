@@ -26,31 +26,20 @@ import sys
 from absl import app, flags
 
 from hep2tf import errors, rundir
-from hep2tf.evaluation import adapt, evaluate, explain, formatting
+from hep2tf.config import cli, core
+from hep2tf.config.evaluate import EvaluateConfig
+from hep2tf.evaluation import evaluate, formatting
+
+
+# EvaluateConfig's fields (hep2tf/config/evaluate.py).
+SECTIONS = (EvaluateConfig,)
 
 
 def define_flags() -> None:
-  """Defines the command-line flags (once; importing this module defines none)."""
-  flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
-  flags.DEFINE_string("split", "test", "Split of the run's records to evaluate.")
-  flags.DEFINE_boolean("tta", False, "Average over the 8 dihedral transforms (4 for "
-                       "non-square inputs).")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "best: best validation "
-                    "MCA; final: the last epoch.")
-  flags.DEFINE_string("records_dir", None, "Evaluate on these records instead of the "
-                      "run's own (same classes).")
-  flags.DEFINE_integer("batch_size", 128, "Batch size for inference.")
-  flags.DEFINE_boolean("calibrate", False, "Fit a temperature on the validation split, "
-                       "store it in the run and re-export the SavedModel with it.")
-  flags.DEFINE_float("min_confidence", None, "Abstention threshold P: write the "
-                     "coverage it gives on the validation split into the run.")
-  flags.DEFINE_integer("explain_cells", explain.DEFAULT_CELLS, "Cells to explain with "
-                       "attribution maps (0: none); each costs a few dozen passes.")
-  flags.DEFINE_enum("adapt", "none", list(adapt.ADAPT_MODES), "Test-time BatchNorm "
-                    "statistics (AdaBN; unsupervised, never reads labels; models with "
-                    "BatchNorm only): split: re-estimated from all cells of the split "
-                    "(a new lab's batch); specimen: from each specimen's own cells "
-                    "(harmful where a specimen has one pattern, as in IIF).")
+  """Defines the command-line flags on the global FLAGS (once; importing this module
+  defines none)."""
+  core.define_flags(SECTIONS)
+
 
 FLAGS = flags.FLAGS
 
@@ -86,8 +75,8 @@ def main(argv):
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing half-written was published")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ OUT/specimens.csv, OUT/cells.csv and one overlay PNG per field are written (and
 OUT/metrics.json where specimens.csv gives patterns). Exit code 3 when a field could
 not be read (named in OUT/rejects.csv; the rest of its specimen still voted).
 
-One row per file: file, class, confidence (the top probability), uncertain (with
---min_confidence: True where the confidence is below it, so a person should read the
-cell), then the probability of each class. When the run has a fitted temperature
+One row per file: file, status ("ok", or why the file could not be read: every other
+file is still predicted, that row has no class, and the command exits with 3), class,
+confidence (the top probability), uncertain (with --min_confidence: True where the
+confidence is below it, so a person should read the cell), then the probability of
+each class. When the run has a fitted temperature
 (`python -m hep2tf.evaluate --calibrate`) the probabilities are calibrated. With
 --explain, one PNG per input in --explain_dir shows the cell beside its SmoothGrad
 map for the predicted class (hep2tf.evaluation.explain), named in the column
@@ -31,28 +33,24 @@ import sys
 from absl import app, flags
 
 from hep2tf import atomic, errors, rundir
+from hep2tf.config import cli, core
+from hep2tf.config.convert import FieldsOptions
+from hep2tf.config.evaluate import PredictConfig
+from hep2tf.config.run import read_run_config
 from hep2tf.data import fields as data_fields
-from hep2tf.evaluation import fields, predict, votes
+from hep2tf.evaluation import fields, predict
+
+
+# PredictConfig's fields (hep2tf/config/evaluate.py) and, for --fields, the fields
+# layout's options (hep2tf/config/convert.py).
+SECTIONS = (PredictConfig, FieldsOptions)
 
 
 def define_flags() -> None:
-  """Defines the command-line flags (once; importing this module defines none)."""
-  flags.DEFINE_string("model_dir", None, "Run directory made by hep2tf.train.")
-  flags.DEFINE_string("output", "-", "CSV to write; - writes to standard output.")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "final"], "Which model of the run.")
-  flags.DEFINE_boolean("tta", False, "Average over the dihedral transforms.")
-  flags.DEFINE_integer("batch_size", 64, "Batch size for inference.")
-  flags.DEFINE_float("min_confidence", None, "Mark rows whose top probability is below "
-                     "this as uncertain (default: the run's stored threshold, if any).")
-  flags.DEFINE_boolean("explain", False, "Write one attribution overlay per input.")
-  flags.DEFINE_string("explain_dir", "explanations", "Folder for the --explain PNGs.")
-  flags.DEFINE_string("fields", None, "A fields folder (DIR/<specimen>/<field>.png): "
-                      "classify its cells and answer per specimen.")
-  flags.DEFINE_string("output_dir", None, "--fields: folder for specimens.csv, "
-                      "cells.csv and the overlays.")
-  flags.DEFINE_integer("min_cells", votes.DEFAULT_MIN_CELLS, "--fields: a specimen "
-                       "with fewer confident cells is answered 'uncertain'.")
-  data_fields.define_flags(flags.FLAGS)
+  """Defines the command-line flags on the global FLAGS (once; importing this module
+  defines none)."""
+  core.define_flags(SECTIONS)
+
 
 FLAGS = flags.FLAGS
 
@@ -73,20 +71,30 @@ def main(argv):
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
+  bad = int((frame["status"] != "ok").sum())
   if FLAGS.output == "-":
     frame.to_csv(sys.stdout, index=False, float_format="%.6f")
   else:
-    atomic.write(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
-    print(f"{len(frame)} predictions written to {FLAGS.output}")
+    try:
+      atomic.write(FLAGS.output, frame.to_csv(index=False, float_format="%.6f"))
+    except OSError as e:
+      if errors.is_no_space(e):
+        raise errors.no_space(e, FLAGS.output) from None
+      raise
+    print(f"{len(frame) - bad} predictions written to {FLAGS.output}")
+  if bad:
+    print(f"{bad} of {len(frame)} files could not be read; their rows say why in "
+          f"the status column", file=sys.stderr)
+    sys.exit(errors.EXIT_SKIPPED)
 
 
 def predict_fields(files) -> int:
   if files or not FLAGS.output_dir:
     raise app.UsageError("--fields takes --output_dir=OUT and no file names")
   try:
-    run = rundir.RunDir(FLAGS.model_dir).read_config()
-    config = data_fields.config_from_flags(
-        FLAGS, cell_size=int(run["input_shape"][0]))
+    run = read_run_config(rundir.RunDir(FLAGS.model_dir))
+    given = core.from_flags(FieldsOptions, FLAGS).given()
+    config = data_fields.FieldsConfig(**{"cell_size": run.input_shape[0], **given})
     table, rejects, report = fields.predict_fields(
         FLAGS.model_dir, FLAGS.fields, FLAGS.output_dir, checkpoint=FLAGS.checkpoint,
         tta=FLAGS.tta, batch_size=FLAGS.batch_size,
@@ -110,8 +118,8 @@ def predict_fields(files) -> int:
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing half-written was published")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ tf.io.gfile URL (hep2tf.storage); everything that builds a run's paths or reads 
 files asks it:
 
   run = RunDir(model_dir)
+  run.held(force_unlock)        the trainer's chief holds the lock (one run at a
+                                time); a run that never started leaves no folder
   run.prepare(overwrite)        once, by the trainer, before anything is written
   run.config_file, run.flags_file, run.best_model, run.final_model, run.history_file,
   run.complete_file, run.checkpoint_dir, run.export_dir, run.eval_dir(split), ...
@@ -16,10 +18,12 @@ files asks it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from typing import Iterator
 
-from hep2tf import atomic, storage
+from hep2tf import atomic, runlock, storage
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -52,6 +56,7 @@ class RunDir:
     self.checkpoint_dir = self.join(CHECKPOINT_DIR)
     self.export_dir = self.join(EXPORT_DIR)
     self.learning_curves = self.join(LEARNING_CURVES)
+    self.lock_file = self.join(runlock.LOCK_FILE)
 
   def __repr__(self) -> str:
     return f"RunDir({self.path!r})"
@@ -72,17 +77,53 @@ class RunDir:
 
   # --- Making and reading it --------------------------------------------------------
 
+  def lock(self, force: bool = False) -> runlock.RunLock:
+    """Takes RUN/lock.json for this process (`runlock.RunLock.acquire`); RunLocked
+    when another live run holds it."""
+    return runlock.RunLock.acquire(self.path, force=force)
+
+  @contextlib.contextmanager
+  def held(self, force_unlock: bool = False) -> Iterator[runlock.RunLock]:
+    """The folder locked for this process while the block runs (`lock`). When the
+    block fails before the first epoch is written (no history.csv) in a folder that
+    did not exist before, the folder is removed: a run that never started leaves
+    no run folder behind."""
+    fresh = not storage.exists(self.path)
+    lock = self.lock(force_unlock)
+    try:
+      yield lock
+    except BaseException:
+      if fresh and not storage.exists(self.history_file):
+        self.clear()
+        lock.release()
+        if not storage.listdir(self.path):
+          storage.rmtree(self.path, ignore_errors=True)
+      raise
+    finally:
+      lock.release()
+
   def prepare(self, overwrite: bool) -> None:
     """With overwrite, whatever is in the folder (a finished run or a killed one) is
-    removed, so the run starts afresh with the settings it is given. Without it a
-    finished run is an error and an unfinished one resumes from its last epoch."""
+    removed, so the run starts afresh with the settings it is given (its lock
+    stays). Without it a finished run is an error and an unfinished one resumes
+    from its last epoch."""
     if overwrite and storage.exists(self.path):
-      storage.rmtree(self.path)
+      self.clear()
     elif self.is_complete():
       raise FileExistsError(
           f"{self.path} holds a finished run; pass --overwrite to train it again "
           "or choose another --model_dir")
     storage.makedirs(self.path)
+
+  def clear(self) -> None:
+    """Removes everything in the folder but its lock."""
+    for name in storage.listdir(self.path):
+      if name != runlock.LOCK_FILE:
+        path = self.join(name)
+        if storage.isdir(path):
+          storage.rmtree(path)
+        else:
+          storage.remove(path)
 
   def read_config(self) -> dict:
     """RUN/config.json as a dict; FileNotFoundError when this is not a run."""

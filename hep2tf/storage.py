@@ -75,6 +75,11 @@ def rmtree(path, ignore_errors: bool = False) -> None:
       raise
 
 
+def remove(path) -> None:
+  """Deletes one file, local or at a URL."""
+  tf.io.gfile.remove(os.fspath(path))
+
+
 def open_file(path, mode: str = "r"):
   """A file object: the built-in open for local paths, tf.io.gfile.GFile for URLs."""
   path = os.fspath(path)

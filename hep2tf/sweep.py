@@ -33,40 +33,21 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, train
-from hep2tf.training import config as config_lib
+from hep2tf import errors, runlock, train
+from hep2tf.config import cli, core
+from hep2tf.config.sweep import SweepConfig
+from hep2tf.config.train import TrainConfig
 from hep2tf.training import sweep, sweep_results, trainer
 
 
+# The train flags (the base configuration), --model_dir (refused) and the sweep's own.
+SECTIONS = train.SECTIONS + (SweepConfig,)
+
+
 def define_flags() -> None:
-  """Defines the train flags (the base configuration) and the sweep's own."""
-  train.define_flags()
-  flags.DEFINE_multi_string(
-      "grid", [], "KEY=V1,V2,...: a train flag and the values to try; repeat for "
-      "more keys (all combinations run).")
-  flags.DEFINE_string(
-      "folds", "5", "Cross-validation folds of the training split; 0 or 1: one run "
-      "per combination, validated on --eval_split; 'official': the dataset's own "
-      "folds recorded in the manifest (C-NMC fold_0..2, converted with "
-      "--layout_option fold_as_split=train --validation_fraction=0).")
-  flags.DEFINE_enum(
-      "group_by", "specimen", ["specimen", "patient", "none"],
-      "specimen/patient: no group of the records (specimen or patient) in two "
-      "folds; none: folds ignore groups.")
-  flags.DEFINE_string("output_dir", None,
-                      "Sweep folder (trials, results tables, refit).")
-  flags.DEFINE_boolean(
-      "refit", False, "Retrain the best combination on the whole training split and "
-      "evaluate it on --test_split.")
-  flags.DEFINE_string(
-      "test_split", "test", "Split every trial's model (for the validation-test gap "
-      "in the table, not for ranking) and the refit model are evaluated on.")
-  flags.DEFINE_boolean(
-      "parallel", False, "Run trials in separate processes, one per visible GPU "
-      "(sequential on CPU or one GPU).")
-  flags.DEFINE_string(
-      "trial_dir", None, "Internal (--parallel): run the one trial described by "
-      "TRIAL_DIR/trial.json and exit.")
+  """Defines the command-line flags on the global FLAGS (once)."""
+  core.define_flags(SECTIONS)
+
 
 FLAGS = flags.FLAGS
 
@@ -77,20 +58,22 @@ def main(argv):
   try:
     if FLAGS.trial_dir:
       trial, by_group = sweep.read_trial_file(FLAGS.trial_dir)
-      sweep.run_trial(trial, by_group)
+      sweep.run_trial(trial, by_group, FLAGS.force_unlock)
       return
     if not FLAGS.output_dir:
       raise app.UsageError("--output_dir is required")
     if FLAGS.model_dir:
       logging.warning("--model_dir is not used by a sweep; trials go under "
                       "--output_dir")
-    num_folds, base = sweep.resolve_folds(FLAGS.folds, config_lib.config_from_flags())
+    num_folds, base = sweep.resolve_folds(FLAGS.folds,
+                                          core.from_flags(TrainConfig, FLAGS))
     result = sweep.run_sweep(
         base, sweep.parse_grid(FLAGS.grid), FLAGS.output_dir,
         num_folds=num_folds, by_group=FLAGS.group_by != "none",
-        refit=FLAGS.refit, test_split=FLAGS.test_split, parallel=FLAGS.parallel)
-  except (trainer.TrainingError, errors.InputError, FileNotFoundError,
-          ValueError) as e:
+        refit=FLAGS.refit, test_split=FLAGS.test_split, parallel=FLAGS.parallel,
+        force_unlock=FLAGS.force_unlock)
+  except (trainer.TrainingError, runlock.RunLocked, errors.InputError,
+          FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
@@ -105,8 +88,9 @@ def main(argv):
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "finished trials are kept; the same command skips them and "
+      "resumes the one that was running"))
 
 
 if __name__ == "__main__":

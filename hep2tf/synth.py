@@ -20,30 +20,20 @@ from absl import app
 from absl import flags
 
 from hep2tf import errors
+from hep2tf.config import cli, core
+from hep2tf.config.convert import SynthConfig
 from hep2tf.data import synth
 from hep2tf.data.synth import layouts
+
+
+# SynthConfig's fields (hep2tf/config/convert.py).
+SECTIONS = (SynthConfig,)
 
 
 def define_flags() -> None:
   """Defines the command-line flags; called by `run` only, so importing this module
   (e.g. from create_records, which has flags of the same names) defines none."""
-  flags.DEFINE_string("output_dir", "data/synth_hep2", "Folder to write the set into.")
-  flags.DEFINE_integer("num_images", synth.DEFAULT_NUM_IMAGES,
-                       "Cells to draw (13,596 as in ICPR 2014 Task 1).")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same bytes.")
-  flags.DEFINE_integer("image_size", 78, "Side of the square images, pixels.")
-  flags.DEFINE_integer("num_specimens", None,
-                       "Specimens (wells); default scales 83 to --num_images.")
-  flags.DEFINE_integer("num_workers", 1, "Processes drawing in parallel.")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing, different output_dir.")
-  flags.DEFINE_enum("profile", "default", list(synth.PROFILES),
-                    "default: the embedded set; stress: specimen shift, with "
-                    "training/ validation/ test/ folders whose test specimens are "
-                    "out of focus, dimmer and noisier (small: --num_images=3000).")
-  flags.DEFINE_enum("layout", "icpr2014", ["icpr2014", *layouts.LAYOUTS],
-                    "icpr2014: the embedded set's layout; icpr2012, cnmc, binary: "
-                    "the same cells in another public layout (--profile and "
-                    "--num_specimens apply to icpr2014 only).")
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -79,8 +69,8 @@ def _write(folder: pathlib.Path) -> str:
 
 
 def run() -> None:
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__,
+          interrupted="nothing was published (the folder is as it was)")
 
 
 if __name__ == "__main__":

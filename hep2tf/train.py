@@ -2,10 +2,13 @@
 
   python -m hep2tf.train --flagfile=configs/cnn.flags --model_dir=runs/cnn
 
-The flags are TrainConfig's fields (hep2tf/training/config.py, where their help is)
-and --model_dir. Flags on the command line override the flagfile. The resolved flags
-are written to RUN/flags.txt. Running the same command again after an interruption
-resumes from the last completed epoch.
+The flags are TrainConfig's fields (hep2tf/config/, where their help is; `--help`
+lists them by section: data, model, augment, train) and --model_dir. Flags on the
+command line override the flagfile. The resolved flags are written to RUN/flags.txt.
+Running the same command again after an interruption resumes from the last
+completed epoch. One run at a time holds a run directory (RUN/lock.json): a second
+one stops at once naming the holder's host, pid and start; a lock whose holder is
+gone is taken over with a message, --force_unlock takes it whatever it says.
 """
 
 from __future__ import annotations
@@ -15,18 +18,19 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, storage
+from hep2tf import errors, models, runlock, storage
+from hep2tf.config import cli, core
+from hep2tf.config.train import TrainConfig, TrainOutput
 from hep2tf.training import trainer
-from hep2tf.training import config as config_lib
-from hep2tf.training.config import TrainConfig
+
+# One flag per TrainConfig field (hep2tf/config/), and --model_dir.
+SECTIONS = (TrainConfig, TrainOutput)
 
 
 def define_flags() -> None:
-  """Defines the command-line flags (once; importing this module defines none): one
-  per TrainConfig field (hep2tf/training/config.py), and --model_dir."""
-  config_lib.define_flags()
-  flags.DEFINE_string("model_dir", None,
-                      "Run directory (checkpoints, TensorBoard, exports).")
+  """Defines the command-line flags on the global FLAGS (once; importing this module
+  defines none)."""
+  core.define_flags(SECTIONS)
 
 
 FLAGS = flags.FLAGS
@@ -45,11 +49,12 @@ def check_paths(config: TrainConfig, model_dir: str) -> None:
     same = model_dir.rstrip("/") == config.records_dir.rstrip("/")
   if same:
     raise ValueError("--model_dir must not be the records folder")
-  if (config.weights not in ("none", "", "imagenet")
-      and not storage.exists(config.weights)):
-    raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
-                            "directory (expected none, imagenet, a .keras/.weights.h5 "
-                            "file or an earlier run)")
+  if config.weights not in ("none", "", "imagenet"):
+    if not storage.exists(config.weights):
+      raise FileNotFoundError(f"--weights={config.weights}: no such file or run "
+                              "directory (expected none, imagenet, a .keras/"
+                              ".weights.h5 file or an earlier run)")
+    models.resolve_weights(config.weights)   # InputError saying what it is
 
 
 def main(argv):
@@ -57,12 +62,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
-  config = config_lib.config_from_flags()
+  config = core.from_flags(TrainConfig, FLAGS)
   try:
     check_paths(config, FLAGS.model_dir)
-    report = trainer.train_and_evaluate(config, FLAGS.model_dir)
-  except (trainer.TrainingError, errors.InputError, FileExistsError,
-          FileNotFoundError, ValueError) as e:
+    report = trainer.train_and_evaluate(config, FLAGS.model_dir,
+                                        FLAGS.force_unlock)
+  except (trainer.TrainingError, runlock.RunLocked, errors.InputError,
+          FileExistsError, FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)
@@ -73,8 +79,9 @@ def main(argv):
 
 
 def run():
-  define_flags()
-  app.run(main)
+  cli.run(main, SECTIONS, __doc__, interrupted=(
+      "the run resumes from its last finished epoch when the same "
+      "command runs again"))
 
 
 if __name__ == "__main__":

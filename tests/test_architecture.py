@@ -7,9 +7,10 @@ against the layer it comes from (docs/ARCHITECTURE.md):
   base        errors, storage, atomic, rundir, figures, hardware: no package subfolder
   data/       base only (never training/, evaluation/, convert/, models/ or a CLI)
   models/     base only
-  convert/    data/ and base
-  evaluation/ data/, models/ and base (never training/ or convert/)
-  training/   data/, models/, evaluation/ and base
+  config/     data/ and base (and no TensorFlow: test_config_imports_no_tensorflow)
+  convert/    config/, data/ and base
+  evaluation/ config/, data/, models/ and base (never training/ or convert/)
+  training/   config/, data/, models/, evaluation/ and base
   CLIs        (create_records, train, evaluate, predict, sweep, synth, beam_pipeline)
               anything: they sit on top
 """
@@ -22,8 +23,9 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hep2tf"
 MAX_LINES = 400
 
-STAGES = ("data", "models", "convert", "evaluation", "training")
-BASE = ("__init__", "errors", "storage", "atomic", "rundir", "figures", "hardware")
+STAGES = ("data", "models", "config", "convert", "evaluation", "training")
+BASE = ("__init__", "errors", "storage", "atomic", "rundir", "runlock", "figures",
+        "hardware", "console")
 CLIS = ("create_records", "train", "evaluate", "predict", "sweep", "synth",
         "beam_pipeline")
 # Which layers each layer may import, besides its own and the base modules.
@@ -31,10 +33,11 @@ ALLOWED = {
     "base": set(),
     "data": set(),
     "models": set(),
-    "convert": {"data"},
-    "evaluation": {"data", "models"},
-    "training": {"data", "models", "evaluation"},
-    "cli": {"data", "models", "convert", "evaluation", "training", "cli"},
+    "config": {"data"},
+    "convert": {"config", "data"},
+    "evaluation": {"config", "data", "models"},
+    "training": {"config", "data", "models", "evaluation"},
+    "cli": {"data", "models", "config", "convert", "evaluation", "training", "cli"},
 }
 
 

@@ -47,9 +47,9 @@ def _check_schema(results: dict) -> None:
       assert figure["met"] is None
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(600)
 def test_quick_converter_and_reader_write_results(tmp_path):
-  results, stdout = _run(tmp_path, "converter,reader", timeout=140)
+  results, stdout = _run(tmp_path, "converter,reader", timeout=590)
   _check_schema(results)
   names = [f["name"] for f in results["figures"]]
   assert len(names) == 5, names

@@ -18,10 +18,10 @@ from PIL import Image
 
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
-from hep2tf.data import intensity, reader, schema
+from hep2tf.data import intensity, preprocess, reader, schema
 from hep2tf.data.records import INFO_FILE, MANIFEST, Records
 from hep2tf.errors import InputError
-from hep2tf.evaluation import export, predict
+from hep2tf.evaluation import predict
 
 SIDE = 12
 SPLITS = {"train": 2, "test": 1}     # images per class and split
@@ -78,7 +78,7 @@ def _make_folder(root, arrays, suffix):
 def _convert(source_dir, records_dir, channels, **kwargs):
   summary, _ = create.create_records(ConvertConfig(
       "folder", str(source_dir), output_dir=str(records_dir), num_workers=1,
-      progress=False, source_options={"channels": channels}, **kwargs))
+      progress=False, layout_option=(f"channels={channels}",), **kwargs))
   return summary
 
 
@@ -129,7 +129,7 @@ def test_records_hold_the_source_values_and_every_level(tmp_path, case):
                                   err_msg=f"{case}: {name}")
   before, after = _levels(sources.values()), _levels(stored.values())
   # The model's input: stored * 255 / white_level, every level still distinct.
-  model_levels = _levels([reader.to_model_input(s, info.pixels).numpy()
+  model_levels = _levels([preprocess.to_model_input(s, info.pixels).numpy()
                           for s in stored.values()])
   print(f"\n{case}: distinct levels source {before}, records {after}, "
         f"model input {model_levels}; white level {info.pixels.white_level}")
@@ -158,7 +158,7 @@ def test_multi_page_tiff_is_a_named_error_or_a_reject(tmp_path):
     _convert(tmp_path / "src", tmp_path / "rec", 1)
   summary, rejects = create.create_records(ConvertConfig(
       "folder", str(tmp_path / "src"), output_dir=str(tmp_path / "rec"),
-      num_workers=1, progress=False, source_options={"channels": 1},
+      num_workers=1, progress=False, layout_option=("channels=1",),
       on_error="skip"))
   assert len(rejects) == 1 and sum(summary.splits.values()) == 6
 
@@ -177,7 +177,7 @@ def test_mixed_set_stores_8bit_sources_x257_and_the_model_sees_them_unchanged(
   np.testing.assert_array_equal(stored[eight_bit][..., 0],
                                 sources[eight_bit].astype(np.uint16) * 257)
   assert info.pixels.white_level == 65535
-  model = reader.to_model_input(stored[eight_bit], info.pixels).numpy()
+  model = preprocess.to_model_input(stored[eight_bit], info.pixels).numpy()
   print(f"\nmixed 8/12-bit: distinct levels source {_levels(sources.values())}, "
         f"records {_levels(stored.values())}")
   for name, array in sources.items():   # per image: no level merged or lost
@@ -189,8 +189,8 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
   rng = np.random.default_rng(4)
   arrays, _, _ = _case_arrays("12bit", rng)
   sources = _make_folder(tmp_path / "src", arrays, "png")
-  _convert(tmp_path / "src", tmp_path / "dataset", 1, intensity_mode="rescale",
-           percentiles=(1.0, 99.0))
+  _convert(tmp_path / "src", tmp_path / "dataset", 1, intensity="rescale",
+           rescale_percentiles=(1.0, 99.0))
   stored, info = _read_records(str(tmp_path / "dataset"))
   manifest = pd.read_csv(tmp_path / "dataset" / MANIFEST)
   train_files = set(manifest.loc[manifest["split"] == "train", "file_name"])
@@ -207,7 +207,7 @@ def test_rescale_modes_use_recorded_percentiles(tmp_path):
         f"{_levels(sources.values())}, records {_levels(stored.values())}")
 
   _convert(tmp_path / "src", tmp_path / "per_image", 1,
-           intensity_mode="rescale_per_image")
+           intensity="rescale_per_image")
   stored, info = _read_records(str(tmp_path / "per_image"))
   for name, array in sources.items():
     low, high = np.percentile(array, intensity.DEFAULT_PERCENTILES)
@@ -263,7 +263,8 @@ def test_8bit_set_stays_8bit_and_keeps_its_bytes(tmp_path):
     intensity.PixelSpec(dtype="uint8", intensity="rescale_per_image", deep=True),
     intensity.PixelSpec()])
 def test_saved_model_decode_matches_predict_and_reader(tmp_path, spec):
-  """The SavedModel's in-graph decode, predict's and the reader's agree."""
+  """The SavedModel's in-graph decode and predict's agree exactly, at the model's
+  size and resized (both through hep2tf.data.preprocess)."""
   rng = np.random.default_rng(7)
   grey16 = rng.integers(0, 4096, (SIDE, SIDE)).astype(np.uint16)
   rgb48 = rng.integers(0, 4096, (SIDE, SIDE, 3)).astype(np.uint16)
@@ -272,9 +273,8 @@ def test_saved_model_decode_matches_predict_and_reader(tmp_path, spec):
                                 ("g8.png", grey8, 1)):
     path = _save(tmp_path / name, array)
     ours = predict.load_for_model(str(path), (SIDE, SIDE, channels), spec)
-    graph = export.decode_for_model(tf.constant(path.read_bytes()), channels,
-                                    (SIDE, SIDE), spec).numpy()
-    np.testing.assert_allclose(graph, ours, atol=1e-3, err_msg=name)
+    graph = _in_graph(path, channels, (SIDE, SIDE), spec)
+    np.testing.assert_array_equal(graph, ours, err_msg=name)
     if spec.intensity == "keep" and channels == 1:
       if array.dtype == np.uint16 or not spec.deep:
         counts = array.astype(np.float32)
@@ -282,13 +282,20 @@ def test_saved_model_decode_matches_predict_and_reader(tmp_path, spec):
         counts = array.astype(np.float32) * 257
       np.testing.assert_allclose(ours[..., 0], counts * 255 / spec.white_level,
                                  rtol=1e-6)
-  # A resize inside the graph rounds as the converter does.
+  # Resized (up and down) the same way, to the same rounded values.
   path = tmp_path / "g16.png"
-  ours = predict.load_for_model(str(path), (20, 20, 1), spec)
-  graph = export.decode_for_model(tf.constant(path.read_bytes()), 1, (20, 20),
-                                  spec).numpy()
-  assert ours.shape == graph.shape == (20, 20, 1)
-  assert np.abs(graph - ours).max() <= 255.0 / spec.white_level + 1e-3
+  for size in ((20, 20), (7, 9)):
+    ours = predict.load_for_model(str(path), size + (1,), spec)
+    graph = _in_graph(path, 1, size, spec)
+    assert ours.shape == graph.shape == size + (1,)
+    np.testing.assert_array_equal(graph, ours)
+
+
+def _in_graph(path, channels, size, spec):
+  """What the SavedModel's signature gives its model for the file at `path`."""
+  stored = preprocess.stored_from_encoded(tf.constant(path.read_bytes()), channels,
+                                          spec)
+  return tf.function(preprocess.model_input)(stored, spec, size).numpy()
 
 
 def test_pixel_spec_round_trips_through_json():
@@ -327,7 +334,7 @@ def test_16bit_set_trains_like_its_8bit_copy_and_predicts_from_16bit_files(
   as evaluation does."""
   from hep2tf.evaluation import evaluate
   from hep2tf.training import trainer
-  from hep2tf.training.config import TrainConfig
+  from hep2tf.config.train import TrainConfig
   rng = np.random.default_rng(8)
   counts = {"train": 36, "test": 14}
   deep, shallow = tmp_path / "deep", tmp_path / "shallow"
@@ -383,7 +390,7 @@ def test_beam_pipeline_prescans_and_writes_what_the_local_converter_writes(tmp_p
   sources = _make_folder(tmp_path / "src", arrays, "png")
   local = _convert(tmp_path / "src", tmp_path / "local", 1)
   summary, _ = beam.convert_records(ConvertConfig(
-      "folder", str(tmp_path / "src"), source_options={"channels": 1},
+      "folder", str(tmp_path / "src"), layout_option=("channels=1",),
       output_dir=str(tmp_path / "beam"), num_workers=1), ["--runner=DirectRunner"])
   assert summary.pixels == local.pixels and summary.pixels.dtype == "uint16"
   assert summary.warnings == local.warnings

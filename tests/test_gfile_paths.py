@@ -15,7 +15,7 @@ from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import build, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 ROOT = "ram://hep2tf-test"
 

@@ -20,7 +20,7 @@ from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, predict
 from hep2tf.training import trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 SIDE = 32
 

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 
+from hep2tf import console
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.errors import InputError
@@ -48,7 +49,9 @@ def load_all(tasks: Sequence[tuple], num_workers: int) -> Iterator:
     return
   methods = multiprocessing.get_all_start_methods()
   context = multiprocessing.get_context("fork" if "fork" in methods else None)
-  with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+  with concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=context,
+      initializer=console.ignore_interrupts) as pool:   # Ctrl-C: the parent's
     try:
       yield from pool.map(load_one, tasks, chunksize=_CHUNKSIZE)
     finally:

@@ -5,7 +5,8 @@ The local writer (`convert/writer.py`, behind `create.create_records`) and the B
 pipeline (`convert/beam.py`) share everything up to "write these bytes to this
 shard" through this module:
 
-  ConvertConfig      every option of a conversion (the converter's flags)
+  ConvertConfig      every option of a conversion (the converter's flags;
+                     hep2tf/config/convert.py)
   prepare_examples   source -> splits -> balance -> dihedral copies (a `Prepared`),
                      drawing the synthetic HEp-2 set first for the default dataset
   check_inputs       what both refuse before loading an image
@@ -30,73 +31,16 @@ import pandas as pd
 from absl import logging
 
 from hep2tf import errors, storage
+from hep2tf.config.convert import (DEFAULT_SET_FRACTIONS, DEFAULT_SET_IMAGES,
+                                   DEFAULT_SET_SPECIMENS, SYNTHETIC, SYNTHETIC_DIR,
+                                   SYNTHETIC_IMAGE_SIZE, SYNTHETIC_NAME, ConvertConfig)
 from hep2tf.convert import loading
-from hep2tf.data import images, intensity, schema, sources, splits, synth
-
-SYNTHETIC = "synthetic"
-SYNTHETIC_NAME = "synthetic_hep2"
-SYNTHETIC_DIR = "data/synthetic_hep2"
-SYNTHETIC_IMAGE_SIZE = 78
-# The embedded default set (synthetic, no size flag): sized for the default job
-# (configs/cnn.flags, 10 minutes on the slowest CPU class) while its test split,
-# grouped by specimen, keeps >= 2,000 cells and >= 2 specimens of every class.
-# ICPR 2014's proportion (83 specimens for 13,596 cells) would give Golgi, the rarest
-# class, 2 specimens here; 110 (about 65 cells each) give it 6, and a 30% test split
-# takes at least two of them.
-DEFAULT_SET_IMAGES = 7200
-DEFAULT_SET_SPECIMENS = 110
-DEFAULT_SET_FRACTIONS = (0.14, 0.30)  # validation, test
+from hep2tf.data import intensity, schema, sources, splits, synth
 
 SPLIT_ORDER = ("train", "validation", "test")
 MAX_SHARDS = 8
 # Fewer shards for small splits: below this many records a shard buys no interleaving.
 MIN_RECORDS_PER_SHARD = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvertConfig:
-  """Every option of a conversion; the fields mirror create_records' flags."""
-  # Source: a layout of sources.LAYOUTS, or "synthetic" (drawn into data_dir);
-  # source_options go to sources.read_source (csv_path, path_column, ...).
-  dataset: str = SYNTHETIC
-  data_dir: str | None = None
-  _: dataclasses.KW_ONLY
-  source_options: dict | None = None
-  # Output: the records folder (default records/<name>), replaced only on overwrite.
-  output_dir: str | None = None
-  name: str | None = None
-  overwrite: bool = False
-  # The synthetic set (dataset="synthetic").
-  synth_num_images: int = DEFAULT_SET_IMAGES
-  synth_num_specimens: int | None = None
-  synth_seed: int = 0
-  synth_profile: str = "default"
-  # Splits (None: see default_set_options), balance, offline dihedral copies.
-  validation_fraction: float | None = None
-  test_fraction: float | None = None
-  group_split: bool = True
-  small_groups: str = "carve"
-  balance: str = "none"
-  augment_copies: int = 0
-  seed: int = 0
-  # Images: see images.load_image and intensity.
-  image_size: tuple[int, int] | None = None
-  resize: str = "pad"
-  apply_mask: bool = False
-  max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
-  intensity_mode: str = "keep"
-  percentiles: tuple[float, float] = intensity.DEFAULT_PERCENTILES
-  # Run: loading processes (None: all cores), shards per split (None: by size),
-  # on a bad input "fail" (publish nothing) or "skip" (list it in rejects.csv).
-  num_workers: int | None = None
-  num_shards: int | None = None
-  on_error: str = "fail"
-  progress: bool = True
-
-  @property
-  def workers(self) -> int:
-    """Processes that load images (and draw the synthetic set)."""
-    return self.num_workers or os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -168,7 +112,7 @@ def prepare_examples(config: ConvertConfig) -> Prepared:
   layout = "icpr2014" if config.dataset == SYNTHETIC else config.dataset
   source = sources.read_source(layout, config.data_dir, on_error=config.on_error,
                                rejects=rejects, name=config.name,
-                               **(config.source_options or {}))
+                               **config.source_options)
   prepared = Prepared(source, source.examples, config, rejects)
   # Fail before hashing and splitting; the writers check again before publishing.
   check_output(prepared.output_dir, config.overwrite)
@@ -196,13 +140,18 @@ def _locate_source(config: ConvertConfig) -> ConvertConfig:
                          profile=config.synth_profile):
       logging.info("Drawing %d synthetic cells into %s", config.synth_num_images,
                    config.data_dir)
-      synth.generate(config.data_dir, config.synth_num_images, seed=config.synth_seed,
-                     image_size=SYNTHETIC_IMAGE_SIZE,
-                     num_specimens=config.synth_num_specimens,
-                     num_workers=config.workers, overwrite=True,
-                     profile=config.synth_profile)
+      try:
+        synth.generate(config.data_dir, config.synth_num_images,
+                       seed=config.synth_seed, image_size=SYNTHETIC_IMAGE_SIZE,
+                       num_specimens=config.synth_num_specimens,
+                       num_workers=config.workers, overwrite=True,
+                       profile=config.synth_profile)
+      except OSError as e:
+        if errors.is_no_space(e):   # drawn in a hidden sibling, removed whole
+          raise errors.no_space(e, config.data_dir) from None
+        raise
     return config
-  csv_path = (config.source_options or {}).get("csv_path")
+  csv_path = config.csv_path
   if not config.data_dir and config.dataset == "csv" and csv_path:
     # --csv_path alone: the paths in it are relative to its folder.
     return dataclasses.replace(
@@ -287,8 +236,9 @@ def shard_plan(examples: pd.DataFrame, seed: int,
 def prescan(prepared: Prepared, order: pd.DataFrame) -> intensity.PixelSpec:
   """The dataset's PixelSpec from the sources in the write order (loading.prescan)."""
   config = prepared.config
-  return loading.prescan(order, prepared.source.channels, config.intensity_mode,
-                         config.percentiles, config.max_megapixels, config.workers)
+  return loading.prescan(order, prepared.source.channels, config.intensity,
+                         config.rescale_percentiles, config.max_megapixels,
+                         config.workers)
 
 
 def load_options(prepared: Prepared, pixels: intensity.PixelSpec) -> dict:

@@ -2,7 +2,7 @@
 
 `write_samples` draws a few cells per class and split into `samples.png` beside the
 shards, decoded from the records exactly as the reader decodes them
-(`schema.parse_example`, then `reader.to_model_input`), each cell
+(`schema.parse_example`, then `preprocess.to_model_input`), each cell
 contrast-stretched for display only, with the stretch and the stored values stated.
 
 `pixel_warnings` reads the per-image statistics the converter put in the manifest
@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from hep2tf import figures
-from hep2tf.data import intensity, reader, schema
+from hep2tf.data import intensity, preprocess, reader, schema
 
 SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
@@ -166,7 +166,7 @@ def _first_cells(folder, name, split, channels, has_mask, pixels, num_classes,
     example = schema.parse_example(serialized, channels, has_mask, pixels.dtype)
     stored = example[schema.IMAGE]
     # The reader's own mapping, so what is drawn is what the model gets.
-    shown = reader.to_model_input(stored, pixels).numpy()
+    shown = preprocess.to_model_input(stored, pixels).numpy()
     cells.append((label, (stored.numpy(), shown)))
     counts[label] += 1
     if min(counts) >= per_class:

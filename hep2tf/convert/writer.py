@@ -35,7 +35,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
-from hep2tf import atomic, storage
+from hep2tf import atomic, errors, storage
 from hep2tf.convert import loading, metadata, plan, samples
 from hep2tf.data import intensity, schema
 from hep2tf.data.records import INFO_FILE, REJECTS, shard_file_name
@@ -53,24 +53,35 @@ def write_records(prepared: plan.Prepared,
   (same seed, same bytes); `on_error` "fail" stops at the first bad image with
   InputError and publishes nothing, "skip" drops it and lists it in rejects.csv;
   image_size, resize, apply_mask, max_megapixels: see `images.load_image`;
-  intensity_mode, percentiles: how source values become stored values (see
+  intensity, rescale_percentiles: how source values become stored values (see
   `intensity`; the pre-scan `intensity.scan_pixels` decides the dtype). The table
   may carry an int `dihedral` column (0..7) asking for transformed copies; file
   names are relative to its `data_dir`. `pixels`: a PixelSpec decided already
   (skips the pre-scan). What was skipped is added to `prepared.rejects`.
 
   Returns:
-    A metadata.WriteSummary. Raises InputError for bad input or an existing output_dir.
+    A metadata.WriteSummary. Raises InputError for bad input or an existing
+    output_dir, errors.NoSpaceError (naming output_dir) when the disk fills up.
   """
-  config, source = prepared.config, prepared.source
   if not storage.is_local(prepared.output_dir):
     return _write_through_local(prepared, pixels)
   has_mask = plan.check_inputs(prepared)
   output_dir = pathlib.Path(prepared.output_dir).absolute()
+  atomic.clean_stale(output_dir)
+  try:
+    return _write_staged(prepared, output_dir, has_mask, pixels)
+  except Exception as e:
+    if errors.is_no_space(e):   # the staged folder is gone: say so in one line
+      raise errors.no_space(e, output_dir) from None
+    raise
+
+
+def _write_staged(prepared: plan.Prepared, output_dir: pathlib.Path, has_mask: bool,
+                  pixels: intensity.PixelSpec | None) -> metadata.WriteSummary:
+  """The records folder built in a hidden sibling and renamed into place."""
+  config, source = prepared.config, prepared.source
   name, class_names = source.name, list(source.class_names)
   rejects, data_dir = prepared.rejects, prepared.data_dir
-
-  atomic.clean_stale(output_dir)
   with atomic.staged_dir(output_dir) as staging:
     order = plan.shard_plan(prepared.examples, config.seed, config.num_shards)
     pixels = pixels or plan.prescan(prepared, order)

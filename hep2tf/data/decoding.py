@@ -6,7 +6,8 @@ decoded; `decode` then decodes the whole image (a truncated file fails here).
 `sample_kind` tells uint8, uint16 and float sources apart (and refuses multi-page and
 48-bit TIFF); `deep_values` and `read_png16` keep every level of a deeper source;
 `to_uint8` maps any 8-bit Pillow mode to grey or RGB (alpha composited on black);
-`binarise` turns a mask into 0/255; `resize` pads or stretches 8- and 16-bit arrays.
+`binarise` turns a mask into 0/255; `orientation` / `orient` apply a file's EXIF
+orientation; `resize` pads or stretches 8- and 16-bit arrays.
 No TensorFlow here: this runs in the converter's worker processes.
 """
 
@@ -179,6 +180,34 @@ def _on_black(image: Image.Image) -> Image.Image:
 def _grey_to(grey: np.ndarray, channels: int) -> np.ndarray:
   grey = grey[..., None]
   return np.repeat(grey, 3, axis=-1) if channels == 3 else grey
+
+
+# EXIF orientation 2..8 -> the array step that shows the image as viewers do (the
+# transposes of Pillow's ImageOps.exif_transpose; 1 is upright).
+_ORIENTATIONS = {
+    2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud,
+    5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, 3),
+    7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1), 8: lambda a: np.rot90(a, 1)}
+_EXIF_ORIENTATION = 0x0112
+
+
+def orientation(image: Image.Image) -> int:
+  """The EXIF orientation (1..8) of a decoded image; 1 when it has none."""
+  try:
+    with warnings.catch_warnings():   # Pillow warns of a damaged EXIF block
+      warnings.simplefilter("ignore")
+      value = image.getexif().get(_EXIF_ORIENTATION, 1)
+  except Exception:  # a damaged EXIF block: the pixels are still the image
+    return 1
+  return value if value in _ORIENTATIONS else 1
+
+
+def orient(pixels: np.ndarray, value: int) -> np.ndarray:
+  """Applies EXIF orientation `value` to an (H, W[, C]) array, so it is stored the
+  way viewers show it (a camera's JPEG with orientation 6 is turned upright)."""
+  if value not in _ORIENTATIONS:
+    return pixels
+  return np.ascontiguousarray(_ORIENTATIONS[value](pixels))
 
 
 def binarise(image: Image.Image) -> np.ndarray:

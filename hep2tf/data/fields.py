@@ -28,8 +28,9 @@ both go through this module, one field in memory at a time:
                               filled with the field's background (the median outside
                               every cell); `cell_mask` is the cell's own mask there
 
-`FieldsConfig` holds the options (and the segmentation's `SegmentConfig`); its flags
-are generated from it (`define_flags`, `config_from_flags`) for both command lines.
+`FieldsConfig` holds the options (and the segmentation's `SegmentConfig`); the flags
+of both command lines are generated from its fields (`FieldsOptions` in
+hep2tf/config/convert.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _option(default, help: str):
 
 @dataclasses.dataclass(frozen=True)
 class FieldsConfig:
-  """How cells are found in fields and cut out; each field is a flag."""
+  """How cells are found in fields and cut out; each field is a flag (of
+  create_records --dataset=fields and predict --fields)."""
   cell_size: int = _option(78, "fields: side of the square window cut around each "
                            "cell's centroid, pixels (78: the ICPR 2014 crop).")
   edge_cells: str = _option("drop", "fields: cells whose mask touches the field's "
@@ -98,27 +100,6 @@ class FieldsConfig:
         threshold_scale=self.segment_threshold_scale,
         min_distance=self.segment_min_distance, min_area=self.min_area,
         max_area=self.max_area)
-
-
-def define_flags(flag_values) -> None:
-  """Defines one flag per FieldsConfig field (default None: the field's default)."""
-  from absl import flags
-  for field in dataclasses.fields(FieldsConfig):
-    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              str: flags.DEFINE_string}[type(field.default)]
-    define(field.name, None, field.metadata["help"] + f" (default {field.default})",
-           flag_values=flag_values)
-
-
-def given_flags(flag_values) -> dict:
-  """The FieldsConfig flags given on the command line (name -> value)."""
-  return {f.name: flag_values[f.name].value for f in dataclasses.fields(FieldsConfig)
-          if flag_values[f.name].value is not None}
-
-
-def config_from_flags(flag_values, **defaults) -> FieldsConfig:
-  """FieldsConfig from the flags; `defaults` replace the class's where not given."""
-  return FieldsConfig(**{**defaults, **given_flags(flag_values)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,19 @@ class FoldSpec:
                        "and 0 <= fold < num_folds")
 
 
+def run_fold(config, holdout: bool) -> FoldSpec | None:
+  """The cross-validation fold of a run's config (a `hep2tf.config` TrainConfig:
+  num_folds, fold, seed, fold_by_group, fold_column): the fold held out for
+  validation (holdout) or the rest, which trains; None when the run does not
+  cross-validate. The trainer and evaluate both ask this, so a run is calibrated on
+  exactly the fold it was validated on (a dataset's own folds included)."""
+  if not config.num_folds:
+    return None
+  return FoldSpec(index=config.fold, num_folds=config.num_folds, holdout=holdout,
+                  seed=config.seed, by_group=config.fold_by_group,
+                  column=config.fold_column)
+
+
 def official_folds(manifest: pd.DataFrame, split: str = "train",
                    where: str = "") -> list[str]:
   """The dataset's own folds (FOLD_COLUMN values) in `split` of a records manifest

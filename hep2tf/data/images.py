@@ -14,7 +14,9 @@ bytes of the requested channels:
 - a multi-page TIFF (a z-stack, channels or a time series) is an InputError: which
   page is the cell is the user's call, not ours;
 - RGBA / LA are composited on black (the IIF background); palette, CMYK, YCbCr and
-  1-bit images are converted; grey becomes RGB by repeating, RGB grey by luminance.
+  1-bit images are converted; grey becomes RGB by repeating, RGB grey by luminance;
+- an EXIF orientation (a camera's JPEG, orientation 6) is applied to image and mask,
+  so the cell is stored the way viewers show the file.
 
 Every problem is an `InputError` naming the file.
 """
@@ -105,9 +107,10 @@ def load_image(path: str | os.PathLike, channels: int, *,
   image = decoding.decode(data, path, max_megapixels)
   spec = pixel_spec or intensity.PixelSpec()
   kind = decoding.sample_kind(image, data, path)
+  turn = decoding.orientation(image)
 
   keep_source = (image_size is None and not apply_mask and dihedral_id == 0
-                 and kind == "uint8" and spec.intensity == "keep"
+                 and kind == "uint8" and spec.intensity == "keep" and turn == 1
                  and not spec.deep and decoding.is_record_png(data, channels))
   if keep_source:
     pixels = None
@@ -117,14 +120,17 @@ def load_image(path: str | os.PathLike, channels: int, *,
   else:
     pixels = intensity.to_storage(decoding.deep_values(image, data, channels, path),
                                   kind, spec, path)
-  shape = (image.height, image.width)
+  if pixels is not None:
+    pixels = decoding.orient(pixels, turn)   # upright, as a viewer shows the file
+  shape = (image.height, image.width) if pixels is None else pixels.shape[:2]
   mask = None
   mask_source = None
   if mask_path:
     mask_data = decoding.read_bytes(mask_path)
     mask_image = decoding.decode(mask_data, mask_path, max_megapixels)
-    mask = decoding.binarise(mask_image)
-    if (decoding.is_record_png(mask_data, 1) and
+    mask_turn = decoding.orientation(mask_image)
+    mask = decoding.orient(decoding.binarise(mask_image), mask_turn)
+    if (decoding.is_record_png(mask_data, 1) and mask_turn == 1 and
         np.array_equal(mask, np.asarray(mask_image))):
       mask_source = mask_data   # already a 0/255 grey PNG: keep its bytes too
     if mask.shape != shape:

@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hep2tf import console
 from hep2tf.errors import InputError
 
 INTENSITY_MODES = ("keep", "rescale", "rescale_per_image")
@@ -244,5 +245,7 @@ def _map(function, argument_tuples, num_workers: int) -> list:
     return [function(*args) for args in argument_tuples]
   methods = multiprocessing.get_all_start_methods()
   context = multiprocessing.get_context("fork" if "fork" in methods else None)
-  with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+  with concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=context,
+      initializer=console.ignore_interrupts) as pool:   # Ctrl-C: the parent's
     return list(pool.map(function, *zip(*argument_tuples), chunksize=32))

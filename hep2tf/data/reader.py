@@ -15,11 +15,12 @@ Records are parsed only through `hep2tf.data.schema`. The folder is a
 records hold, its `shards` and `num_examples` what to read and how much there is.
 `create_split` returns a `Split`: the dataset with its size and batches per pass.
 
-Bit depth: records hold uint8 or uint16 PNG (one dtype per dataset,
-`DatasetInfo.pixels`). Images stay in that dtype up to batching; `to_model_input`
-then gives the models' float32 input, `stored * 255 / white_level` (see
-`hep2tf.data.intensity`): 8-bit records exactly as before, 16-bit ones with every level
-kept as a distinct float.
+Pixels: records hold uint8 or uint16 PNG (one dtype per dataset,
+`DatasetInfo.pixels`). Each decoded image is masked and resized by `preprocess.fit`
+and stays in that dtype up to batching; `preprocess.to_model_input` then gives the
+models' float32 input, `stored * 255 / white_level` (see `hep2tf.data.intensity`):
+8-bit records exactly as before, 16-bit ones with every level kept as a distinct
+float. predict and the SavedModel use the same `hep2tf.data.preprocess`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import tensorflow as tf
 from absl import logging
 
 from hep2tf.data import folds
-from hep2tf.data import intensity
 from hep2tf.data import mixing
+from hep2tf.data import preprocess
 from hep2tf.data import schema
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.errors import InputError
@@ -82,8 +83,8 @@ def create_split(records: Records, split: str, *, batch_size: int,
     batch_size: examples per batch.
     training: shuffle shards and examples; allows balancing and mixing.
     image_size: (height, width) to resize to, keeping the aspect ratio and padding
-      with 0 (`tf.image.resize_with_pad`, as the converter does); None keeps the
-      stored size, which must then be the same for all images.
+      with 0 (`preprocess.fit`, as predict and the SavedModel resize); None keeps
+      the stored size, which must then be the same for all images.
     apply_mask: multiply each image by its mask (background to 0); the records must
       hold masks.
     shuffle_buffer: examples in the shuffle buffer (training only). Decoded images
@@ -112,9 +113,9 @@ def create_split(records: Records, split: str, *, batch_size: int,
 
   Returns:
     A `Split`, whose dataset yields (images, labels) or (images, labels, meta):
-    images float32, (N, H, W, C), `to_model_input` of the stored values (in
-    [0, 255], 255 being the dataset's white level); labels one-hot (mixed when
-    mixing) float32 (N, K).
+    images float32, (N, H, W, C), `preprocess.to_model_input` of the stored
+    values (in [0, 255], 255 being the dataset's white level); labels one-hot
+    (mixed when mixing) float32 (N, K).
   """
   info = records.info
   if cache == "auto":
@@ -312,37 +313,19 @@ def _decode(serialized: tf.Tensor, info: DatasetInfo,
   # The mask is decoded only when used: a second PNG per example otherwise.
   example = schema.parse_example(serialized, info.channels,
                                  info.has_mask and apply_mask, info.pixels.dtype)
-  image = example[schema.IMAGE]
-  if apply_mask:
-    # Mask before resizing so both share the same geometry.
-    image = image * tf.cast(example[schema.MASK] > 0, image.dtype)
-  if image_size is not None:
-    resized = tf.image.resize_with_pad(image, image_size[0], image_size[1])
-    # Back to the stored dtype so the shuffle buffer holds a quarter (uint8) or half
-    # (uint16) of the bytes; this is the same rounding the converter's PNGs have.
-    image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, image.dtype.max),
-                    image.dtype)
+  # The stored dtype is kept up to batching, so the shuffle buffer holds a quarter
+  # (uint8) or half (uint16) of float32's bytes.
+  image = preprocess.fit(example[schema.IMAGE], image_size,
+                         example[schema.MASK] if apply_mask else None)
   out = {schema.IMAGE: image, schema.LABEL: example[schema.LABEL]}
   for key in META_KEYS:
     out[key] = example[key]
   return out
 
 
-def to_model_input(images: tf.Tensor, pixels: intensity.PixelSpec) -> tf.Tensor:
-  """Stored pixels (uint8/uint16, any shape) -> the models' float32 input.
-
-  `stored * 255 / white_level`: the identity for 8-bit records; for 16-bit ones a
-  float in which every stored level stays distinct (float32 has 24 mantissa bits).
-  """
-  images = tf.cast(images, tf.float32)
-  if pixels.white_level == 255:
-    return images
-  return images * tf.constant(255.0 / pixels.white_level, tf.float32)
-
-
 def _to_model_inputs(batch: dict, info: DatasetInfo, with_meta: bool):
   """A batch dict -> (images float32, one-hot labels float32[, meta])."""
-  images = to_model_input(batch[schema.IMAGE], info.pixels)
+  images = preprocess.to_model_input(batch[schema.IMAGE], info.pixels)
   labels = tf.one_hot(batch[schema.LABEL], info.num_classes, dtype=tf.float32)
   if with_meta:
     return images, labels, {key: batch[key] for key in META_KEYS}

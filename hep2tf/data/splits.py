@@ -14,6 +14,8 @@ Rules, from the design brief:
 - no source image (by content hash) in two splits: identical files are tied into one
   group before splitting, and a layout that puts one file's content in two splits is an
   InputError (a reject under on_error="skip");
+- no content under two labels: identical files labelled differently are all left out
+  together, as one InputError naming every file (one reject under "skip");
 - small grouped sets: when some class has fewer groups than the grouped splits need (3
   for train / validation / test), whole groups go to train and test only and
   validation is carved from the training cells of training groups, stratified by class
@@ -94,6 +96,7 @@ def assign_splits(examples: pd.DataFrame, *,
                      f"validation={validation_fraction} test={test_fraction}")
   if "sha256" not in examples.columns:
     examples = add_hashes(examples, on_error=on_error, rejects=rejects)
+  examples = _drop_label_conflicts(examples, on_error, rejects)
   examples = examples.reset_index(drop=True).copy()
   examples["split"] = examples["split"].fillna("").astype(str)
   defined = examples["split"] != ""
@@ -323,6 +326,25 @@ def _drop_cross_split_duplicates(examples: pd.DataFrame, on_error: str,
           f"split {first['split']}, but this file is in split {other['split']}",
           file=other["path"], row=int(index)), on_error, rejects)
       keep[index] = False
+  return examples[keep].reset_index(drop=True)
+
+
+def _drop_label_conflicts(examples: pd.DataFrame, on_error: str,
+                          rejects: Rejects | None) -> pd.DataFrame:
+  """Identical files under two labels: the label is in doubt, so all of them are
+  one error (fail) or one reject naming every file (skip), and all are dropped."""
+  examples = examples.reset_index(drop=True)
+  keep = np.ones(len(examples), bool)
+  for digest, rows in examples.groupby("sha256", sort=True):
+    if not digest or rows["label"].nunique() < 2:
+      continue
+    named = "; ".join(f"{path} ({label})"
+                      for path, label in zip(rows["path"], rows["label"]))
+    _fail_or_skip(InputError(
+        f"the same content (sha256 {digest[:12]}...) under {rows['label'].nunique()} "
+        f"labels: {named}; all {len(rows)} files left out (the label is in doubt)",
+        file=rows["path"].iloc[0]), on_error, rejects)
+    keep[rows.index] = False
   return examples[keep].reset_index(drop=True)
 
 

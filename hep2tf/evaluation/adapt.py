@@ -7,12 +7,12 @@ specimen's own cells, unsupervised (the labels are never read), layer by layer i
 forward pass in batch-statistics mode, then predicts that specimen's cells in
 inference mode with those statistics, and puts the trained ones back.
 
-Two units of adaptation (`ADAPT_MODES`): "specimen", the groups of the records
-(`schema.GROUP`: specimen, patient, slide; cells without one keep the trained
-statistics), and "split", all cells of the evaluated split at once (a new lab's
-batch, imaged together). In IIF sets a specimen carries one pattern, so its own
-statistics hold the class signal, and re-estimating them per specimen normalises it
-away (docs/RESULTS.md measures this); "split" keeps the classes mixed.
+Two units of adaptation (`hep2tf.config.evaluate.ADAPT_MODES`): "specimen", the
+groups of the records (`schema.GROUP`: specimen, patient, slide; cells without one
+keep the trained statistics), and "split", all cells of the evaluated split at once
+(a new lab's batch, imaged together). In IIF sets a specimen carries one pattern, so
+its own statistics hold the class signal, and re-estimating them per specimen
+normalises it away (docs/RESULTS.md measures this); "split" keeps the classes mixed.
 
 Only models with BatchNormalization layers have statistics to re-estimate
 (`has_batch_norm`); the from-scratch cnn without --batch_norm standardises each image
@@ -27,7 +27,6 @@ import numpy as np
 from hep2tf.data import schema
 from hep2tf.evaluation import predict
 
-ADAPT_MODES = ("none", "specimen", "split")
 # Cells of one group used to estimate its statistics (a random subset beyond it).
 MAX_ADAPT_CELLS = 512
 

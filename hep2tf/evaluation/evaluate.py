@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from hep2tf import rundir, storage
-from hep2tf.data import folds, intensity, reader, schema
+from hep2tf.config.evaluate import ADAPT_MODES
+from hep2tf.config.run import RunConfig, read_run_config
+from hep2tf.data import folds, reader, schema
 from hep2tf.data.records import Records
 from hep2tf.evaluation import (adapt, calibration, explain, export, metrics, predict,
                                results)
@@ -22,33 +24,27 @@ from hep2tf.evaluation import (adapt, calibration, explain, export, metrics, pre
 GRID_IMAGES = 36  # cells in the grid of predictions with ground truth
 
 
-def validation_dataset(run: dict, records: Records, batch_size: int,
+def validation_dataset(run: RunConfig, records: Records, batch_size: int,
                        with_meta: bool = True):
   """The run's own validation data (`records`: the run's records folder): its eval
-  split, or its held-out fold. Returns (split name, dataset)."""
-  config = run.get("config", {})
-  image_size = tuple(run["image_size"]) if run.get("image_size") else None
-  split, fold = config.get("eval_split", "validation"), None
-  if config.get("num_folds"):
-    split = config.get("train_split", "train")
-    fold = folds.FoldSpec(index=config["fold"], num_folds=config["num_folds"],
-                          holdout=True, seed=config.get("seed", 0),
-                          by_group=config.get("fold_by_group", True))
+  split, or the fold it held out (`folds.run_fold`, as the trainer chose it).
+  Returns (split name, dataset)."""
+  split = run.train.validation_split
   return split, reader.create_split(
-      records, split, batch_size=batch_size, training=False, fold=fold,
-      image_size=image_size, apply_mask=run.get("apply_mask", False),
-      with_meta=with_meta).dataset
+      records, split, batch_size=batch_size, training=False,
+      fold=folds.run_fold(run.train, holdout=True), image_size=run.image_size,
+      apply_mask=run.apply_mask, with_meta=with_meta).dataset
 
 
-def fit_on_validation(model_dir: str, run: dict, records: Records, model,
+def fit_on_validation(model_dir: str, run: RunConfig, records: Records, model,
                       checkpoint: str, *, calibrate: bool,
                       min_confidence: float | None, batch_size: int) -> None:
   """--calibrate and --min_confidence: fit on the validation split, store in the run.
 
   The validation data are the run's own: `records` (the folder being evaluated) when
   it is the run's records folder, else that folder, opened here."""
-  if storage.abspath(records.path) != storage.abspath(run["records_dir"]):
-    records = Records.open(run["records_dir"])
+  if storage.abspath(records.path) != storage.abspath(run.records_dir):
+    records = Records.open(run.records_dir)
   split, dataset = validation_dataset(run, records, batch_size)
   y_val, logits, _, _ = predict.predict_logits(model, dataset)
   if calibrate:
@@ -63,11 +59,11 @@ def fit_on_validation(model_dir: str, run: dict, records: Records, model,
              calibration.expected_calibration_error(scaled, y_val)])
     if checkpoint == "best":
       # The export serves the best model; it now answers with calibrated probabilities.
-      height, width, channels = run["input_shape"]
+      height, width, channels = run.input_shape
       export.export_serving(model, rundir.RunDir(model_dir).export_dir,
-                            class_names=run["class_names"], channels=channels,
+                            class_names=run.class_names, channels=channels,
                             image_size=(height, width), temperature=t,
-                            pixels=intensity.PixelSpec.from_json(run.get("pixels")))
+                            pixels=run.pixels)
   if min_confidence is not None:
     t = calibration.run_temperature(model_dir, checkpoint)
     at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,
@@ -101,26 +97,25 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   """
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  if adapt_to not in adapt.ADAPT_MODES:
-    raise ValueError(f"adapt must be one of {adapt.ADAPT_MODES}, got {adapt_to!r}")
-  run = rundir.RunDir(model_dir).read_config()
-  records_dir = records_dir or run["records_dir"]
+  if adapt_to not in ADAPT_MODES:
+    raise ValueError(f"adapt must be one of {ADAPT_MODES}, got {adapt_to!r}")
+  run = read_run_config(rundir.RunDir(model_dir))
+  records_dir = records_dir or run.records_dir
   records = Records.open(records_dir)
   info = records.info
-  if list(info.class_names) != list(run["class_names"]):
+  if list(info.class_names) != list(run.class_names):
     raise ValueError(f"{records_dir} has classes {info.class_names}, the run was "
-                     f"trained on {run['class_names']}")
+                     f"trained on {list(run.class_names)}")
   model = predict.load_run_model(model_dir, checkpoint)
   if calibrate or min_confidence is not None:
     fit_on_validation(model_dir, run, records, model, checkpoint, calibrate=calibrate,
                       min_confidence=min_confidence, batch_size=batch_size)
-  image_size = tuple(run["image_size"]) if run.get("image_size") else None
+  image_size = run.image_size
 
   def dataset():
     return reader.create_split(
         records, split, batch_size=batch_size, training=False,
-        image_size=image_size, apply_mask=run.get("apply_mask", False),
-        with_meta=True).dataset
+        image_size=image_size, apply_mask=run.apply_mask, with_meta=True).dataset
 
   if adapt_to != "none":
     check_adaptable(model)
@@ -152,7 +147,7 @@ def check_adaptable(model) -> None:
                      "run's model has none (train with --batch_norm, or a backbone)")
 
 
-def score_split(model_dir: str, run: dict, y_true, logits, meta,
+def score_split(model_dir: str, run: RunConfig, y_true, logits, meta,
                 context: dict) -> tuple[dict, np.ndarray]:
   """Scores a split's logits (`predict.predict_logits`) at the run's temperature.
 
@@ -169,15 +164,15 @@ def score_split(model_dir: str, run: dict, y_true, logits, meta,
   scaled = (None if temperature is None
             else predict.view_probabilities(logits, temperature))
   probs = raw if scaled is None else scaled
-  class_names = run["class_names"]
+  class_names = list(run.class_names)
   report = metrics.classification_report(
       y_true, probs, class_names, groups=meta.get(schema.GROUP),
-      positive_class=run.get("positive_class"))
+      positive_class=run.positive_class)
   report.update(context)
   # Beside the training's validation MCA of the best checkpoint, when it is known.
   run_dir = rundir.RunDir(model_dir)
   if (checkpoint == "best" and run_dir.is_complete()
-      and split != run.get("config", {}).get("eval_split", "validation")):
+      and split != run.train.eval_split):
     report["val_test_gap"] = metrics.val_test_gap(run_dir.read_complete()["val_mca"],
                                                   report["mca"])
   report.update(calibration.calibration_report(raw, y_true, scaled, temperature))

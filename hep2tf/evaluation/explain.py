@@ -44,7 +44,6 @@ from hep2tf.evaluation import calibration
 
 METHOD = "smoothgrad"
 SAMPLES = 16
-DEFAULT_CELLS = 24  # cells evaluate explains: enough for a grid, seconds on a CPU
 NOISE = 0.15
 _MAX_BATCH = 128  # noisy copies per forward/backward pass
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from hep2tf import atomic, errors, figures, rundir, storage
+from hep2tf.config.run import read_run_config
 from hep2tf.data import fields
 from hep2tf.data.sources import fields as field_source
 from hep2tf.errors import InputError, Rejects
@@ -49,8 +50,8 @@ def predict_fields(model_dir: str, fields_dir: str, output_dir: str, *,
   side with the default rule. Returns (the specimens table, the fields skipped, the
   specimen report or None without labels). InputError for a layout it cannot read.
   """
-  run = rundir.RunDir(model_dir).read_config()
-  class_names, input_shape = list(run["class_names"]), run["input_shape"]
+  run = read_run_config(rundir.RunDir(model_dir))
+  class_names, input_shape = list(run.class_names), run.input_shape
   config = config or fields.FieldsConfig(cell_size=int(input_shape[0]))
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get(
@@ -94,10 +95,10 @@ class _Classifier:
   def __init__(self, model_dir, checkpoint, tta, batch_size, run):
     self.model = predict.load_run_model(model_dir, checkpoint)
     self.temperature = calibration.run_temperature(model_dir, checkpoint)
-    self.input_shape = run["input_shape"]
-    self.pixels = predict.run_pixels(run)
+    self.input_shape = run.input_shape
+    self.pixels = run.pixels
     self.tta, self.batch_size = tta, batch_size
-    self.class_names = list(run["class_names"])
+    self.class_names = list(run.class_names)
     self.num_classes = len(self.class_names)
 
   def __call__(self, windows: list[np.ndarray], where: str) -> np.ndarray:

@@ -17,11 +17,11 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-
 from hep2tf import figures, models, rundir, storage
-from hep2tf.data import augment, decoding, images, intensity
+from hep2tf.config.run import read_run_config
+from hep2tf.data import augment, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
+from hep2tf.errors import InputError
 
 
 # --- The run's model over a dataset (evaluate) ------------------------------------
@@ -106,17 +106,21 @@ def predict_probabilities(model, dataset, *, tta: bool = False,
 
 def load_for_model(path: str, input_shape,
                    pixels: intensity.PixelSpec | None = None) -> np.ndarray:
-  """One image file -> the model's float32 (H, W, C), as converter and reader do.
+  """One image file -> the model's float32 (H, W, C), as converter and reader do:
+  the values the converter would store for it (`images.load_image` with the run's
+  PixelSpec), then the reader's `preprocess.model_input` (resize to the model's
+  size, `stored * 255 / white_level`).
 
   `pixels`: the run's records' PixelSpec (default: 8-bit records).
   """
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
+  if not storage.exists(path):
+    raise InputError("file not found", file=path)
   with storage.local_copy(path) as local:  # images.py opens local files
-    loaded = images.load_image(local, channels, image_size=(height, width),
-                               resize="pad", pixel_spec=pixels)
-  array = images.decode_png(loaded.png).astype(np.float32)
-  return array * np.float32(255.0 / pixels.white_level)
+    loaded = images.load_image(local, channels, pixel_spec=pixels)
+  stored = images.decode_png(loaded.png)
+  return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
 def array_for_model(values: np.ndarray, input_shape,
@@ -124,8 +128,7 @@ def array_for_model(values: np.ndarray, input_shape,
                     where: str = "") -> np.ndarray:
   """A grey window already in memory (uint8, uint16 or float (H, W)) -> the model's
   float32 (H, W, C): the steps of `load_for_model` after decoding (the records'
-  storage mapping, padded resize, stored * 255 / white_level). `where` names it in
-  errors."""
+  storage mapping, then `preprocess.model_input`). `where` names it in errors."""
   height, width, channels = input_shape
   pixels = pixels or intensity.PixelSpec()
   kind = ("uint8" if values.dtype == np.uint8
@@ -134,47 +137,52 @@ def array_for_model(values: np.ndarray, input_shape,
   if channels == 3 and planes.shape[-1] == 1:
     planes = np.repeat(planes, 3, axis=-1)
   stored = intensity.to_storage(planes, kind, pixels, where)
-  stored = decoding.resize(stored, (height, width), "pad", Image.BILINEAR)
-  return stored.astype(np.float32) * np.float32(255.0 / pixels.white_level)
-
-
-def run_pixels(run: dict) -> intensity.PixelSpec:
-  """The PixelSpec a run was trained with; runs that predate it had 8-bit records."""
-  return intensity.PixelSpec.from_json(run.get("pixels"))
+  return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
 def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                   tta: bool = False, batch_size: int = 64,
                   min_confidence: float | None = None,
                   explain_dir: str | None = None) -> pd.DataFrame:
-  """Returns a DataFrame with columns file, class, confidence, uncertain (only with a
-  threshold: the argument, else the run's stored one), explanation (only with
-  `explain_dir`), then p_<class> for each class."""
-  run = rundir.RunDir(model_dir).read_config()
-  class_names = run["class_names"]
+  """Returns a DataFrame with columns file, status, class, confidence, uncertain
+  (only with a threshold: the argument, else the run's stored one), explanation
+  (only with `explain_dir`), then p_<class> for each class.
+
+  Every file that can be read is predicted; one that cannot (missing, truncated,
+  not an image) gets its reason in `status` ("ok" otherwise) and empty class,
+  confidence and probabilities, so one bad file never costs the batch.
+  """
+  run = read_run_config(rundir.RunDir(model_dir))
+  class_names = list(run.class_names)
   model = load_run_model(model_dir, checkpoint)
   temperature = calibration.run_temperature(model_dir, checkpoint)
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
     raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  input_shape, pixels = run["input_shape"], run_pixels(run)
-  starts = range(0, len(files), batch_size)
-  batches = (np.stack([load_for_model(f, input_shape, pixels)
-                       for f in files[start:start + batch_size]]) for start in starts)
-  probs, overlays = [], []
-  for start, (batch, logits, _, _) in zip(starts, iterate_logits(model, batches, tta)):
+  files = list(files)
+  status = ["ok"] * len(files)
+  rows: list[list[int]] = []   # the file rows of each batch, as they are made
+  batches = _good_batches(files, run.input_shape, run.pixels, batch_size, status,
+                          rows)
+  probs = np.full((len(files), len(class_names)), np.nan)
+  overlays = [""] * len(files)
+  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches, tta)):
     p = view_probabilities(logits, temperature)
-    probs.append(p)
+    probs[rows[k]] = p
     if explain_dir:
-      overlays += write_overlays(model, batch, p, files[start:start + batch_size],
-                                 start, class_names, explain_dir)
-  probs = np.concatenate(probs) if probs else np.zeros((0, len(class_names)))
-  frame = pd.DataFrame({"file": list(files),
-                        "class": [class_names[i] for i in probs.argmax(axis=1)],
-                        "confidence": probs.max(axis=1)})
+      paths = write_overlays(model, batch, p, [files[i] for i in rows[k]], rows[k],
+                             class_names, explain_dir)
+      for i, path in zip(rows[k], paths):
+        overlays[i] = path
+  good = np.array([s == "ok" for s in status], bool)
+  filled = np.where(good[:, None], probs, 0.0)
+  frame = pd.DataFrame({"file": files, "status": status,
+                        "class": [class_names[k] if g else "" for k, g in
+                                  zip(filled.argmax(axis=1), good)],
+                        "confidence": np.where(good, filled.max(axis=1), np.nan)})
   if min_confidence is not None:
-    frame["uncertain"] = frame["confidence"] < min_confidence
+    frame["uncertain"] = good & (frame["confidence"] < min_confidence)
   if explain_dir:
     frame["explanation"] = overlays
   for k, name in enumerate(class_names):
@@ -182,9 +190,27 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   return frame
 
 
-def write_overlays(model, batch, probs, names, start: int, class_names,
+def _good_batches(files, input_shape, pixels, batch_size: int, status: list,
+                  rows: list) -> Iterator[np.ndarray]:
+  """Batches of the files that load (`load_for_model`); a file that does not gets
+  its reason in `status`; each batch's file rows are appended to `rows`."""
+  batch, indices = [], []
+  for i, path in enumerate(files):
+    try:
+      batch.append(load_for_model(path, input_shape, pixels))
+      indices.append(i)
+    except InputError as e:
+      status[i] = e.reason
+    if len(batch) == batch_size or (i == len(files) - 1 and batch):
+      rows.append(indices)
+      yield np.stack(batch)
+      batch, indices = [], []
+
+
+def write_overlays(model, batch, probs, names, rows, class_names,
                    explain_dir: str) -> list[str]:
-  """One PNG per image: the cell and its SmoothGrad map for the predicted class."""
+  """One PNG per image: the cell and its SmoothGrad map for the predicted class;
+  `rows` are the images' row numbers in the output (they prefix the names)."""
   storage.makedirs(explain_dir)
   predicted = probs.argmax(axis=1)
   maps = explain.smoothgrad(model, batch, predicted)
@@ -192,7 +218,7 @@ def write_overlays(model, batch, probs, names, start: int, class_names,
   for i, name in enumerate(names):
     stem = os.path.splitext(os.path.basename(name))[0]
     # The row number keeps inputs of the same name in different folders apart.
-    path = os.path.join(explain_dir, f"{start + i:05d}_{stem}.png")
+    path = os.path.join(explain_dir, f"{rows[i]:05d}_{stem}.png")
     title = (f"{os.path.basename(name)}: {class_names[predicted[i]]} "
              f"(p = {probs[i, predicted[i]]:.2f})")
     figures.save_figure(plots.attribution_overlay_figure(batch[i], maps[i], title),

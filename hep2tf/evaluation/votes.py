@@ -22,13 +22,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hep2tf.config.evaluate import DEFAULT_MIN_CELLS
 from hep2tf.evaluation import metrics
 
 UNCERTAIN = "uncertain"
 NO_CELLS = "no cells"
 NO_ANSWER = "(no answer)"   # the confusion matrix's column for both abstentions
 DEFAULT_MIN_CONFIDENCE = 0.5
-DEFAULT_MIN_CELLS = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,6 +88,6 @@ def is_weights_path(weights: object) -> bool:
 # The model modules register themselves on import; they import `register` from here.
 from hep2tf.models import alexnet, backbones, cnn, coatnet, resnet  # noqa: E402,F401
 from hep2tf.models.backbones import (  # noqa: E402,F401
-    load_pretrained, set_backbone_trainable)
+    load_pretrained, resolve_weights, set_backbone_trainable)
 from hep2tf.models.layers import (  # noqa: E402,F401
     ContrastStretch, PerImageStandardization, Rescale)

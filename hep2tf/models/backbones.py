@@ -40,6 +40,7 @@ from hep2tf import rundir, storage
 from hep2tf.errors import InputError
 from hep2tf.models import is_weights_path, register
 from hep2tf.models import layers as hep2tf_layers
+from hep2tf.models import weights_file
 
 BACKBONE = "backbone"
 
@@ -285,7 +286,7 @@ def load_pretrained(model: keras.Model, source: str | os.PathLike) -> list[str]:
   Raises:
     InputError naming the file when it is missing or unreadable or nothing matches.
   """
-  path = _resolve_source(os.fspath(source))
+  path = resolve_weights(os.fspath(source))
   stores = _read_stores(path)
   walk = _walk_layers if path.endswith(".keras") else _walk_weights_h5_keys
   loaded = []
@@ -306,7 +307,11 @@ def load_pretrained(model: keras.Model, source: str | os.PathLike) -> list[str]:
   return loaded
 
 
-def _resolve_source(source: str) -> str:
+def resolve_weights(source: str) -> str:
+  """The weights file of a --weights value (a file, or a run directory's best /
+  final model); InputError naming it when it is missing or not what it says."""
+  if storage.exists(os.path.join(source, "saved_model.pb")):
+    raise InputError(weights_file.SAVED_MODEL, file=source)
   if storage.isdir(source):
     for name in rundir.RUN_CHECKPOINTS:
       candidate = os.path.join(source, name)
@@ -317,9 +322,8 @@ def _resolve_source(source: str) -> str:
         file=source)
   if not storage.exists(source) or storage.isdir(source):
     raise InputError("weights file not found", file=source)
-  if not source.endswith((".keras", ".h5")):
-    raise InputError("weights must be a .keras file, a .weights.h5 file or a run "
-                     "directory", file=source)
+  with storage.local_copy(source) as local:
+    weights_file.check_weights_file(local)   # says what a wrong file is instead
   return source
 
 

@@ -3,7 +3,7 @@
 Every model takes float32 images in [0, 255], shape (N, H, W, C), and normalises them
 inside itself, so a saved model needs no preprocessing code beside it. Records of
 any bit depth reach them in that range: 16-bit records as `stored * 255 /
-white_level` (`reader.to_model_input`), a float in which every 16-bit level
+white_level` (`preprocess.to_model_input`), a float in which every 16-bit level
 stays distinct. The layers here are registered as Keras serialisables (package
 "hep2tf"), so a `.keras` file holding them loads with
 `keras.saving.load_model(path, safe_mode=True)` once `hep2tf.models` is imported.

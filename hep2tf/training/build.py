@@ -19,7 +19,7 @@ from absl import logging
 from hep2tf import models
 from hep2tf.data import augment
 from hep2tf.evaluation import keras_metrics
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 # The from-scratch models whose batch norm is optional (--batch_norm).

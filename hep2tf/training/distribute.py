@@ -20,7 +20,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from hep2tf.config.train import STRATEGIES
 
 
 def split_cpu(num_devices: int) -> None:

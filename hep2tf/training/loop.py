@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import time
 from typing import Sequence
 
 import keras
@@ -232,7 +231,8 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
       where it is read from (the chief's folder; the same folder on the chief).
     chief: whether this worker's checkpoint folder is the real one. Other workers
       delete what they wrote after each save.
-    verbose: 1, a progress bar with ETA (a terminal); 2, one line per epoch.
+    verbose: 1, a progress bar of the epoch's steps (a terminal); 2, none (the
+      epoch's line is a callback's, `summaries.EpochLine`).
   """
   loop = Loop(strategy, train_model, global_batch_size=global_batch_size,
               class_weight=class_weight, jit_compile=jit_compile)
@@ -250,16 +250,13 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
   callback_list.on_train_begin()
   epoch = initial_epoch
   for epoch in range(initial_epoch, epochs):
-    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-    start = time.time()
     callback_list.on_epoch_begin(epoch)
-    loss, steps, confusion = _train_epoch(loop, iterator, callback_list, train_model,
-                                          steps_per_epoch, verbose)
+    loss, _, confusion = _train_epoch(loop, iterator, callback_list, train_model,
+                                      steps_per_epoch, verbose)
     logs = {"loss": loss, **confusion_logs(confusion, recall_names),
             **loop.broadcast(loop.evaluate(val_ds, recall_names))}
+    # The run's callbacks say what the epoch did (summaries.EpochLine prints it).
     callback_list.on_epoch_end(epoch, logs)
-    print(f"{steps}/{steps_per_epoch} - {time.time() - start:.0f}s - " +
-          " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
     if math.isfinite(logs["loss"]):
       # Only finished, finite epochs are kept for resuming.
       epoch_var.assign(epoch + 1)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import keras
 
 from hep2tf import atomic, figures, models, rundir, storage
+from hep2tf.config.run import RunConfig
 from hep2tf.evaluation import export, plots
 from hep2tf.training import summaries
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 if TYPE_CHECKING:
   from hep2tf.training.trainer import TrainData
@@ -22,17 +23,15 @@ if TYPE_CHECKING:
 
 def write_run_config(run: rundir.RunDir, config: TrainConfig, data: TrainData,
                      precision: tuple[str, str]) -> None:
-  """RUN/config.json (what evaluate, predict and the export need to know of the run)
-  and the run's text summary in TensorBoard."""
+  """RUN/config.json (a `RunConfig`: what evaluate, predict and the export need to
+  know of the run) and the run's text summary in TensorBoard."""
   policy, reason = precision
-  run.write_config({
-      "model": config.model, "input_shape": list(data.input_shape),
-      "class_names": data.class_names, "positive_class": data.info.positive_class,
-      "records_dir": storage.abspath(config.records_dir),
-      "image_size": list(data.image_size) if data.image_size else None,
-      "apply_mask": config.apply_mask, "pixels": data.info.pixels.to_json(),
-      "mixed_precision": policy, "mixed_precision_reason": reason,
-      "config": dataclasses.asdict(config)})
+  run.write_config(RunConfig(
+      train=config, input_shape=tuple(data.input_shape),
+      class_names=tuple(data.class_names), records_dir=storage.abspath(
+          config.records_dir), pixels=data.info.pixels,
+      positive_class=data.info.positive_class, image_size=data.image_size,
+      mixed_precision=policy, mixed_precision_reason=reason).to_json())
   summaries.write_run_text(run.path, {"mixed_precision": f"{policy} ({reason})"})
 
 

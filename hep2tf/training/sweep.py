@@ -30,9 +30,10 @@ from hep2tf import atomic, errors, rundir
 from hep2tf.data import folds
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate
-from hep2tf.training import config as config_lib
+from hep2tf.config import core
+from hep2tf.config import train as config_lib
 from hep2tf.training import distribute, sweep_results, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 TRIALS_DIR = "trials"
@@ -155,31 +156,35 @@ def write_trial_file(trial: Trial, by_group: bool) -> None:
   atomic.write_json(os.path.join(trial.run_dir, TRIAL_FILE), {
       "combination": trial.combination, "slug": trial.slug, "fold": trial.fold,
       "by_group": by_group, "test_split": trial.test_split,
-      "config": dataclasses.asdict(trial.config)})
+      "config": core.to_json(trial.config)})
 
 
 def read_trial_file(run_dir: str) -> tuple[Trial, bool]:
-  with open(os.path.join(run_dir, TRIAL_FILE)) as f:
+  path = os.path.join(run_dir, TRIAL_FILE)
+  with open(path) as f:
     state = json.load(f)
-  config = TrainConfig(**state["config"])
+  config = core.from_json(TrainConfig, state["config"], path)
   return (Trial(state["combination"], state["slug"], state["fold"], config, run_dir,
                 state.get("test_split")), state["by_group"])
 
 
-def run_trial(trial: Trial, by_group: bool = True) -> dict:
+def run_trial(trial: Trial, by_group: bool = True,
+              force_unlock: bool = False) -> dict:
   """Trains one trial unless it finished before, then, with a test split, evaluates
   its best model on it (RUN/eval/<split>/, as `hep2tf.evaluate` writes it; once per
   training). Returns the trial's complete.json.
 
   A half-finished trial resumes from its checkpoints (the trainer does that).
-  Raises trainer.TrainingError when training fails (e.g. the loss went NaN).
+  Raises trainer.TrainingError when training fails (e.g. the loss went NaN),
+  runlock.RunLocked when another run holds the trial's folder (`force_unlock`
+  takes its lock whatever it says).
   """
   trained = not trial.run.is_complete()
   if trained:
     write_trial_file(trial, by_group)
     logging.info("Trial %s", trial.run_dir)
     config = dataclasses.replace(trial.config, fold_by_group=by_group)
-    trainer.train_and_evaluate(config, trial.run_dir)
+    trainer.train_and_evaluate(config, trial.run_dir, force_unlock)
   else:
     logging.info("Finished before, not trained again: %s", trial.run_dir)
   if trial.test_split and (trained or not trial.done):
@@ -192,13 +197,15 @@ def run_trial(trial: Trial, by_group: bool = True) -> dict:
 # --- Running many ---------------------------------------------------------------------
 
 
-def run_sequential(trials: Sequence[Trial], by_group: bool) -> dict[str, str]:
-  """Runs the trials one after the other; returns {run_dir: error} of failed ones."""
+def run_sequential(trials: Sequence[Trial], by_group: bool,
+                   force_unlock: bool = False) -> dict[str, str]:
+  """Runs the trials one after the other; returns {run_dir: error} of failed ones.
+  A trial whose folder another run holds stops the sweep (runlock.RunLocked)."""
   failures = {}
   for i, trial in enumerate(trials):
     logging.info("Trial %d of %d", i + 1, len(trials))
     try:
-      run_trial(trial, by_group)
+      run_trial(trial, by_group, force_unlock)
     except trainer.TrainingError as e:
       # One diverging combination must not end the sweep; the table says it failed.
       logging.error("%s failed: %s", trial.run_dir, e)
@@ -207,7 +214,8 @@ def run_sequential(trials: Sequence[Trial], by_group: bool) -> dict[str, str]:
 
 
 def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str],
-                 poll_seconds: float = 2.0) -> dict[str, str]:
+                 poll_seconds: float = 2.0,
+                 force_unlock: bool = False) -> dict[str, str]:
   """Runs unfinished trials in child processes, one per device at a time.
 
   Each child is `python -m hep2tf.sweep --trial_dir=RUN` with CUDA_VISIBLE_DEVICES
@@ -226,7 +234,8 @@ def run_parallel(trials: Sequence[Trial], by_group: bool, devices: Sequence[str]
       log = open(os.path.join(trial.run_dir, "log.txt"), "a")
       env = dict(os.environ, CUDA_VISIBLE_DEVICES=device)
       proc = subprocess.Popen(
-          [sys.executable, "-m", "hep2tf.sweep", f"--trial_dir={trial.run_dir}"],
+          [sys.executable, "-m", "hep2tf.sweep", f"--trial_dir={trial.run_dir}"]
+          + (["--force_unlock"] if force_unlock else []),
           stdout=log, stderr=subprocess.STDOUT, env=env)
       logging.info("Trial %s on GPU %s (pid %d)", trial.run_dir, device, proc.pid)
       running[trial.run_dir] = (proc, device, log)
@@ -337,7 +346,7 @@ def resolve_folds(text: str, base: TrainConfig
 def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
               output_dir: str, *, num_folds: int = 5, by_group: bool = True,
               refit: bool = False, test_split: str = "test",
-              parallel: bool = False) -> dict:
+              parallel: bool = False, force_unlock: bool = False) -> dict:
   """Runs (or resumes) a sweep and writes its tables.
 
   Args:
@@ -352,6 +361,7 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
       table; skipped with the reason stated when the records lack it) and the refit
       model are evaluated on.
     parallel: one child process per visible GPU when there are several.
+    force_unlock: take the trials' run locks whatever they say (hep2tf/runlock.py).
 
   Returns:
     {"table": the ranked DataFrame, "failures": {run_dir: reason},
@@ -373,9 +383,9 @@ def run_sweep(base: TrainConfig, grid: Mapping[str, Sequence],
                  "one GPU" if devices else "no GPU")
     print("--parallel: fewer than two GPUs visible, running trials sequentially")
   if len(devices) >= 2:
-    failures = run_parallel(trials, by_group, devices)
+    failures = run_parallel(trials, by_group, devices, force_unlock=force_unlock)
   else:
-    failures = run_sequential(trials, by_group)
+    failures = run_sequential(trials, by_group, force_unlock)
   table = sweep_results.results_table(trials)
   refit_result = None
   if refit:

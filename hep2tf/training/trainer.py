@@ -33,14 +33,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import atomic, hardware, models, rundir
+from hep2tf import atomic, errors, hardware, models, rundir
 from hep2tf.data import folds, reader
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
 from hep2tf.training import build, distribute, loop, outputs, summaries
-from hep2tf.training import config as config_lib
+from hep2tf.config import train as config_lib
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 
 class TrainingError(RuntimeError):
@@ -83,16 +83,33 @@ class Models:
 # --- The run ------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
+def train_and_evaluate(config: TrainConfig, model_dir: str,
+                       force_unlock: bool = False) -> dict:
   """Trains a model on the records and evaluates it on the eval split.
 
   Returns the eval-split report of `metrics.classification_report` for the best
   checkpoint, plus `epochs_run`, `train_seconds` and `mixed_precision` (the policy
-  it ran).
+  it ran). The chief holds the folder (`RunDir.held`: RunLocked when another run
+  does, `force_unlock` takes it; a run that never started leaves no folder). A
+  full disk raises errors.NoSpaceError naming model_dir.
   """
   # The strategy first: multi-worker collectives must be set up before any op runs.
   distribute.split_cpu(config.cpu_devices)
   strategy = distribute.make_strategy(config.distribution, config.tpu)
+  if not distribute.is_chief(strategy):
+    return _train(config, model_dir, strategy)
+  try:
+    with rundir.RunDir(model_dir).held(force_unlock):
+      return _train(config, model_dir, strategy)
+  except Exception as e:
+    if not errors.is_no_space(e):
+      raise
+    raise errors.no_space(e, model_dir, kept="the last finished epoch is kept: "
+                          "free some space and resume") from None
+
+
+def _train(config: TrainConfig, model_dir: str,
+           strategy: tf.distribute.Strategy) -> dict:
   run = open_run(config, model_dir, strategy)
   config = dataclasses.replace(config, overwrite=False)  # open_run did what it asks
   # The precision policy is Keras-global; it is the run's, so it ends with the run.
@@ -173,16 +190,6 @@ def _cache_option(value: str) -> bool | str:
 # --- The data -----------------------------------------------------------------------
 
 
-def fold_spec(config: TrainConfig, holdout: bool) -> folds.FoldSpec | None:
-  """Cross-validation: fold `fold` of the training split is held out for validation
-  (holdout) and the rest trains; None without folds."""
-  if not config.num_folds:
-    return None
-  return folds.FoldSpec(index=config.fold, num_folds=config.num_folds,
-                        holdout=holdout, seed=config.seed,
-                        by_group=config.fold_by_group, column=config.fold_column)
-
-
 def create_dataset(config: TrainConfig, records: Records, split: str, training: bool,
                    image_size: tuple[int, int] | None,
                    fold: folds.FoldSpec | None = None) -> reader.Split:
@@ -211,14 +218,11 @@ def open_data(config: TrainConfig) -> TrainData:
   height, width = image_size or tuple(info.image_shape)
 
   train = create_dataset(config, records, config.train_split, True, image_size,
-                         fold_spec(config, holdout=False))
+                         folds.run_fold(config, holdout=False))
   train_ds = distribute.shard_by_file(train.dataset,
                                       len(records.shards(config.train_split)))
-  if config.num_folds:
-    val = create_dataset(config, records, config.train_split, False, image_size,
-                         fold_spec(config, holdout=True))
-  else:
-    val = create_dataset(config, records, config.eval_split, False, image_size)
+  val = create_dataset(config, records, config.validation_split, False, image_size,
+                       folds.run_fold(config, holdout=True))
   # tf.data cannot know the split's length (interleave, filters); stating it lets
   # Keras plan each validation pass instead of running into the end of the data.
   val_ds = val.dataset.apply(tf.data.experimental.assert_cardinality(val.steps))
@@ -269,15 +273,14 @@ def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
                    data: TrainData, strategy: tf.distribute.Strategy
                    ) -> list[keras.callbacks.Callback]:
   """The callbacks of every fit phase, in order: the NaN guard first (fit asks it
-  whether to go on), history.csv, scalar summaries, the best model, then image
-  summaries, the plateau schedule and early stopping where configured. The backup
-  for resume is per phase (`backup_callback`)."""
+  whether to go on), history.csv, scalar summaries, the best model, the epoch's
+  line, then image summaries, the plateau schedule and early stopping where
+  configured. The backup for resume is per phase (`backup_callback`)."""
   callbacks = [
-      NaNGuard(),
-      summaries.HistoryCSV(run.history_file),
-      summaries.ScalarSummaries(run.path),
-      BestModel(run, built.model),
-  ]
+      NaNGuard(), summaries.HistoryCSV(run.history_file),
+      summaries.ScalarSummaries(run.path), BestModel(run, built.model),
+      summaries.EpochLine(run.path, data.class_names, recall_names(data),
+                          config.epochs)]
   if config.image_summary_every > 0 and distribute.is_chief(strategy):
     callbacks.append(summaries.ImageSummaries(
         run.path, next(iter(data.train_ds)), built.augmenter,
@@ -355,18 +358,23 @@ def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
     loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
              initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
              global_batch_size=config.batch_size, class_weight=data.class_weight,
-             recall_names=[f"recall_{build.metric_slug(c)}" for c in data.class_names],
+             recall_names=recall_names(data),
              callbacks=callbacks,
              checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
              restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
              chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
              verbose=fit_verbosity())
     return
-  built.train_model.fit(
+  built.train_model.fit(   # verbose=0: summaries.EpochLine prints each epoch
       data.train_ds, validation_data=data.val_ds, epochs=epochs,
       initial_epoch=initial_epoch, callbacks=[backup_callback(run, phase)] + callbacks,
-      verbose=fit_verbosity(), shuffle=False, steps_per_epoch=data.steps_per_epoch,
+      verbose=0, shuffle=False, steps_per_epoch=data.steps_per_epoch,
       class_weight=data.class_weight)
+
+
+def recall_names(data: TrainData) -> list[str]:
+  """The logs' names of the per-class recalls, in class order."""
+  return [f"recall_{build.metric_slug(c)}" for c in data.class_names]
 
 
 # --- Outputs of a finished run ------------------------------------------------------

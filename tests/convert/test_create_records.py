@@ -107,14 +107,6 @@ def test_main_exit_codes(synthetic, tmp_path, capsys):
   assert sum(json.loads((out / INFO_FILE).read_text())["splits"].values()) == 59
 
 
-def test_image_size_flag():
-  assert create.parse_image_size("96") == (96, 96)
-  assert create.parse_image_size("96,128") == (96, 128)
-  assert create.parse_image_size(None) is None
-  with pytest.raises(errors.InputError):
-    create.parse_image_size("big")
-
-
 def _manifest(records_dir):
   import pandas as pd
   return pd.read_csv(os.path.join(records_dir, "manifest.csv"), dtype=str)

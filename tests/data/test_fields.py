@@ -109,8 +109,7 @@ def test_fields_become_cells_of_their_specimens_grouped_split(tmp_path):
   root = make_fields(tmp_path / "f", 8, bits=16)
   # One field of one specimen without a mask: segmented instead.
   os.remove(next((root / "S00_001").glob("field1_mask.png")))
-  summary, rejects = _convert(root, tmp_path / "rec", source_options={
-      "config": fields.FieldsConfig(cell_size=CELL)})
+  summary, rejects = _convert(root, tmp_path / "rec", cell_size=CELL)
   records = Records.open(str(tmp_path / "rec"))
   manifest = records.manifest
   assert len(rejects) == 0 and records.info.class_names == ["Homogeneous",
@@ -156,17 +155,10 @@ def test_bad_fields_are_named_and_mitotic_spindle_is_a_pattern(tmp_path):
 
 
 def test_fields_options_apply_to_the_fields_layout_only():
-  from absl import flags
-  values = flags.FlagValues()
-  fields.define_flags(values)
-  flags.DEFINE_string("dataset", "icpr2014", "", flag_values=values)
-  for name in create._NAMED_OPTIONS.values():
-    flags.DEFINE_string(name, None, "", flag_values=values)
-  flags.DEFINE_multi_string("layout_option", [], "", flag_values=values)
-  values(["prog", "--cell_size=64"])
+  from hep2tf.config import core
+  assert core.parse_value(ConvertConfig, "cell_size", "64") == 64
   with pytest.raises(InputError, match="--cell_size apply to --dataset=fields"):
-    create.source_options(values)
-  values.dataset = "fields"
-  assert create.source_options(values)["config"].cell_size == 64
-  with pytest.raises(InputError, match="edge_cells"):
-    fields.FieldsConfig(edge_cells="sometimes")
+    ConvertConfig("icpr2014", "x", cell_size=64).source_options
+  options = ConvertConfig("fields", "x", cell_size=64).source_options
+  assert options["config"].cell_size == 64
+  assert options["config"].edge_cells == fields.FieldsConfig().edge_cells

@@ -20,7 +20,7 @@ from hep2tf.convert import plan
 from hep2tf.data import folds, reader, synth
 from hep2tf.data.records import CLASS_COUNTS, INFO_FILE, MANIFEST, Records
 from hep2tf.training import sweep
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 from tests.conftest import REPO
 from tests.fields_helper import make_fields
 

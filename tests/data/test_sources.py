@@ -383,7 +383,7 @@ def test_csv_generic_with_options(tmp_path):
 def test_csv_class_names_and_row_problems(tmp_path):
   _image(str(tmp_path / "a.png"))
   _write(tmp_path / "labels.csv",
-         "path;label\na.png;2\na.png;10\n../x.png;2\nmissing.png;2\na.png;7\n")
+         "path;label\na.png;2\na.png;2\n../x.png;2\nmissing.png;2\na.png;7\n")
   rejects = Rejects()
   source = sources.read_csv(tmp_path, class_names="10,2", on_error="skip",
                             rejects=rejects)

@@ -50,12 +50,14 @@ def test_same_seed_same_split_other_seed_differs():
 
 def test_identical_files_are_tied_into_one_split():
   table = _table().assign(group="")
-  table.loc[5, "sha256"] = table.loc[70, "sha256"]       # class a and class b rows
-  table.loc[6, "sha256"] = table.loc[71, "sha256"]
+  # Two copies of one file under one label (under two labels both would be left
+  # out: tests/data/test_lab_folders.py).
+  table.loc[5, "sha256"] = table.loc[30, "sha256"]
+  table.loc[6, "sha256"] = table.loc[31, "sha256"]
   for seed in range(5):
     out = splits.assign_splits(table, seed=seed)
-    assert out.loc[5, "split"] == out.loc[70, "split"]
-    assert out.loc[6, "split"] == out.loc[71, "split"]
+    assert out.loc[5, "split"] == out.loc[30, "split"]
+    assert out.loc[6, "split"] == out.loc[31, "split"]
 
 
 def test_layout_splits_are_kept_and_validation_carved_from_train():

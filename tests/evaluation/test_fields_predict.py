@@ -9,6 +9,8 @@ import pandas as pd
 from PIL import Image
 
 from hep2tf import rundir
+from hep2tf.config.run import RunConfig
+from hep2tf.config.train import TrainConfig
 from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import fields
@@ -34,8 +36,9 @@ def _run(tmp_path):
   run = rundir.RunDir(tmp_path / "run")
   (tmp_path / "run").mkdir()
   model.save(run.model_file("best"))
-  run.write_config({"model": "test", "input_shape": [CELL, CELL, 1],
-                    "class_names": ["Centromere", "Homogeneous"]})
+  run.write_config(RunConfig(
+      train=TrainConfig(model="test"), input_shape=(CELL, CELL, 1),
+      class_names=("Centromere", "Homogeneous"), records_dir=str(tmp_path)).to_json())
   return str(tmp_path / "run")
 
 
@@ -93,7 +96,7 @@ def test_cells_cut_at_prediction_are_the_records_cells(tmp_path):
   create.create_records(ConvertConfig(
       "fields", str(root), output_dir=str(tmp_path / "rec"), num_workers=1,
       progress=False, validation_fraction=0.0, test_fraction=0.0,
-      source_options={"config": config}))
+      cell_size=CELL))
   records = Records.open(str(tmp_path / "rec"))
   pixels = records.info.pixels
   shape = (CELL, CELL, 1)

@@ -222,7 +222,8 @@ def test_load_pretrained_rejects_bad_sources(tmp_path):
   model = build_model("cnn", SHAPE, CLASSES)
   broken = tmp_path / "broken.keras"
   broken.write_bytes(b"not a zip")
-  with pytest.raises(InputError, match="broken.keras.*cannot read"):
+  with pytest.raises(InputError, match="broken.keras: not a Keras .keras file: it "
+                     "is a text file starting 'not a zip'"):
     load_pretrained(model, broken)
   with pytest.raises(InputError, match="neither best.keras nor model.keras"):
     load_pretrained(model, tmp_path)

@@ -139,7 +139,7 @@ def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
                                                          tmp_path):
   from hep2tf import models
   from hep2tf.training import build, trainer
-  from hep2tf.training.config import TrainConfig
+  from hep2tf.config.train import TrainConfig
   records_dir = one_shard_records
   run = str(tmp_path / "mw")
   with _workers(_command(records_dir, run, "--distribution=multi_worker",

@@ -20,7 +20,7 @@ from hep2tf.convert import create
 from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.training import sweep, sweep_results, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 from tests.conftest import REPO
 
 # The smoke config at its smallest: one epoch of two steps, no image summaries.
@@ -165,7 +165,7 @@ def test_table_sets_the_test_mca_and_gap_beside_the_ranking(tmp_path):
 def test_ungrouped_folds_reach_the_trainer(monkeypatch, tmp_path):
   seen = []
 
-  def fake_train(config, run_dir):
+  def fake_train(config, run_dir, force_unlock=False):
     seen.append(config)
     with open(os.path.join(run_dir, "complete.json"), "w") as f:
       json.dump({"val_mca": 0.5, "val_aca": 0.5, "train_seconds": 1.0}, f)

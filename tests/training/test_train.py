@@ -18,8 +18,8 @@ import tensorflow as tf
 from hep2tf import hardware, rundir
 from hep2tf.data import records
 from hep2tf.evaluation import evaluate, predict
-from hep2tf.training import build, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.training import build, summaries, trainer
+from hep2tf.config.train import TrainConfig
 
 from tests.conftest import REPO
 
@@ -53,7 +53,8 @@ def event_tags(folder):
 def test_run_directory_holds_models_history_and_report(finished_run):
   run, report, _, _ = finished_run
   for name in ("best.keras", "model.keras", "config.json", "history.csv",
-               "complete.json", "learning_curves.png", "export/saved_model.pb"):
+               "complete.json", "learning_curves.png", "export/saved_model.pb",
+               "train.log"):
     assert os.path.getsize(os.path.join(run, name)) > 0, name
   history = pd.read_csv(os.path.join(run, "history.csv"))
   assert list(history["epoch"]) == [0, 1]
@@ -65,7 +66,7 @@ def test_run_directory_holds_models_history_and_report(finished_run):
   assert config["mixed_precision"] in hardware.POLICIES
   assert config["mixed_precision"] == hardware.resolve_precision("auto")[0]
   assert config["mixed_precision_reason"].startswith("auto:")
-  assert config["config"]["mixed_precision"] == "auto"
+  assert config["config"]["train"]["mixed_precision"] == "auto"
   assert report["mixed_precision"] == config["mixed_precision"]
   # The policy was the run's: the process is back to float32 afterwards.
   assert keras.mixed_precision.global_policy().name == "float32"
@@ -83,7 +84,7 @@ def test_tensorboard_shows_scalars_images_text_and_hparams(finished_run):
   assert {"loss", "accuracy", "mca", "recall_homogeneous"} <= validation["scalars"]
   assert "augmented_batch" in train["images"]
   assert {"confusion_matrix", "predictions"} <= validation["images"]
-  assert "classification_report" in validation["text"]
+  assert {"classification_report", "per_class_recall"} <= validation["text"]
   assert "hparams" in root and "hparams/val_mca" in root["scalars"]
   assert "run" in root["text"]      # how it ran: the precision policy and why
 
@@ -419,3 +420,89 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise():
 
   assert trainer.fit_verbosity(Terminal()) == 1
   assert trainer.fit_verbosity(io.StringIO()) == 2
+
+
+def test_a_run_written_by_5ad9eb9_still_evaluates_and_predicts(finished_run,
+                                                                 tmp_path):
+  """RUN/config.json as hep2tf 5ad9eb9 wrote it (no version, a flat config; checked
+  in from a smoke run of that commit) is read typed: evaluate and predict give what
+  they give with this version's config.json."""
+  run, _, records_dir, source_dir = finished_run
+  old = str(tmp_path / "old")
+  # Its calibration.json too (an earlier test may have fitted a temperature).
+  shutil.copytree(run, old, ignore=shutil.ignore_patterns("eval"))
+  shutil.copy(os.path.join(REPO, "tests", "data", "config_5ad9eb9.json"),
+              os.path.join(old, rundir.CONFIG_FILE))
+  with open(os.path.join(old, rundir.CONFIG_FILE)) as f:
+    assert "version" not in json.load(f)
+  now = evaluate.evaluate_run(run, "test", write=False)
+  then = evaluate.evaluate_run(old, "test", records_dir=records_dir, write=False)
+  assert then["mca"] == now["mca"] and then["num_examples"] == now["num_examples"]
+  files = [p for p in sorted(glob.glob(os.path.join(source_dir, "*.png")))
+           if "_Mask" not in p][:4]
+  np.testing.assert_allclose(
+      predict.predict_files(old, files).filter(like="p_").to_numpy(),
+      predict.predict_files(run, files).filter(like="p_").to_numpy(), atol=1e-6)
+
+
+def test_predict_keeps_going_past_bad_files_and_says_why(finished_run, tmp_path):
+  run, _, records_dir, source_dir = finished_run
+  manifest = pd.read_csv(os.path.join(records_dir, "manifest.csv"))
+  good = [os.path.join(source_dir, n) for n in manifest["file_name"][:3]]
+  truncated = tmp_path / "truncated.png"
+  truncated.write_bytes(open(good[0], "rb").read()[:60])
+  text = tmp_path / "notes.png"
+  text.write_text("not an image")
+  files = [good[0], str(truncated), good[1], str(tmp_path / "missing.png"),
+           str(text), good[2]]
+  frame = predict.predict_files(run, files, batch_size=2)
+  assert list(frame.columns[:4]) == ["file", "status", "class", "confidence"]
+  assert list(frame["status"] == "ok") == [True, False, True, False, False, True]
+  assert "cannot decode the image, truncated or corrupt" in frame["status"][1]
+  assert frame["status"][3] == "file not found"
+  assert frame["status"][4].startswith("not a readable image")
+  bad = frame[frame["status"] != "ok"]
+  assert (bad["class"] == "").all() and bad["confidence"].isna().all()
+  # The good files get what they get on their own.
+  alone = predict.predict_files(run, good)
+  p = [c for c in frame.columns if c.startswith("p_")]
+  np.testing.assert_allclose(frame[frame["status"] == "ok"][p].to_numpy(),
+                             alone[p].to_numpy(), atol=1e-5)
+  assert list(frame[frame["status"] == "ok"]["class"]) == list(alone["class"])
+  # The command writes every row and exits with "some inputs skipped".
+  out = tmp_path / "predictions.csv"
+  env = {**os.environ, "PYTHONPATH": REPO}
+  result = subprocess.run([sys.executable, "-m", "hep2tf.predict",
+                           f"--model_dir={run}", f"--output={out}", *files],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 3, result.stderr[-2000:]
+  assert "3 predictions written to" in result.stdout
+  assert result.stderr.strip().splitlines()[-1] == (
+      "3 of 6 files could not be read; their rows say why in the status column")
+  written = pd.read_csv(out, keep_default_na=False)
+  assert list(written["status"] == "ok") == [True, False, True, False, False, True]
+
+
+def test_one_short_line_per_epoch_and_the_class_table_in_the_log(tmp_path, capsys):
+  classes = ["Homogeneous", "Speckled", "coarse speckled"]
+  names = [f"recall_{build.metric_slug(c)}" for c in classes]
+  line = summaries.EpochLine(str(tmp_path), classes, names, num_epochs=20)
+  logs = {"loss": 0.5123, "accuracy": 0.9, "mca": 0.88, "val_loss": 0.61,
+          "val_accuracy": 0.861, "val_mca": 0.842,
+          **dict(zip(names, [0.95, 0.9, 0.8])),
+          **{f"val_{n}": v for n, v in zip(names, [0.93, 0.61, 0.99])}}
+  line.on_epoch_begin(2)
+  line.on_epoch_end(2, logs)
+  out = capsys.readouterr().out.splitlines()
+  assert len(out) == 1 and len(out[0]) <= 88
+  assert out[0].startswith("Epoch 3/20  loss 0.512  val acc 0.861  MCA 0.842  "
+                           "lowest Speckled 0.61  0s  ETA ")
+  log = (tmp_path / summaries.LOG_FILE).read_text()
+  assert log.startswith("Epoch 3/20 (")
+  assert "val_mca 0.8420" in log and "recall_speckled" not in log
+  assert "coarse speckled        0.8000             0.9900" in log
+  line.on_epoch_begin(3)
+  line.on_epoch_end(3, logs)
+  assert (tmp_path / summaries.LOG_FILE).read_text().count("Epoch ") == 2
+  assert "per_class_recall" in event_tags(tmp_path / "validation")["text"]

@@ -13,7 +13,7 @@ from hep2tf import rundir
 from hep2tf.data.records import Records
 from hep2tf.evaluation import evaluate, metrics
 from hep2tf.training import build, sweep_results, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 CLASSES = ["a", "b", "c"]
 
@@ -67,7 +67,7 @@ def test_a_short_imbalanced_run_trains_longer_and_weights_its_classes(
         image_summary_every=0), run)
   assert report["epochs_run"] == 2
   with open(os.path.join(run, rundir.CONFIG_FILE)) as f:
-    assert json.load(f)["config"]["epochs"] == 2
+    assert json.load(f)["config"]["train"]["epochs"] == 2
   assert "under --min_steps" in caplog.text
   assert "weighting the loss by class" in caplog.text
   # Evaluate puts the test MCA beside the validation MCA of the best checkpoint.

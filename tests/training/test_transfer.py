@@ -12,7 +12,7 @@ from hep2tf.convert.plan import ConvertConfig
 from hep2tf.data import synth
 from hep2tf.data.records import Records
 from hep2tf.training import build, trainer
-from hep2tf.training.config import TrainConfig
+from hep2tf.config.train import TrainConfig
 
 TINY = dict(epochs=1, batch_size=8, steps_per_epoch=1, image_summary_every=0,
             shuffle_buffer=64)
@@ -38,8 +38,7 @@ def _records(root, seed, classes=None):
                    r["Specimen"]] for r in rows)
   create.create_records(ConvertConfig(
       "csv", str(source), output_dir=str(root / f"subset{seed}"),
-      source_options=dict(csv_path="subset.csv", group_column="specimen",
-                          channels=1),
+      csv_path="subset.csv", group_column="specimen", layout_option=("channels=1",),
       group_split=False, num_workers=1, num_shards=1, progress=False))
   return str(root / f"subset{seed}")
 

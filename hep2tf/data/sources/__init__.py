@@ -14,11 +14,15 @@ family:
   fields.py     whole microscope fields (`fields`): cells found, cut out and labelled
                 by their specimen's pattern (the one reader that opens images)
   common.py     the `Source` they return, `COLUMNS` and the shared helpers;
-                tables.py (CSV reading) and files.py (finding files) below them
+                tables.py (CSV reading), files.py (finding files, the link-aware
+                walk of class folders) and labels.py (spellings of one class
+                merged, look-alikes named) below them
 
 Images are never opened here (that is `images.py`), except by the fields reader, which
 must find the cells: a reader only checks that the files exist and that no path leaves
-the data folder, symlinks included.
+the data folder, symlinks included. OS junk (`__MACOSX`, `.DS_Store`, `._*`,
+`Thumbs.db`, `desktop.ini`, hidden names) is never a class, an image or a layout's
+table.
 
 Readers' keyword options are the layout options (`create_records --layout_option
 KEY=VALUE`); text values such as "false" are accepted for every option.

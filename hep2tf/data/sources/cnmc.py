@@ -15,8 +15,8 @@ from typing import Mapping, Sequence
 
 
 from hep2tf.data.sources.common import (_boolean, _check_root, CNMC_CLASSES, _finish,
-                                        _is_image, _key, _listing, _normal_split,
-                                        _Problems, Source, _subdirs)
+                                        _is_image, is_os_junk, _key, _listing,
+                                        _normal_split, _Problems, Source, _subdirs)
 from hep2tf.data.sources.files import _Folder, _Resolver
 from hep2tf.data.sources.tables import _open_text, _read_table
 from hep2tf.errors import InputError, Rejects
@@ -132,14 +132,14 @@ def _cnmc_scan(root: str) -> _CnmcScan:
   for directory, dirs, files in os.walk(root):
     level = os.path.relpath(directory, root).count(os.sep) + (directory != root)
     scan.csvs += [os.path.join(directory, f) for f in sorted(files)
-                  if f.lower().endswith(".csv")]
+                  if f.lower().endswith(".csv") and not is_os_junk(f)]
     count = sum(_is_image(f) for f in files)
     if count:
       scan.image_dirs.append((directory, count))
     scan.folds += [(d, os.path.join(directory, d)) for d in sorted(dirs)
                    if _FOLD_RE.fullmatch(d.lower())]
     # Fold folders are read by _cnmc_fold: never walk into them.
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not
+    dirs[:] = sorted(d for d in dirs if not is_os_junk(d) and not
                      _FOLD_RE.fullmatch(d.lower())) if level < _CNMC_DEPTH else []
   return scan
 

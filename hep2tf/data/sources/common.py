@@ -46,6 +46,10 @@ _CLASS_COLUMNS = ("imageclass", "class", "pattern", "label")
 _INTENSITY_COLUMNS = ("intensity",)
 _SPECIMEN_COLUMNS = ("specimen", "specimenid", "specimenno", "specimennumber")
 _SHOW = 8     # folder entries listed in an error message
+# What operating systems and zip tools leave in a folder: never a class, never an image
+# (hidden names, starting with ".", are junk too: .DS_Store, ._x.png, .Trashes).
+OS_JUNK = ("__macosx", "thumbs.db", "ehthumbs.db", "desktop.ini", "$recycle.bin",
+           "system volume information")
 
 
 @dataclasses.dataclass
@@ -103,18 +107,23 @@ def _inside(real_root: str, real_path: str) -> bool:
       real_root.rstrip(os.sep) + os.sep)
 
 
+def is_os_junk(name: str) -> bool:
+  """Whether a file or folder name is operating-system or zip-tool litter
+  (`__MACOSX`, `.DS_Store`, `._x.png`, `Thumbs.db`, `desktop.ini`, hidden names)."""
+  return name.startswith(".") or name.lower() in OS_JUNK
+
+
 def _subdirs(directory: str) -> list[str]:
-  """Non-hidden subfolders of a folder, sorted by name."""
+  """Subfolders of a folder that are not OS junk (`is_os_junk`), sorted by name."""
   try:
     entries = list(os.scandir(directory))
   except OSError:
     return []
-  return sorted(e.name for e in entries
-                if not e.name.startswith(".") and e.is_dir())
+  return sorted(e.name for e in entries if not is_os_junk(e.name) and e.is_dir())
 
 
 def _is_image(name: str) -> bool:
-  return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+  return not is_os_junk(name) and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _normal_split(name: str) -> str | None:

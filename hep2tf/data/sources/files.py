@@ -15,7 +15,7 @@ import os
 from typing import Iterable, Sequence
 
 
-from hep2tf.data.sources.common import _inside
+from hep2tf.data.sources.common import IMAGE_EXTENSIONS, _inside, is_os_junk
 
 
 @dataclasses.dataclass
@@ -101,7 +101,7 @@ def _find_file(root: str, names: Sequence[str], depth: int = 2) -> list[str]:
   found = []
   for directory, dirs, files in os.walk(root):
     level = os.path.relpath(directory, root).count(os.sep) + (directory != root)
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+    dirs[:] = sorted(d for d in dirs if not is_os_junk(d)) if level < depth else []
     found += [os.path.join(directory, f) for f in sorted(files)
               if f.lower() in wanted]
   return found
@@ -155,3 +155,95 @@ def _image_and_mask(resolver: _Resolver, folders: list[_Folder], cell_id: str,
     if problem:
       return None, "", f"mask: {problem}"
   return _Found(image, folder.split), mask, ""
+
+
+# ---------------------------------------------------------------- walking folders
+
+
+def list_dir(path: str) -> list[os.DirEntry]:
+  """A folder's entries sorted by name; OSError (PermissionError, ...) when it
+  cannot be listed. The one listing of the folder layout's walk."""
+  with os.scandir(path) as entries:
+    return sorted(entries, key=lambda e: e.name)
+
+
+@dataclasses.dataclass
+class Walk:
+  """Image files below class folders, each real folder and file read once.
+
+  Links that stay inside the data folder are followed; a link to a folder already
+  read (a loop, or a second path to it) and a second path to a file already found
+  under the same label are skipped and listed in `skipped` ("link -> target"). A
+  file reached under two labels is kept twice: the content check of the splits
+  rejects both (the label is in doubt). Real entries of a folder are read before
+  its links, so the real name of a place is the one kept. OS junk is never read.
+  """
+  root: str
+  real_root: str
+  visited: set[str] = dataclasses.field(default_factory=set)   # real folders
+  files: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+  skipped: list[str] = dataclasses.field(default_factory=list)
+
+  def enter(self, path: str) -> bool:
+    """Marks folder `path` read; False (and listed in `skipped`) when it is a link
+    to a folder read before."""
+    real = os.path.realpath(path)
+    if real in self.visited:
+      self.skipped.append(f"{path} -> {real}")
+      return False
+    self.visited.add(real)
+    return True
+
+  def images(self, folder: str, label: str
+             ) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image paths, problems as (path, reason)) below `folder`, in name order."""
+    found, problems, stack = [], [], [folder]
+    while stack:
+      directory = stack.pop()
+      try:
+        entries = list_dir(directory)
+      except OSError as e:
+        problems.append((directory, f"cannot list this folder ({e.strerror or e})"))
+        continue
+      subdirs = []
+      for entry in sorted(entries, key=lambda e: (e.is_symlink(), e.name)):
+        if is_os_junk(entry.name):
+          continue
+        problem = self._outside(entry)
+        if problem:
+          problems.append((entry.path, problem))
+        elif _is_dir(entry):
+          if entry.is_symlink() and not self.enter(entry.path):
+            continue
+          self.visited.add(os.path.realpath(entry.path))
+          subdirs.append(entry.path)
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and self._new_file(
+            entry, label):
+          found.append(entry.path)
+      stack.extend(reversed(subdirs))
+    return found, problems
+
+  def _outside(self, entry: os.DirEntry) -> str:
+    if not entry.is_symlink():
+      return ""
+    real = os.path.realpath(entry.path)
+    if not _inside(self.real_root, real):
+      return f"resolves to {real}, outside the data folder {self.root}"
+    if not os.path.exists(real):
+      return f"a link to {real}, which does not exist"
+    return ""
+
+  def _new_file(self, entry: os.DirEntry, label: str) -> bool:
+    real = os.path.realpath(entry.path)
+    first = self.files.setdefault(real, (entry.path, label))
+    if first[0] != entry.path and first[1] == label:
+      self.skipped.append(f"{entry.path} -> {first[0]}")
+      return False
+    return True
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+  try:
+    return entry.is_dir()
+  except OSError:
+    return False

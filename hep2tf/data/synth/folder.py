@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from hep2tf import atomic
+from hep2tf import atomic, console
 from hep2tf.data.synth.cells import draw_cell, specimen_params, stress_specimen_params
 from hep2tf.data.synth.plan import (DEFAULT_NUM_IMAGES, STRESS_SPLITS, check_profile,
                                     default_num_specimens, make_plan,
@@ -180,7 +180,9 @@ def generate(output_dir: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES
     jobs = [(str(staging), seed, image_size, chunk)
             for chunk in _chunks(plan, max(1, num_workers) * 8)]
     if num_workers > 1:
-      with _pool_context().Pool(num_workers) as pool:
+      # Ctrl-C is the parent's to handle: the staged folder is removed whole.
+      with _pool_context().Pool(num_workers,
+                                initializer=console.ignore_interrupts) as pool:
         for _ in pool.imap_unordered(_draw_and_write, jobs):
           pass
     else:
