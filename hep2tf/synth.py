@@ -2,21 +2,28 @@
 
   python -m hep2tf.synth --output_dir=data/synth_hep2 --num_images=13596 --seed=0
   python -m hep2tf.synth --profile=stress --num_images=3000 --output_dir=data/stress
+  python -m hep2tf.synth --layout=icpr2012 --num_images=720 --output_dir=data/icpr2012
 
-A folder that already holds the same set is left as it is.
+--layout writes the cells in another public layout (icpr2012, cnmc, binary:
+hep2tf/data/synth/layouts.py), stand-ins for sets hep2tf reads but cannot ship.
+
+A folder that already holds the same ICPR 2014-layout set is left as it is.
 """
 
 from __future__ import annotations
 
 import pathlib
+import sys
 from typing import Sequence
 
 from absl import app
 from absl import flags
 
+from hep2tf import errors
 from hep2tf.config import cli, core
 from hep2tf.config.convert import SynthConfig
 from hep2tf.data import synth
+from hep2tf.data.synth import layouts
 
 
 # SynthConfig's fields (hep2tf/config/convert.py).
@@ -35,7 +42,20 @@ FLAGS = flags.FLAGS
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  folder = pathlib.Path(FLAGS.output_dir)
+  try:
+    print(_write(pathlib.Path(FLAGS.output_dir)))
+  except (FileExistsError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(errors.EXIT_INPUT_ERROR)
+
+
+def _write(folder: pathlib.Path) -> str:
+  """Writes the set the flags ask for; returns what to print."""
+  if FLAGS.layout != "icpr2014":
+    layouts.write_layout(folder, FLAGS.layout, FLAGS.num_images, FLAGS.seed,
+                         FLAGS.image_size, FLAGS.overwrite)
+    return (f"{folder}: wrote {FLAGS.num_images} synthetic cells in the "
+            f"{FLAGS.layout} layout")
   was_there = synth.matches(folder, FLAGS.num_images, FLAGS.seed, FLAGS.image_size,
                             FLAGS.num_specimens, FLAGS.profile)
   csv_path = synth.generate(folder, FLAGS.num_images, FLAGS.seed, FLAGS.image_size,
@@ -44,8 +64,8 @@ def main(argv: Sequence[str]) -> None:
   verb = "already holds" if was_there else "wrote"
   counts = ", ".join(f"{k} {v}"
                      for k, v in synth.class_counts(FLAGS.num_images).items())
-  print(f"{folder}: {verb} {FLAGS.num_images} synthetic HEp-2 cells ({counts}); "
-        f"labels in {csv_path}")
+  return (f"{folder}: {verb} {FLAGS.num_images} synthetic HEp-2 cells ({counts}); "
+          f"labels in {csv_path}")
 
 
 def run() -> None:

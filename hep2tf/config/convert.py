@@ -17,6 +17,7 @@ from hep2tf import errors
 from hep2tf.config.core import TextParser, flag, setting
 from hep2tf.data import fields as fields_layout
 from hep2tf.data import images, sources, splits, synth
+from hep2tf.data.synth import layouts as synth_layouts
 from hep2tf.data import intensity as intensity_lib
 
 SYNTHETIC = "synthetic"
@@ -262,3 +263,7 @@ class SynthConfig:
       "default", "default: the embedded set; stress: specimen shift, with training/ "
       "validation/ test/ folders whose test specimens are out of focus, dimmer and "
       "noisier (small: --num_images=3000).", choices=synth.PROFILES)
+  layout: str = flag(
+      "icpr2014", "icpr2014: the embedded set's layout; icpr2012, cnmc, binary: the "
+      "same cells in another public layout (--profile and --num_specimens apply to "
+      "icpr2014 only).", choices=("icpr2014", *synth_layouts.LAYOUTS))

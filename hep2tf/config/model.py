@@ -16,16 +16,21 @@ class ModelConfig:
   SECTION: ClassVar[str] = "model"
 
   model: str = flag(
-      "cnn", "Model name: cnn, alexnet or a Keras Applications backbone (resnet50, "
-      "efficientnetv2_b0, convnext_tiny, ...).")
+      "cnn", "Model name: from scratch cnn, cnn_bn, alexnet, alexnet_small, resnet18, "
+      "resnet34, coatnet_mini; or a Keras Applications backbone (resnet50, "
+      "efficientnetv2_b0, convnext_base, ...).")
   weights: str = flag(
       "none", "none, imagenet, a .keras/.weights.h5 file, or an earlier run directory.")
   dropout: float = flag(0.5, "Dropout rate before the dense layers / head.")
   weight_decay: float = flag(5e-4, "L2 weight decay on kernels, added to the loss.")
   batch_norm: bool = flag(False, "BatchNorm after each conv (cnn, alexnet).")
   bn_momentum: float = flag(
-      0.99, "cnn: momentum of the BatchNorm moving statistics (lower follows the "
-      "weights sooner in a short run).")
+      0.99, "cnn, resnet18/34: momentum of the BatchNorm moving statistics (lower "
+      "follows the weights sooner in a short run).")
+  resnet_stem: str = flag(
+      "auto", "resnet18/resnet34 stem: small (one 3x3 stride-2 conv), imagenet (7x7 "
+      "stride-2 conv + max-pool) or auto (imagenet from 160 px up).",
+      choices=("auto", "small", "imagenet"))
   normalization: str = flag(
       "per_image", "Input normalisation inside the model.",
       choices=("per_image", "dataset", "none"))

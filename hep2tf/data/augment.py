@@ -7,7 +7,8 @@ named "augment": it runs inside the compiled training step, on the accelerator w
 there is one, and is the identity at inference. `dihedral` (the 8 rotations and
 flips) is a pure TensorFlow function, used for test-time augmentation and matching the
 converter's offline copies. Mixup and CutMix change the labels, so they run on the
-host in the reader (hep2tf.data.mixing).
+host in the reader (hep2tf.data.mixing). RandAugment, random resized crop and colour
+jitter, the ImageNet-style recipes' augmentations, are in hep2tf.data.augment_recipes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import tensorflow as tf
 
 from hep2tf.data.augment_layers import (RandomDihedral, RandomErasing,
                                         RandomQuarterTurn)
+from hep2tf.data.augment_recipes import (LevelRandAugment, RandomColorJitter,
+                                         RandomResizedCrop)
 from hep2tf.data.specimen_layers import (RandomBackgroundOffset, RandomDefocus,
                                          RandomGainGamma, RandomGrain,
                                          RandomSensorNoise)
@@ -51,15 +54,18 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
                     defocus: float = 0.0, gain: float = 0.0, gamma: float = 0.0,
                     background_offset: float = 0.0, shot_noise: float = 0.0,
                     read_noise: float = 0.0, grain: float = 0.0,
+                    resized_crop: float = 0.0, color_jitter: float = 0.0,
+                    randaugment: int = 0, randaugment_magnitude: float = 0.3,
                     seed: int | None = None) -> keras.Sequential:
   """The training-time augmentation stack, a Sequential named "augment".
 
-  Order: arbitrary-angle rotation (full circle, background filled with 0 because IIF
-  background is dark), zoom, the dihedral group (quarter turns and flips), then the
-  specimen-level layers in the order of image formation (defocus, background offset,
-  gain and gamma, sensor noise, grain), brightness, contrast, random erasing. Each
-  part is left out when switched off; with everything off the Sequential is the
-  identity.
+  Order: random resized crop, arbitrary-angle rotation (full circle, background
+  filled with 0 because IIF background is dark), zoom, the dihedral group (quarter
+  turns and flips), then the specimen-level layers in the order of image formation
+  (defocus, background offset, gain and gamma, sensor noise, grain), brightness,
+  contrast, colour jitter, RandAugment, random erasing (timm's order for the recipe
+  layers). Each part is left out when switched off; with everything off the
+  Sequential is the identity.
 
   Args:
     rotation: keras RandomRotation over the full circle.
@@ -80,6 +86,10 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     shot_noise, read_noise: RandomSensorNoise shot and read, fractions of each
       image's level; 0 = off.
     grain: RandomGrain amount (correlated noise, a fraction of the level); 0 = off.
+    resized_crop: RandomResizedCrop's smallest area fraction (scale (x, 1)); 0 = off.
+    color_jitter: RandomColorJitter's brightness, contrast and saturation; 0 = off.
+    randaugment, randaugment_magnitude: LevelRandAugment's num_ops (0 = off) and
+      magnitude.
     seed: base seed; each layer gets its own derived seed.
 
   Always call it with an explicit `training=` (Keras' fit and predict do): Keras' own
@@ -91,6 +101,9 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     return None if seed is None else seed + offset
 
   layers = []
+  if resized_crop > 0:
+    layers.append(RandomResizedCrop((resized_crop, 1.0), seed=layer_seed(12),
+                                    dtype="float32", name="resized_crop"))
   if rotation:
     layers.append(keras.layers.RandomRotation(
         factor=1.0, fill_mode=rotation_fill, fill_value=0.0,
@@ -132,6 +145,14 @@ def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = 
     layers.append(keras.layers.RandomContrast(
         contrast, value_range=(0, 255), seed=layer_seed(3), dtype="float32",
         name="contrast"))
+  if color_jitter > 0:
+    layers.append(RandomColorJitter(color_jitter, color_jitter, color_jitter,
+                                    seed=layer_seed(13), dtype="float32",
+                                    name="color_jitter"))
+  if randaugment > 0:
+    layers.append(LevelRandAugment(randaugment, randaugment_magnitude,
+                                   seed=layer_seed(14), dtype="float32",
+                                   name="randaugment"))
   if erasing > 0:
     layers.append(RandomErasing(erasing, seed=layer_seed(4), dtype="float32",
                                 name="erasing"))

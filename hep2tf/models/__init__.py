@@ -86,7 +86,7 @@ def is_weights_path(weights: object) -> bool:
 
 
 # The model modules register themselves on import; they import `register` from here.
-from hep2tf.models import alexnet, backbones, cnn  # noqa: E402,F401
+from hep2tf.models import alexnet, backbones, cnn, coatnet, resnet  # noqa: E402,F401
 from hep2tf.models.backbones import (  # noqa: E402,F401
     load_pretrained, resolve_weights, set_backbone_trainable)
 from hep2tf.models.layers import (  # noqa: E402,F401

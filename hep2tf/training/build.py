@@ -22,7 +22,8 @@ from hep2tf.evaluation import keras_metrics
 from hep2tf.config.train import TrainConfig
 
 
-SCRATCH_MODELS = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
+# The from-scratch models whose batch norm is optional (--batch_norm).
+BATCH_NORM_OPTIONAL = ("cnn", "cnn_bn", "alexnet", "alexnet_small")
 
 
 def metric_slug(name: str) -> str:
@@ -31,18 +32,22 @@ def metric_slug(name: str) -> str:
 
 def model_hparams(config: TrainConfig) -> dict:
   """The hparams each model family takes (backbones normalise on their own)."""
-  hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay)
-  if config.model in SCRATCH_MODELS:
+  hparams = dict(dropout=config.dropout, weight_decay=config.weight_decay,
+                 weights="imagenet" if config.weights == "imagenet" else None)
+  if config.model in models.backbones.BACKBONES:
+    hparams.update(backbone_trainable=config.freeze_epochs == 0)
+    return hparams
+  # From scratch: weights=imagenet reaches the model, which refuses it by name.
+  hparams.update(normalization=config.normalization)
+  if config.model in BATCH_NORM_OPTIONAL:
     # cnn_bn is the cnn with batch_norm=True: --batch_norm adds it, never removes it.
-    hparams.update(batch_norm=config.batch_norm or config.model == "cnn_bn",
-                   normalization=config.normalization)
-  else:
-    hparams.update(weights="imagenet" if config.weights == "imagenet" else None,
-                   backbone_trainable=config.freeze_epochs == 0)
+    hparams.update(batch_norm=config.batch_norm or config.model == "cnn_bn")
   if config.model in ("cnn", "cnn_bn"):
     hparams.update(filters=parse_widths(config.cnn_filters),
                    dense_units=config.dense_units, head=config.cnn_head,
                    bn_momentum=config.bn_momentum)
+  if config.model in ("resnet18", "resnet34"):
+    hparams.update(stem=config.resnet_stem, bn_momentum=config.bn_momentum)
   return hparams
 
 
@@ -71,13 +76,18 @@ def build_models(config: TrainConfig, input_shape, num_classes: int
   if config.weights not in ("none", "", "imagenet"):
     loaded = models.load_pretrained(model, config.weights)
     logging.info("Loaded %d layers from %s", len(loaded), config.weights)
+  elif config.weights != "imagenet":
+    logging.info("%s: random initialisation, trained from scratch (--weights=none)",
+                 config.model)
   augmenter = augment.build_augmenter(
       rotation=config.rotation, rot90=config.rot90, flips=config.flips,
       zoom=config.zoom, brightness=config.brightness, contrast=config.contrast,
       erasing=config.erasing, defocus=config.defocus, gain=config.gain,
       gamma=config.gamma, background_offset=config.background_offset,
       shot_noise=config.shot_noise, read_noise=config.read_noise,
-      grain=config.grain, seed=config.seed)
+      grain=config.grain, resized_crop=config.resized_crop,
+      color_jitter=config.color_jitter, randaugment=config.randaugment,
+      randaugment_magnitude=config.randaugment_magnitude, seed=config.seed)
   inputs = keras.Input(shape=input_shape, name="image")
   outputs = model(augmenter(inputs))
   return keras.Model(inputs, outputs, name="train_model"), model, augmenter

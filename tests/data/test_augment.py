@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hep2tf.data import augment, augment_layers, mixing, specimen_layers  # noqa: E402
+from hep2tf.data import (augment, augment_layers, augment_recipes, mixing,  # noqa: E402
+                         specimen_layers)
 
 
 def asymmetric_image(height=5, width=5, channels=1):
@@ -76,6 +77,11 @@ LAYERS = {
     "gain_gamma": lambda: specimen_layers.RandomGainGamma(0.5, 0.3, seed=6),
     "background_offset": lambda: specimen_layers.RandomBackgroundOffset(0.2, seed=7),
     "sensor_noise": lambda: specimen_layers.RandomSensorNoise(0.01, 0.02, seed=8),
+    "randaugment": lambda: augment_recipes.LevelRandAugment(2, 0.5, seed=10),
+    "color_jitter": lambda: augment_recipes.RandomColorJitter(0.4, 0.4, 0.4, seed=11),
+    "resized_crop": lambda: augment_recipes.RandomResizedCrop((0.2, 0.6), seed=12),
+    "recipe_augmenter": lambda: augment.build_augmenter(
+        rotation=False, resized_crop=0.3, color_jitter=0.4, randaugment=2, seed=13),
     "specimen_augmenter": lambda: augment.build_augmenter(
         rotation=False, rot90=False, flips=False, defocus=1.5, gain=0.4, gamma=0.2,
         background_offset=0.1, shot_noise=0.01, read_noise=0.02, seed=9),
@@ -159,6 +165,11 @@ def test_build_augmenter_composition_and_name():
   assert [type(l).__name__ for l in full.layers] == [
       "RandomRotation", "RandomDihedral", "RandomBrightness", "RandomContrast",
       "RandomErasing"]
+  recipe = augment.build_augmenter(resized_crop=0.08, color_jitter=0.4,
+                                   randaugment=2, erasing=0.25)
+  assert [type(l).__name__ for l in recipe.layers] == [
+      "RandomResizedCrop", "RandomRotation", "RandomDihedral", "RandomColorJitter",
+      "LevelRandAugment", "RandomErasing"]
   only_flips = augment.build_augmenter(rotation=False, rot90=False)
   assert [type(l).__name__ for l in only_flips.layers] == ["RandomFlip"]
   nothing = augment.build_augmenter(rotation=False, rot90=False, flips=False)

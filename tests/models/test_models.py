@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 
 from hep2tf.errors import InputError  # noqa: E402
 from hep2tf.models import (  # noqa: E402
-    ContrastStretch, PerImageStandardization, backbones, build_model, list_models,
-    load_pretrained, set_backbone_trainable)
+    ContrastStretch, PerImageStandardization, backbones, build_model, coatnet,
+    list_models, load_pretrained, set_backbone_trainable)
 
 SHAPE = (78, 78, 1)
 CLASSES = 3
@@ -49,7 +49,8 @@ def check_probabilities_and_one_step(model, shape=SHAPE):
 
 def test_registry_lists_models_and_rejects_unknown_names():
   names = list_models()
-  for name in ["cnn", "cnn_bn", "alexnet", "alexnet_small", "resnet50", "resnet101",
+  for name in ["cnn", "cnn_bn", "alexnet", "alexnet_small", "resnet18", "resnet34",
+               "coatnet_mini", "resnet50", "resnet101",
                "resnet50v2", "efficientnet_b3", "efficientnetv2_s", "convnext_base",
                "mobilenet_v2", "mobilenet_v3_large", "densenet169", "inception_v3",
                "xception", "vgg16"]:
@@ -60,14 +61,69 @@ def test_registry_lists_models_and_rejects_unknown_names():
 
 @pytest.mark.parametrize("name", SCRATCH_MODELS)
 def test_scratch_model_builds_and_trains_a_step(name):
-  model = build_model(name, SHAPE, CLASSES)
+  model = build_model(name, SHAPE, CLASSES, weight_decay=5e-4)
   check_probabilities_and_one_step(model)
   # Every conv and dense kernel carries weight decay, the head included.
-  kernels = [l for l in model.layers if isinstance(l, (keras.layers.Conv2D,
-                                                       keras.layers.Dense))]
+  kernels = [l for l in model.layers if isinstance(l, (
+      keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))]
   assert len(model.losses) == len(kernels) >= 8
-  assert {"conv1", "conv5", "fc1", "fc2", "logits", "probs"} <= {
-      l.name for l in model.layers}
+  assert {"logits", "probs"} <= {l.name for l in model.layers}
+  if name.startswith(("cnn", "alexnet")):
+    assert {"conv1", "conv5", "fc1", "fc2"} <= {l.name for l in model.layers}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "coatnet_mini"])
+def test_resnet_and_coatnet_run_on_224_px_rgb(name):
+  model = build_model(name, (224, 224, 3), CLASSES, weight_decay=1e-4)
+  check_probabilities_and_one_step(model, shape=(224, 224, 3))
+
+
+@pytest.mark.parametrize("side,stem,first_stage,last_map", [
+    (78, "auto", 39, 5),        # the small stem: one 3x3 stride-2 conv, no pool
+    (78, "imagenet", 20, 3),    # the paper's 7x7/2 + max-pool, when asked
+    (224, "auto", 56, 7),       # the paper's stem from 160 px up
+])
+def test_resnet_stem_suits_the_input_size(side, stem, first_stage, last_map):
+  model = build_model("resnet18", (side, side, 1), CLASSES, stem=stem)
+  names = {l.name for l in model.layers}
+  assert ("stem_pool" in names) == (stem == "imagenet" or side >= 160)
+  assert model.get_layer("stage1_block1_out").output.shape[1] == first_stage
+  assert model.get_layer("stage4_block2_out").output.shape[1:] == (
+      last_map, last_map, 512)
+  # Basic blocks: 2 per stage, a projection shortcut where a stage begins.
+  shortcuts = [n for n in names if n.endswith("_shortcut_conv")]
+  assert sorted(shortcuts) == [f"stage{s}_block1_shortcut_conv" for s in (2, 3, 4)]
+  assert sum(n.endswith("_add") for n in names) == 8
+  assert sum(n.endswith("_add") for n in {
+      l.name for l in build_model("resnet34", (side, side, 1), CLASSES).layers}) == 16
+
+
+def test_resnet_parameter_counts_match_the_paper():
+  # torchvision's resnet18 / resnet34 (RGB, 7x7 stem, 1000 classes) have exactly these
+  # trainable parameters; Keras counts BatchNorm's moving statistics beside them.
+  for name, expected in (("resnet18", 11_689_512), ("resnet34", 21_797_672)):
+    model = build_model(name, (224, 224, 3), 1000)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == expected
+
+
+def test_coatnet_attends_over_the_map_with_a_relative_bias(tmp_path):
+  model = build_model("coatnet_mini", SHAPE, CLASSES)
+  grids = {l.name: l.grid for l in model.layers
+           if isinstance(l, coatnet.RelativeAttention)}
+  assert grids == {"s3_block1_attention": (5, 5), "s3_block2_attention": (5, 5),
+                   "s3_block3_attention": (5, 5), "s4_block1_attention": (3, 3),
+                   "s4_block2_attention": (3, 3)}
+  assert model.get_layer("s4_block1_attention").relative_bias.shape == (25, 12)
+  # The bias depends on the offset only: every pair at offset (0, 1) shares a row.
+  index = coatnet.relative_position_index(3, 4).reshape(12, 12)
+  assert index[0, 1] == index[4, 5] == index[10, 11] != index[1, 0]
+  assert index.max() == 5 * 7 - 1 and index[0, 0] == index[5, 5] == 2 * 7 + 3
+  path = str(tmp_path / "coatnet.keras")
+  model.save(path)
+  reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+  images = dark_cells()
+  np.testing.assert_allclose(np.asarray(model(images)), np.asarray(reloaded(images)),
+                             atol=1e-6)
 
 
 @pytest.mark.parametrize("name", TRAINED_BACKBONES)
@@ -270,11 +326,13 @@ def test_set_backbone_trainable_flips_weights_and_keeps_batchnorm_in_inference()
   assert len(model.trainable_weights) == 2
 
 
-def test_mixed_precision_keeps_float32_probabilities():
+@pytest.mark.parametrize("name,layer", [("cnn", "conv1"),
+                                        ("coatnet_mini", "s3_block1_attention")])
+def test_mixed_precision_keeps_float32_probabilities(name, layer):
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
-    model = build_model("cnn", SHAPE, CLASSES)
-    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    model = build_model(name, SHAPE, CLASSES)
+    assert model.get_layer(layer).compute_dtype == "bfloat16"
     probs = model.predict(dark_cells(), verbose=0)
   finally:
     keras.mixed_precision.set_global_policy("float32")

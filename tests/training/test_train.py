@@ -375,6 +375,26 @@ def test_cnn_widths_are_config_fields(tiny_records):
       build.build_models(smoke_config(records_dir, cnn_filters=bad), (78, 78, 1), 6)
 
 
+def test_recipe_models_take_their_config_fields(tiny_records):
+  records_dir, _ = tiny_records
+  resnet = build.build_models(smoke_config(records_dir, model="resnet18",
+                                           resnet_stem="imagenet", bn_momentum=0.9),
+                              (78, 78, 1), 6)[1]
+  assert "stem_pool" in [layer.name for layer in resnet.layers]
+  assert resnet.get_layer("stage3_block1_2_bn").momentum == 0.9
+  assert "stem" not in build.model_hparams(smoke_config(records_dir,
+                                                        model="coatnet_mini"))
+  # A from-scratch model asked for ImageNet weights is refused by name, not silently
+  # trained from scratch.
+  with pytest.raises(ValueError, match="alexnet is trained from scratch"):
+    build.build_models(smoke_config(records_dir, model="alexnet",
+                                    weights="imagenet"), (78, 78, 1), 6)
+  _, _, augmenter = build.build_models(smoke_config(
+      records_dir, randaugment=2, color_jitter=0.4, resized_crop=0.3), (78, 78, 1), 6)
+  assert {"randaugment", "color_jitter", "resized_crop"} <= {
+      layer.name for layer in augmenter.layers}
+
+
 def test_cnn_bn_has_batch_norm_and_the_head_is_a_config_field(tiny_records):
   records_dir, _ = tiny_records
   names = lambda model: [layer.name for layer in model.layers]
