@@ -26,8 +26,6 @@ from absl import flags
 from hep2tf import errors
 from hep2tf.config import cli, core
 from hep2tf.config.convert import ConvertConfig
-from hep2tf.convert import beam
-from hep2tf.convert import create
 
 # The converter's flags (ConvertConfig's fields, as create_records has them).
 SECTIONS = (ConvertConfig,)
@@ -35,6 +33,8 @@ SECTIONS = (ConvertConfig,)
 
 def main(argv: Sequence[str]) -> int:
   # absl stops parsing at "--": what follows are Beam's own pipeline options.
+  from hep2tf.convert import beam
+  from hep2tf.convert import create
   pipeline_args = list(argv[1:]) or list(beam.DIRECT)
   try:
     summary, rejects = beam.convert_records(

@@ -32,8 +32,6 @@ from absl import flags
 from hep2tf import errors
 from hep2tf.config import cli, core
 from hep2tf.config.convert import ConvertConfig, VerifyConfig
-from hep2tf.convert import create
-from hep2tf.data.records import Records
 
 
 # The converter's flags: every field of ConvertConfig (hep2tf/config/convert.py),
@@ -48,6 +46,8 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+  from hep2tf.convert import create
+  from hep2tf.data.records import Records
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   FLAGS = flags.FLAGS

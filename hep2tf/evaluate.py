@@ -25,10 +25,9 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import errors, rundir
+from hep2tf import errors
 from hep2tf.config import cli, core
 from hep2tf.config.evaluate import EvaluateConfig
-from hep2tf.evaluation import evaluate, formatting
 
 
 # EvaluateConfig's fields (hep2tf/config/evaluate.py).
@@ -45,6 +44,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  from hep2tf import rundir
+  from hep2tf.evaluation import evaluate, formatting
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.model_dir:

@@ -32,13 +32,12 @@ import sys
 
 from absl import app, flags
 
-from hep2tf import atomic, errors, rundir
+from hep2tf import atomic, errors
 from hep2tf.config import cli, core
 from hep2tf.config.convert import FieldsOptions
 from hep2tf.config.evaluate import PredictConfig
 from hep2tf.config.run import read_run_config
 from hep2tf.data import fields as data_fields
-from hep2tf.evaluation import fields, predict
 
 
 # PredictConfig's fields (hep2tf/config/evaluate.py) and, for --fields, the fields
@@ -56,6 +55,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  from hep2tf.evaluation import predict
   files = argv[1:]
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
@@ -89,6 +89,8 @@ def main(argv):
 
 
 def predict_fields(files) -> int:
+  from hep2tf import rundir
+  from hep2tf.evaluation import fields
   if files or not FLAGS.output_dir:
     raise app.UsageError("--fields takes --output_dir=OUT and no file names")
   try:

@@ -33,11 +33,10 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, runlock, train
+from hep2tf import errors, train
 from hep2tf.config import cli, core
 from hep2tf.config.sweep import SweepConfig
 from hep2tf.config.train import TrainConfig
-from hep2tf.training import sweep, sweep_results, trainer
 
 
 # The train flags (the base configuration), --model_dir (refused) and the sweep's own.
@@ -53,6 +52,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  from hep2tf import runlock
+  from hep2tf.training import sweep, sweep_results, trainer
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:

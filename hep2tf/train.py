@@ -18,10 +18,9 @@ import sys
 
 from absl import app, flags, logging
 
-from hep2tf import errors, models, runlock, storage
+from hep2tf import errors
 from hep2tf.config import cli, core
 from hep2tf.config.train import TrainConfig, TrainOutput
-from hep2tf.training import trainer
 
 # One flag per TrainConfig field (hep2tf/config/), and --model_dir.
 SECTIONS = (TrainConfig, TrainOutput)
@@ -38,6 +37,7 @@ FLAGS = flags.FLAGS
 
 def check_paths(config: TrainConfig, model_dir: str) -> None:
   """Rejects path flags that cannot be right, before anything is written."""
+  from hep2tf import models, storage
   if not storage.isdir(config.records_dir):
     raise FileNotFoundError(f"--records_dir={config.records_dir} is not a folder; "
                             "make records with python -m hep2tf.create_records")
@@ -58,6 +58,8 @@ def check_paths(config: TrainConfig, model_dir: str) -> None:
 
 
 def main(argv):
+  from hep2tf import runlock
+  from hep2tf.training import trainer
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.model_dir:

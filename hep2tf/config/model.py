@@ -27,13 +27,13 @@ class ModelConfig:
   bn_momentum: float = flag(
       0.99, "cnn, resnet18/34: momentum of the BatchNorm moving statistics (lower "
       "follows the weights sooner in a short run).")
-  normalization: str = flag(
-      "per_image", "Input normalisation inside the model.",
-      choices=("per_image", "dataset", "none"))
   resnet_stem: str = flag(
       "auto", "resnet18/resnet34 stem: small (one 3x3 stride-2 conv), imagenet (7x7 "
       "stride-2 conv + max-pool) or auto (imagenet from 160 px up).",
       choices=("auto", "small", "imagenet"))
+  normalization: str = flag(
+      "per_image", "Input normalisation inside the model.",
+      choices=("per_image", "dataset", "none"))
   freeze_epochs: int = flag(
       0, "Backbones: epochs with the backbone frozen before fine-tuning all of it.")
   # cnn widths: narrower than the seed study's (models.cnn.FILTERS, 1024), so the
