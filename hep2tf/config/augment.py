@@ -50,20 +50,6 @@ class AugmentConfig:
   zoom: float = flag(
       0.0, "Random zoom in or out by up to this fraction (texture scale: "
       "magnification and cell size; 0: off).")
-  # The ImageNet-style recipes' augmentation (hep2tf/data/augment_recipes.py).
-  resized_crop: float = flag(
-      0.0, "Random resized crop: the smallest fraction of the image area a crop keeps "
-      "(aspect 3/4..4/3), resized back to the input size; 0.08 in ImageNet recipes "
-      "(0: off).")
-  color_jitter: float = flag(
-      0.0, "Colour jitter as torchvision's: brightness, contrast and saturation (RGB "
-      "only) each by a factor in [1-x, 1+x] per image; 0.4 in timm recipes (0: off).")
-  randaugment: int = flag(
-      0, "RandAugment (Keras' layer, at each image's own level): operations applied,"
-      " drawn per batch; 2 in the recipes (0: off).")
-  randaugment_magnitude: float = flag(
-      0.3, "RandAugment strength in (0, 1] (Keras' factor; its default 0.5 turns a "
-      "cell up to 180 degrees and shifts it up to half its frame).")
   # Batches mixed on the host (they change the labels).
   # The ImageNet-style recipes' augmentation (hep2tf/data/augment_recipes.py).
   resized_crop: float = flag(
