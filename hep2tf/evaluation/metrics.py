@@ -2,12 +2,13 @@
 
 ACA (average classification accuracy) is the overall accuracy; MCA (mean class
 accuracy) is the mean of per-class recall, the metric the ICPR 2014 contest ranked on.
-`classification_report` computes both with per-class precision, recall, F1,
-specificity and support, macro and weighted averages, the confusion matrix, ROC-AUC and
-the positive class's scores for binary tasks, and specimen/patient-level accuracy by
-voting over cells; `subgroup_report` scores each subgroup (intensity, specimen) and
-`val_test_gap` says whether validation overstates test. `formatting.py` prints these
-reports; `keras_metrics.py` has the streaming Keras counterparts of MCA and recall.
+`confusion_scores` is their one definition, from a confusion matrix: the reports
+here, the training loop's logs and every other MCA call it. `classification_report`
+computes both with per-class precision, recall, F1, specificity and support, macro
+and weighted averages, the confusion matrix, ROC-AUC and the positive class's scores
+for binary tasks, and specimen/patient-level accuracy by voting over cells;
+`subgroup_report` scores each subgroup (intensity, specimen) and `val_test_gap` says
+whether validation overstates test. `formatting.py` prints these reports.
 
 A class with no true examples in the data has no recall: it is reported as null and
 left out of MCA and of the macro average rather than counted as 0 or 1.
@@ -15,6 +16,7 @@ left out of MCA and of the macro average rather than counted as 0 or 1.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +29,31 @@ _AVERAGED = ("precision", "recall", "f1", "specificity")
 
 # ----------------------------------------------------------------------------------
 # numpy / scikit-learn
+
+
+def confusion_scores(confusion) -> tuple[float, float, np.ndarray]:
+  """(ACA, MCA, per-class recall) of a (K, K) confusion matrix: THE definitions.
+
+  Args:
+    confusion: counts or summed sample weights, rows = true class, columns =
+      predicted (the training loop's weighted matrices, sklearn's counts).
+
+  Returns:
+    ACA, the trace over the total; per-class recall, the diagonal over each row's
+    sum, NaN for a class without true examples; MCA, the mean recall of the classes
+    that have them. With no examples at all ACA and MCA are NaN.
+  """
+  cm = np.asarray(confusion, np.float64)
+  if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+    raise InputError(f"a confusion matrix must be (K, K), got shape {cm.shape}")
+  support = cm.sum(axis=1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    recall = np.where(support > 0, np.diag(cm) / support, np.nan)
+  total = cm.sum()
+  aca = float(np.trace(cm) / total) if total > 0 else math.nan
+  present = ~np.isnan(recall)
+  mca = float(recall[present].mean()) if present.any() else math.nan
+  return aca, mca, recall
 
 
 def mean_class_accuracy(y_true, y_pred, num_classes: int) -> float:
@@ -45,8 +72,7 @@ def mean_class_accuracy(y_true, y_pred, num_classes: int) -> float:
   _check_same_length(y_true, y_pred, "y_pred")
   if y_true.size == 0:
     raise InputError("no examples to evaluate")
-  recall = _recalls(_confusion(y_true, y_pred, num_classes))
-  return float(np.mean(recall[~np.isnan(recall)]))
+  return confusion_scores(_confusion(y_true, y_pred, num_classes))[1]
 
 
 GAP_WARNING = 0.05   # a validation-test MCA gap above this is worth a warning
@@ -119,11 +145,12 @@ def classification_report(y_true, y_score, class_names: Sequence[str], *,
   _check_same_length(y_true, y_pred, "y_score")
 
   cm = _confusion(y_true, y_pred, num_classes)
-  per_class = _per_class(y_true, y_pred, cm, class_names)
+  aca, mca, recall = confusion_scores(cm)
+  per_class = _per_class(y_true, y_pred, cm, recall, class_names)
   support = cm.sum(axis=1)
   report = {
-      "aca": float(np.trace(cm) / cm.sum()),
-      "mca": mean_class_accuracy(y_true, y_pred, num_classes),
+      "aca": aca,
+      "mca": mca,
       "num_examples": int(y_true.size),
       "class_names": class_names,
       "per_class": per_class,
@@ -165,11 +192,12 @@ def subgroup_report(y_true, y_score, subgroups, class_names: Sequence[str]
   result = {}
   for name in sorted(set(subgroups) - {""}, key=_natural):
     inside = subgroups == name
-    recall = _recalls(_confusion(y_true[inside], y_pred[inside], num_classes))
+    aca, mca, recall = confusion_scores(
+        _confusion(y_true[inside], y_pred[inside], num_classes))
     result[name] = {
         "num_examples": int(inside.sum()),
-        "aca": float(np.mean(y_true[inside] == y_pred[inside])),
-        "mca": float(np.mean(recall[~np.isnan(recall)])),
+        "aca": aca,
+        "mca": mca,
         "recall": {c: (None if np.isnan(r) else float(r))
                    for c, r in zip(class_names, recall)},
     }
@@ -219,17 +247,12 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.n
   return sk_metrics.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
 
 
-def _recalls(cm: np.ndarray) -> np.ndarray:
-  """Per-class recall from a confusion matrix; NaN for classes with no support."""
-  support = cm.sum(axis=1)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(support > 0, np.diag(cm) / support, np.nan)
-
-
-def _per_class(y_true, y_pred, cm, class_names) -> dict[str, dict[str, Any]]:
+def _per_class(y_true, y_pred, cm, recall, class_names
+               ) -> dict[str, dict[str, Any]]:
+  """Each class's scores; `recall` is confusion_scores' (NaN without support)."""
   num_classes = len(class_names)
   # zero_division=0 keeps sklearn quiet; the undefined cases are set to None below.
-  precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+  precision, _, f1, support = sk_metrics.precision_recall_fscore_support(
       y_true, y_pred, labels=np.arange(num_classes), zero_division=0)
   predicted = cm.sum(axis=0)
   negatives = cm.sum() - cm.sum(axis=1)

@@ -220,6 +220,27 @@ def test_abbreviations_stay_unique():
 # Keras metrics
 
 
+def test_confusion_scores_is_the_one_definition():
+  """ACA, MCA and recall from a (weighted) confusion matrix: what the reports and
+  the training loop's logs (hep2tf/training/loop.py) both call."""
+  y_true, y_pred = _three_class_case()
+  report = metrics.classification_report(y_true, y_pred, NAMES3)
+  aca, mca, recall = metrics.confusion_scores(report["confusion_matrix"])
+  assert (aca, mca) == (report["aca"], report["mca"]) == (
+      pytest.approx(0.7), pytest.approx(4 / 9))
+  np.testing.assert_allclose(recall, [1.0, 1 / 3, 0.0])
+  # Weights (the loop's class-weighted matrices) and a class without true examples:
+  # its recall NaN, left out of the MCA, counted in no denominator.
+  weighted = np.array([[2.0, 0.0, 0.0], [1.5, 4.5, 0.0], [0.0, 3.0, 0.0]])
+  weighted[2] = 0.0
+  aca, mca, recall = metrics.confusion_scores(weighted)
+  assert aca == pytest.approx(6.5 / 8.0) and mca == pytest.approx((1 + 0.75) / 2)
+  assert np.isnan(recall[2])
+  assert all(np.isnan(metrics.confusion_scores(np.zeros((3, 3)))[:2]))
+  with pytest.raises(InputError, match="confusion"):
+    metrics.confusion_scores(np.zeros((2, 3)))
+
+
 def _tiny_model(num_classes, seed=0):
   keras.utils.set_random_seed(seed)
   inputs = keras.Input((4,))
