@@ -18,6 +18,10 @@ whichever section holds it. Everything else derives from the fields:
                                        or a value of the wrong type is an InputError
                                        naming it
 
+A flag that was removed is declared in its section's RETIRED ({name: `Retired`}):
+old flagfiles and config.json files that name it still read, and a value that asks
+for what is gone is refused with a sentence saying so.
+
 Field types: str, int, float, bool, `X | None` of those, `tuple[str, ...]` (a flag
 given once per value) and any type with a `parser` (a `TextParser`).
 
@@ -31,7 +35,7 @@ import types
 import typing
 from typing import Any, Iterable, Sequence
 
-from absl import flags
+from absl import flags, logging
 
 from hep2tf.errors import InputError
 
@@ -51,6 +55,20 @@ def flag(default, help: str, *, choices: Sequence[str] | None = None,
 def setting(default, help: str = ""):
   """A field that is not a flag: set by the code that makes the config."""
   return dataclasses.field(default=default, metadata={"help": help, "flag": False})
+
+
+@dataclasses.dataclass(frozen=True)
+class Retired:
+  """A flag that was removed, declared in its section's RETIRED {name: Retired}.
+
+  Old flagfiles, RUN/flags.txt and config.json files still name it: as a flag it is
+  read and ignored (with a warning) when its value is one of `accepted`, what hep2tf
+  now always does, and refused with `note` otherwise; in JSON it is dropped (a run's
+  record, not an instruction). It is in no config, no --help (only --helpfull) and
+  no written flagfile.
+  """
+  note: str                        # what became of it, and what to do instead
+  accepted: tuple[str, ...] = ()
 
 
 class TextParser(flags.ArgumentParser):
@@ -84,6 +102,12 @@ def own_fields(section) -> list[dataclasses.Field]:
   """The fields a section declares itself (not those of the sections it joins)."""
   names = section.__dict__.get("__annotations__", {})
   return [f for f in dataclasses.fields(section) if f.name in names]
+
+
+def retired(cls) -> dict[str, Retired]:
+  """{name: Retired} of the sections of `cls`."""
+  return {name: r for section in sections_of(cls)
+          for name, r in section.__dict__.get("RETIRED", {}).items()}
 
 
 def flag_fields(cls) -> list[dataclasses.Field]:
@@ -142,10 +166,23 @@ def define_flags(sections: Iterable[type],
           flags.DEFINE_flag(_make_flag(section, field), flag_values,
                             module_name=section.__module__)
           covered.add(field.name)
+      _define_retired(section, flag_values)
     missing = sorted({f.name for f in flag_fields(config_class)} - covered)
     if missing:
       raise TypeError(f"{config_class.__name__}: flag fields {missing} belong to no "
                       "section; declare them in one of its SECTIONS")
+
+
+def _define_retired(section, flag_values: flags.FlagValues) -> None:
+  """The retired flags of `section`, outside its --help (a module of their own)."""
+  for name, old in section.__dict__.get("RETIRED", {}).items():
+    if name in flag_values:
+      continue
+    flags.DEFINE_string(name, None, f"Retired: {old.note}", flag_values,
+                        module_name=f"{section.__module__}.retired")
+    flags.register_validator(
+        name, lambda value, old=old: value is None or value in old.accepted,
+        message=old.note, flag_values=flag_values)
 
 
 def own_flag_values(*classes: type) -> flags.FlagValues:
@@ -162,7 +199,12 @@ def _typed(value):
 
 
 def from_flags(cls, flag_values: flags.FlagValues = flags.FLAGS, **overrides):
-  """The config of parsed flags (define_flags defined them), with `overrides`."""
+  """The config of parsed flags (define_flags defined them), with `overrides`; a
+  retired flag that was given is ignored with a warning."""
+  for name, old in retired(cls).items():
+    if name in flag_values and flag_values[name].present:
+      logging.warning("--%s=%s is ignored: %s", name, flag_values[name].value,
+                      old.note)
   values = {f.name: _typed(flag_values[f.name].value)
             for f in flag_fields(cls)}
   return cls(**{**values, **overrides})
@@ -228,8 +270,9 @@ def to_json(config) -> dict:
 
 def from_json(cls, raw: dict, where: str):
   """The config that `to_json` wrote, or its flat form ({field: value}, as runs
-  before sections wrote it); missing fields take their defaults. InputError (file
-  `where`) for an unknown section or key, or a value of the wrong type."""
+  before sections wrote it); missing fields take their defaults and retired keys
+  (`Retired`) are dropped. InputError (file `where`) for an unknown section or key,
+  or a value of the wrong type."""
   if not isinstance(raw, dict):
     raise InputError(f"expected a JSON object for {cls.__name__}, got {raw!r}",
                      file=where)
@@ -241,12 +284,14 @@ def from_json(cls, raw: dict, where: str):
       if name not in sections:
         raise InputError(f"unknown config section {name!r} (known: "
                          f"{', '.join(sections)})", file=where)
-      known = {f.name for f in own_fields(sections[name])}
+      known = {f.name for f in own_fields(sections[name])} | set(
+          sections[name].__dict__.get("RETIRED", {}))
       for key in values:
         if key not in known:
           raise InputError(f"unknown key {key!r} in config section {name!r}",
                            file=where)
       flat.update(values)
+  flat = {k: v for k, v in flat.items() if k not in retired(cls)}
   known = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(flat) - known)
   if unknown:
