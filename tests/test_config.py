@@ -43,7 +43,8 @@ def test_every_flag_of_every_command_is_a_config_field(name):
   module = COMMANDS[name]
   flag_values = core.own_flag_values(*module.SECTIONS)
   declared = [f for s in module.SECTIONS for f in core.flag_fields(s)]
-  assert sorted(flag_values) == sorted(f.name for f in declared)
+  retired = {name for s in module.SECTIONS for name in core.retired(s)}
+  assert sorted(flag_values) == sorted({f.name for f in declared} | retired)
   for field in declared:
     flag = flag_values[field.name]
     assert field.metadata["help"] and flag.help.endswith(field.metadata["help"]) or (
@@ -249,12 +250,43 @@ def test_config_json_of_5ad9eb9_reads_typed():
   assert run.class_names[0] == "Homogeneous" and run.image_size is None
   assert run.pixels == PixelSpec(source_kinds=("uint8",))
   assert run.train.epochs == 2 and run.train.eval_split == "validation"
+  # All its keys are read, but training_loop, retired (one loop now), is dropped.
+  assert raw["config"]["training_loop"] == "auto"
+  kept = {k: v for k, v in raw["config"].items() if k != "training_loop"}
   assert dataclasses.asdict(run.train) == {**dataclasses.asdict(TrainConfig()),
-                                           **raw["config"]}
+                                           **kept}
   # Its flat config with a key no TrainConfig has: named, not a traceback.
   raw["config"]["colour"] = "blue"
   with pytest.raises(InputError, match="colour"):
     RunConfig.from_json(raw, OLD_CONFIG)
+
+
+def test_the_retired_training_loop_reads_in_old_files_and_fit_is_refused(tmp_path):
+  """--training_loop (gone: one loop under every strategy) in a flagfile, as every
+  RUN/flags.txt of an earlier run has it: auto and custom read and are ignored, fit
+  is refused naming what happened; a config.json as main wrote it (version 2, by
+  section) still reads."""
+  old = tmp_path / "flags.txt"
+  old.write_text("--epochs=3\n--training_loop=auto\n")
+  assert config_lib.config_from_flagfile(str(old)) == TrainConfig(epochs=3)
+  assert not hasattr(TrainConfig(), "training_loop")
+  fit = tmp_path / "fit.flags"
+  fit.write_text("--training_loop=fit\n")
+  with pytest.raises(ValueError, match="training_loop=fit.*Keras fit"):
+    config_lib.config_from_flagfile(str(fit))
+  text = config_lib.flagfile_text(TrainConfig(), str(tmp_path / "run"))
+  assert "--training_loop" not in text and "--log_every=50" in text
+  run = RunConfig(train=TrainConfig(records_dir="/r"), input_shape=(8, 8, 1),
+                  class_names=("a", "b"), records_dir="/r")
+  raw = json.loads(json.dumps(run.to_json()))
+  raw["config"]["train"]["training_loop"] = "fit"
+  assert RunConfig.from_json(raw, "RUN/config.json") == run
+  # On the command line: absl's one-line error, exit status 1, no traceback.
+  out = subprocess.run([sys.executable, "-m", "hep2tf.train", f"--flagfile={fit}",
+                        f"--model_dir={tmp_path / 'run'}"], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, PYTHONPATH=REPO))
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert "--training_loop=fit" in out.stderr and "Keras fit" in out.stderr
 
 
 def test_the_config_package_imports_no_tensorflow():

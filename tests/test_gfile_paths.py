@@ -43,8 +43,7 @@ def test_convert_train_evaluate_predict_on_ram_urls(tiny_records, tmp_path,
   run = f"{ROOT}/run"
   config = TrainConfig(records_dir=records, model="cnn", epochs=2,
                        batch_size=16, steps_per_epoch=2, shuffle_buffer=64,
-                       image_summary_every=2, num_folds=0,
-                       training_loop="custom")
+                       image_summary_every=2, num_folds=0)
   report = trainer.train_and_evaluate(config, run)
   assert report["epochs_run"] == 2
   assert {"best.keras", "model.keras", "history.csv", "config.json",

@@ -81,11 +81,20 @@ class FitConfig:
   cpu_devices: int = flag(
       0, "Split the CPU into this many logical devices (to try mirrored training "
       "without GPUs).")
-  training_loop: str = flag(
-      "auto", "fit: Keras Model.fit; custom: hep2tf's own loop "
-      "(hep2tf/training/loop.py), which also runs under multi_worker; auto: custom "
-      "(the same step time as fit on the smoke config).",
-      choices=("auto", "fit", "custom"))
+  log_every: int = flag(
+      50, "Training steps per host sync: the loop runs this many steps in one call, "
+      "summing the loss and confusion matrix on the device, then the host reads them "
+      "(per-step callbacks, the progress bar, the NaN stop: a non-finite loss ends "
+      "the call at its step); capped at an epoch's steps, 0: once an epoch.")
+
+  # Removed flags that old flagfiles, RUN/flags.txt and config.json still name.
+  RETIRED: ClassVar[dict[str, core.Retired]] = {
+      "training_loop": core.Retired(
+          "hep2tf trains with its own loop (hep2tf/training/loop.py) under every "
+          "strategy and no longer with Keras fit, so --training_loop is gone: remove "
+          "it (auto and custom, that loop, are read and ignored)",
+          accepted=("auto", "custom")),
+  }
 
 
 @dataclasses.dataclass

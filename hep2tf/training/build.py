@@ -3,9 +3,10 @@
 `build_models` gives the inference model of the zoo (hep2tf.models), the augmenter
 (hep2tf.data.augment) and the training model that chains them, so augmentation runs
 inside the compiled step and is absent from the saved model; `compile_model` adds the
-optimizer and learning-rate schedule (`make_optimizer`, `make_learning_rate`), the
-loss and the metrics; `use_class_weights` / `class_weights` and `train_epochs` decide
-the loss weighting and the number of epochs from the training split.
+optimizer and learning-rate schedule (`make_optimizer`, `make_learning_rate`) and the
+loss (the metrics are the loop's, hep2tf/training/loop.py); `use_class_weights` /
+`class_weights` and `train_epochs` decide the loss weighting and the number of epochs
+from the training split.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from absl import logging
 
 from hep2tf import models
 from hep2tf.data import augment
-from hep2tf.evaluation import keras_metrics
 from hep2tf.config.train import TrainConfig
 
 
@@ -121,15 +121,13 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
 
 
 def compile_model(train_model: keras.Model, config: TrainConfig,
-                  class_names, steps_per_epoch: int) -> None:
-  num_classes = len(class_names)
+                  steps_per_epoch: int) -> None:
+  """The optimizer and loss the loop trains `train_model` with (its metrics are the
+  loop's own); Keras's compile also says whether XLA can compile the step."""
   train_model.compile(
       optimizer=make_optimizer(config, steps_per_epoch),
       loss=keras.losses.CategoricalCrossentropy(
           label_smoothing=config.label_smoothing),
-      metrics=["accuracy", keras_metrics.MeanClassAccuracy(num_classes, name="mca")]
-      + [keras_metrics.ClassRecall(k, name=f"recall_{metric_slug(name)}")
-         for k, name in enumerate(class_names)],
       jit_compile=config.jit_compile)
 
 

@@ -1,9 +1,9 @@
 """The trainer's own Keras callbacks (the summaries' are in summaries.py).
 
-`NaNGuard` stops at the first non-finite loss and remembers where;
-`SafeBackupAndRestore` never backs up an epoch whose loss went non-finite; `BestModel`
-keeps the inference model of the epoch with the best validation MCA (RUN/best.keras,
-written atomically) and its value across a resume (RUN/best.json).
+`NaNGuard` stops at the first non-finite loss and remembers where (the loop keeps no
+resume state of an epoch whose loss went non-finite); `BestModel` keeps the inference
+model of the epoch with the best validation MCA (RUN/best.keras, written atomically)
+and its value across a resume (RUN/best.json).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from hep2tf import atomic, rundir, storage
 
 
 class NaNGuard(keras.callbacks.Callback):
-  """Stops at the first non-finite loss and remembers where."""
+  """Stops at the first non-finite loss and remembers where: (epoch, step). The loop
+  ends its call at such a step, so the step is the one that went non-finite."""
 
   def __init__(self):
     super().__init__()
@@ -32,17 +33,6 @@ class NaNGuard(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
-
-
-class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-  """BackupAndRestore that never backs up an epoch whose loss went non-finite, so a
-  resumed run starts from the last good state."""
-
-  def on_epoch_end(self, epoch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not math.isfinite(float(loss)):
-      return
-    super().on_epoch_end(epoch, logs)
 
 
 class BestModel(keras.callbacks.Callback):

@@ -12,17 +12,22 @@ pattern with a Keras 3 model:
   `tf.nn.scale_regularization_loss`, and the optimizer all-reduces the gradients
   (sum) before applying them, so a step is the same update as one process with the
   same global batch;
-- metrics stay out of the replicated state: each replica returns its loss and a
-  (class-weighted) confusion matrix, which are summed across replicas with
-  `strategy.reduce` and turned into accuracy, MCA and per-class recall on the host.
-  No Keras metric variable is mirrored, so the NaN metrics of keras-team/keras#21467
-  (a mirrored `Mean` accumulator) cannot happen here;
+- metrics stay on the device and out of the replicated state: each replica returns
+  its loss and a (class-weighted) confusion matrix, summed across replicas with one
+  `strategy.reduce` a step and over the steps inside the same `tf.function`, which
+  runs `log_every` steps a call (`tf.range`, as Keras's steps_per_execution does); the
+  host reads the sums once a call and turns them into accuracy, MCA and per-class
+  recall (`metrics.confusion_scores`). No Keras metric variable is mirrored, so the
+  NaN metrics of keras-team/keras#21467 (a mirrored `Mean` accumulator) cannot happen
+  here. A step whose loss is not finite ends its call, so the NaN stop comes at once;
 - every worker validates on the whole validation split with the inference-mode model,
   and the chief's numbers are then broadcast (an all-reduce in which only replica 0
   contributes), so that decisions taken from them (reduce-on-plateau, early stopping,
   the NaN stop) are the same on every worker even if their arithmetic differs;
 - the run's Keras callbacks (history.csv, summaries, best model, schedules, early
-  stopping, the NaN guard) are driven with the same logs `fit` gives them;
+  stopping, the NaN guard) are driven with the logs `fit` gives them, their batch
+  hooks once a call (the learning-rate schedules are the optimizer's and need
+  nothing from the host);
 - after each epoch whose loss is finite, a `tf.train.Checkpoint` (model, optimizer,
   epoch) is written. The chief writes to the run's checkpoint folder; other workers
   must take part in the save but write to a scratch folder they delete at once (as
@@ -43,45 +48,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from hep2tf.evaluation import metrics
 
 EPOCH_VARIABLE = "epoch"
-LOOPS = ("auto", "fit", "custom")
-# Keras fit cannot run under these strategies (keras-team/keras#20585).
-FIT_FAILS_UNDER = ("multi_worker",)
-
-
-def uses_custom(training_loop: str, distribution: str) -> bool:
-  """Whether `--training_loop` with `--distribution` trains with this loop.
-
-  `auto` is this loop under every strategy: one loop everywhere, since its step
-  costs what fit's does (benchmarks/multi_worker.py: 1.02x fit's step time on the
-  smoke config, docs/CLUSTER.md). `fit` keeps Keras's own loop where it works.
-  """
-  if training_loop not in LOOPS:
-    raise ValueError(f"unknown training_loop {training_loop!r}: expected one of "
-                     f"{LOOPS}")
-  if training_loop == "fit" and distribution in FIT_FAILS_UNDER:
-    raise ValueError(f"--training_loop=fit cannot train with "
-                     f"--distribution={distribution} (keras-team/keras#20585); use "
-                     "auto or custom")
-  return training_loop in ("auto", "custom")
 
 
 def confusion_logs(confusion: np.ndarray, recall_names: Sequence[str],
                    prefix: str = "") -> dict[str, float]:
-  """accuracy, mca and recall_<class> from a (K, K) confusion matrix (rows = true).
-
-  The same definitions as the compiled metrics of the fit path (`keras_metrics.py`):
-  argmax-based, classes without true examples left out of the MCA.
-  """
-  confusion = np.asarray(confusion, np.float64)
-  total = confusion.sum()
-  support = confusion.sum(axis=1)
-  hits = np.diag(confusion)
-  recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
-  present = support > 0
-  logs = {f"{prefix}accuracy": float(hits.sum() / total) if total else 0.0,
-          f"{prefix}mca": float(recall[present].mean()) if present.any() else 0.0}
+  """accuracy, mca and recall_<class> from a (K, K) confusion matrix (rows = true),
+  as `metrics.confusion_scores` defines them (a class without true examples: recall
+  NaN, left out of the MCA)."""
+  accuracy, mca, recall = metrics.confusion_scores(confusion)
+  logs = {f"{prefix}accuracy": accuracy, f"{prefix}mca": mca}
   for name, value in zip(recall_names, recall):
     logs[f"{prefix}{name}"] = float(value)
   return logs
@@ -125,7 +103,7 @@ class Loop:
     self._jit_compile = jit_compile
     self._forward_backward = tf.function(self._forward_backward_fn,
                                          jit_compile=jit_compile or None)
-    self._train_step = tf.function(self._train_step_fn)
+    self._train_steps = tf.function(self._train_steps_fn)
     self._predict = tf.function(lambda images: train_model(images, training=False))
     self._broadcast = tf.function(self._broadcast_fn)
 
@@ -154,22 +132,37 @@ class Loop:
     grads = tape.gradient(scaled, model.trainable_variables)
     return loss, grads, self._confusion(labels, tf.cast(probs, tf.float32), weights)
 
-  def _train_step_fn(self, iterator):
+  def _train_steps_fn(self, iterator, steps):
     def replica_step(images, labels):
       loss, grads, confusion = self._forward_backward(images, labels)
       # Keras's optimizer all-reduces (sums) the gradients over the replicas here.
       self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-      return loss, confusion
+      # One tensor, so that the replicas' metrics cost one reduction a step.
+      return tf.concat([loss[tf.newaxis], tf.reshape(confusion, [-1])], axis=0)
 
-    loss, confusion = self.strategy.run(replica_step, args=next(iterator))
-    # Each replica's loss is its share of the global mean: the sum is the mean.
-    return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-            self.strategy.reduce(tf.distribute.ReduceOp.SUM, confusion, axis=None))
+    # Sums over the steps, on the device: loss, then the confusion matrix.
+    totals = tf.zeros([1 + self.num_classes ** 2], tf.float32)
+    done = tf.constant(0, tf.int32)
+    for _ in tf.range(steps):
+      # Each replica's loss is its share of the global mean: the sum is the mean.
+      step = self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM,
+          self.strategy.run(replica_step, args=next(iterator)), axis=None)
+      totals += step
+      done += 1
+      # The same reduced loss on every worker: all stop at the same step.
+      if not tf.math.is_finite(step[0]):
+        break
+    return totals, done
 
-  def train_step(self, iterator) -> tuple[float, np.ndarray]:
-    """One global step; returns (the step's loss, its summed confusion matrix)."""
-    loss, confusion = self._train_step(iterator)
-    return float(loss), confusion.numpy()
+  def train_steps(self, iterator, steps: int) -> tuple[float, np.ndarray, int]:
+    """Up to `steps` global steps in one call, the metrics summed on the device and
+    read once; it stops after a step whose loss is not finite. Returns (the steps'
+    summed loss, their summed confusion matrix, the steps run)."""
+    totals, done = self._train_steps(iterator, tf.constant(steps, tf.int32))
+    totals = totals.numpy()   # the host's one sync of these steps
+    k = self.num_classes
+    return float(totals[0]), totals[1:].reshape(k, k), int(done)
 
   # --- Validation --------------------------------------------------------------------
 
@@ -179,17 +172,18 @@ class Loop:
     The loss is the mean per-example loss plus the regularisation losses, as
     Keras's `evaluate` reports it (no class weights in validation).
     """
-    loss_sum, count = 0.0, 0
-    confusion = np.zeros((self.num_classes, self.num_classes))
+    # Summed on the device, read once at the end.
+    loss_sum, count = tf.zeros([], tf.float32), 0
+    confusion = tf.zeros((self.num_classes, self.num_classes))
     for images, labels in dataset:
       probs = tf.cast(self._predict(images), tf.float32)
-      loss_sum += float(tf.reduce_sum(tf.cast(self._loss(labels, probs),
-                                              tf.float32)))
+      loss_sum += tf.reduce_sum(tf.cast(self._loss(labels, probs), tf.float32))
       count += int(labels.shape[0])
-      confusion += self._confusion(labels, probs, tf.ones(labels.shape[0])).numpy()
+      confusion += self._confusion(labels, probs, tf.ones(labels.shape[0]))
     regularization = sum(float(l) for l in self.model.losses)
-    logs = {"val_loss": (loss_sum / count if count else math.nan) + regularization}
-    logs.update(confusion_logs(confusion, recall_names, prefix="val_"))
+    mean_loss = float(loss_sum) / count if count else math.nan
+    logs = {"val_loss": mean_loss + regularization}
+    logs.update(confusion_logs(confusion.numpy(), recall_names, prefix="val_"))
     return logs
 
   def _broadcast_fn(self, values):
@@ -215,7 +209,7 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
         callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: str,
         restore_dir: str, chief: bool, initial_epoch: int = 0,
         class_weight: dict | None = None, jit_compile: bool = False,
-        verbose: int = 2) -> int:
+        log_every: int = 0, verbose: int = 2) -> int:
   """Trains `train_model` as `Model.fit` would, epochs initial_epoch+1 .. epochs;
   returns the number of the last epoch run (or restored).
 
@@ -227,10 +221,16 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
     recall_names: the log names of the per-class recalls, in class order.
     callbacks: Keras callbacks, called with the logs `fit` would give them; a
       callback that sets `model.stop_training` ends the run after that batch/epoch.
+      Batch hooks run once per `log_every` steps, as fit's do with
+      steps_per_execution: on_train_batch_begin(first step), on_train_batch_end(
+      last step, {"loss": the mean loss of those steps}).
     checkpoint_dir: where this worker writes the resume state; `restore_dir`:
       where it is read from (the chief's folder; the same folder on the chief).
     chief: whether this worker's checkpoint folder is the real one. Other workers
       delete what they wrote after each save.
+    log_every: steps per host sync (the steps run in one call, their loss and
+      confusion matrix summed on the device); 0 or more than an epoch's steps, once
+      an epoch. A step whose loss is not finite ends its call at once.
     verbose: 1, a progress bar of the epoch's steps (a terminal); 2, none (the
       epoch's line is a callback's, `summaries.EpochLine`).
   """
@@ -251,8 +251,8 @@ def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
   epoch = initial_epoch
   for epoch in range(initial_epoch, epochs):
     callback_list.on_epoch_begin(epoch)
-    loss, _, confusion = _train_epoch(loop, iterator, callback_list, train_model,
-                                      steps_per_epoch, verbose)
+    loss, _, confusion = train_epoch(loop, iterator, callback_list,
+                                     steps_per_epoch, log_every, verbose)
     logs = {"loss": loss, **confusion_logs(confusion, recall_names),
             **loop.broadcast(loop.evaluate(val_ds, recall_names))}
     # The run's callbacks say what the epoch did (summaries.EpochLine prints it).
@@ -280,22 +280,31 @@ def _restore(checkpoint: tf.train.Checkpoint, epoch_var: tf.Variable,
   return initial_epoch
 
 
-def _train_epoch(loop: Loop, iterator, callback_list, train_model: keras.Model,
-                 steps_per_epoch: int, verbose: int):
-  """One epoch's training steps; returns (mean loss, steps run, confusion matrix)."""
+def train_epoch(loop: Loop, iterator, callback_list: keras.callbacks.CallbackList,
+                steps_per_epoch: int, log_every: int = 0, verbose: int = 2
+                ) -> tuple[float, int, np.ndarray]:
+  """One epoch's training steps, `log_every` per call (0: the whole epoch in one);
+  returns (mean loss, steps run, summed confusion matrix). Stops early when a
+  callback sets the model's stop_training at a sync."""
+  if log_every < 0:
+    raise ValueError(f"--log_every={log_every}: expected 0 (once an epoch) or a "
+                     "positive number of steps")
+  chunk = min(log_every or steps_per_epoch, steps_per_epoch)
   loss_sum, steps = 0.0, 0
   confusion = np.zeros((loop.num_classes, loop.num_classes))
   bar = keras.utils.Progbar(steps_per_epoch, verbose=1) if verbose == 1 else None
-  for step in range(steps_per_epoch):
-    callback_list.on_train_batch_begin(step)
-    loss, step_confusion = loop.train_step(iterator)
-    loss_sum += loss
-    steps += 1
-    confusion += step_confusion
-    callback_list.on_train_batch_end(step, {"loss": loss})
+  while steps < steps_per_epoch:
+    callback_list.on_train_batch_begin(steps)
+    chunk_loss, chunk_confusion, done = loop.train_steps(
+        iterator, min(chunk, steps_per_epoch - steps))
+    loss_sum += chunk_loss
+    confusion += chunk_confusion
+    steps += done
+    mean = chunk_loss / max(1, done)
+    callback_list.on_train_batch_end(steps - 1, {"loss": mean})
     if bar is not None:
-      bar.update(step + 1, [("loss", loss)])
-    if train_model.stop_training:
+      bar.update(steps, [("loss", mean)])
+    if loop.model.stop_training or not math.isfinite(chunk_loss):
       break
   return loss_sum / max(1, steps), steps, confusion
 

@@ -39,7 +39,7 @@ from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
 from hep2tf.training import build, distribute, loop, outputs, summaries
 from hep2tf.config import train as config_lib
-from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
+from hep2tf.training.callbacks import BestModel, NaNGuard
 from hep2tf.config.train import TrainConfig
 
 
@@ -265,17 +265,17 @@ def make_models(config: TrainConfig, data: TrainData,
   with strategy.scope():
     train_model, model, augmenter = build.build_models(config, data.input_shape,
                                                        len(data.class_names))
-    build.compile_model(train_model, config, data.class_names, data.steps_per_epoch)
+    build.compile_model(train_model, config, data.steps_per_epoch)
   return Models(train_model, model, augmenter)
 
 
 def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
                    data: TrainData, strategy: tf.distribute.Strategy
                    ) -> list[keras.callbacks.Callback]:
-  """The callbacks of every fit phase, in order: the NaN guard first (fit asks it
-  whether to go on), history.csv, scalar summaries, the best model, the epoch's
+  """The callbacks of every fit phase, in order: the NaN guard first (the loop asks
+  it whether to go on), history.csv, scalar summaries, the best model, the epoch's
   line, then image summaries, the plateau schedule and early stopping where
-  configured. The backup for resume is per phase (`backup_callback`)."""
+  configured. The resume state is the loop's own (loop.fit's checkpoints)."""
   callbacks = [
       NaNGuard(), summaries.HistoryCSV(run.history_file),
       summaries.ScalarSummaries(run.path), BestModel(run, built.model),
@@ -296,12 +296,6 @@ def make_callbacks(config: TrainConfig, run: rundir.RunDir, built: Models,
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_mca", mode="max", patience=config.early_stopping_patience))
   return callbacks
-
-
-def backup_callback(run: rundir.RunDir, phase: str) -> SafeBackupAndRestore:
-  """Keras fit's backup for resume of one phase (RUN/checkpoints/<phase>)."""
-  return SafeBackupAndRestore(os.path.join(run.checkpoint_dir, phase),
-                              delete_checkpoint=False)
 
 
 # --- Training -----------------------------------------------------------------------
@@ -328,8 +322,7 @@ def fit(config: TrainConfig, strategy: tf.distribute.Strategy, built: Models,
         # Unfreeze (BatchNorm stays in inference mode); the optimizer starts anew.
         with strategy.scope():
           models.set_backbone_trainable(built.model, True)
-          build.compile_model(built.train_model, config, data.class_names,
-                              data.steps_per_epoch)
+          build.compile_model(built.train_model, config, data.steps_per_epoch)
     if not nan_guard.where:
       _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
                  "main", config.epochs, initial_epoch=frozen)
@@ -352,24 +345,16 @@ def fit(config: TrainConfig, strategy: tf.distribute.Strategy, built: Models,
 
 def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
                phase: str, epochs: int, initial_epoch: int = 0) -> None:
-  # Each phase backs up on its own: the optimizer of the unfrozen phase has other
+  # Each phase checkpoints on its own: the optimizer of the unfrozen phase has other
   # variables than the frozen one's. A finished phase restores and runs no epoch.
-  if loop.uses_custom(config.training_loop, config.distribution):
-    loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
-             initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
-             global_batch_size=config.batch_size, class_weight=data.class_weight,
-             recall_names=recall_names(data),
-             callbacks=callbacks,
-             checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
-             restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
-             chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
-             verbose=fit_verbosity())
-    return
-  built.train_model.fit(   # verbose=0: summaries.EpochLine prints each epoch
-      data.train_ds, validation_data=data.val_ds, epochs=epochs,
-      initial_epoch=initial_epoch, callbacks=[backup_callback(run, phase)] + callbacks,
-      verbose=0, shuffle=False, steps_per_epoch=data.steps_per_epoch,
-      class_weight=data.class_weight)
+  loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
+           initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
+           global_batch_size=config.batch_size, class_weight=data.class_weight,
+           recall_names=recall_names(data), callbacks=callbacks,
+           checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
+           restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
+           chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
+           log_every=config.log_every, verbose=fit_verbosity())
 
 
 def recall_names(data: TrainData) -> list[str]:

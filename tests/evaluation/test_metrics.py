@@ -1,17 +1,12 @@
-"""Tests of hep2tf.evaluation.metrics, keras_metrics and formatting on hand-checkable
-cases and against a tiny Keras model."""
+"""Tests of hep2tf.evaluation.metrics and formatting on hand-checkable cases."""
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
 import numpy as np
 import pytest
 
 from hep2tf.errors import InputError
-from hep2tf.evaluation import formatting, keras_metrics, metrics
+from hep2tf.evaluation import formatting, metrics
 
 NAMES3 = ["Homogeneous", "Speckled", "Golgi"]
 
@@ -239,87 +234,3 @@ def test_confusion_scores_is_the_one_definition():
   assert all(np.isnan(metrics.confusion_scores(np.zeros((3, 3)))[:2]))
   with pytest.raises(InputError, match="confusion"):
     metrics.confusion_scores(np.zeros((2, 3)))
-
-
-def _tiny_model(num_classes, seed=0):
-  keras.utils.set_random_seed(seed)
-  inputs = keras.Input((4,))
-  outputs = keras.layers.Dense(num_classes, activation="softmax")(
-      keras.layers.Dense(8)(inputs))
-  return keras.Model(inputs, outputs)
-
-
-def test_keras_metrics_match_report_through_evaluate():
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(96, 4)).astype("float32")
-  y = rng.integers(0, 3, size=96)
-  model = _tiny_model(3)
-  model.compile(loss="sparse_categorical_crossentropy",
-                metrics=[keras_metrics.MeanClassAccuracy(3),
-                         keras_metrics.ClassRecall(1, name="recall_speckled")])
-  probs = model.predict(x, batch_size=32, verbose=0)
-  result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
-  report = metrics.classification_report(y, probs, NAMES3)
-  assert 0.0 < report["mca"] < 1.0
-  assert result["mca"] == pytest.approx(report["mca"], abs=1e-5)
-  assert result["recall_speckled"] == pytest.approx(
-      report["per_class"]["Speckled"]["recall"], abs=1e-5)
-  # (N, 1) sparse labels read the same. (Keras's loss cannot take a second label rank
-  # in the same compiled model, so this one runs eagerly.)
-  column = keras_metrics.MeanClassAccuracy(3)
-  column.update_state(y[:, None], probs)
-  assert float(column.result()) == pytest.approx(report["mca"], abs=1e-5)
-
-
-def test_keras_metrics_take_argmax_of_soft_labels():
-  rng = np.random.default_rng(2)
-  y = rng.integers(0, 3, size=50)
-  soft = 0.7 * np.eye(3)[y] + 0.3 * np.eye(3)[rng.integers(0, 3, size=50)]
-  probs = rng.dirichlet(np.ones(3), size=50).astype("float32")
-  mca = keras_metrics.MeanClassAccuracy(3)
-  recall = keras_metrics.ClassRecall(2)
-  for part in (slice(0, 20), slice(20, 50)):  # two batches: state must accumulate
-    mca.update_state(soft[part], probs[part])
-    recall.update_state(soft[part], probs[part])
-  report = metrics.classification_report(soft.argmax(1), probs, NAMES3)
-  assert float(mca.result()) == pytest.approx(report["mca"], abs=1e-6)
-  assert float(recall.result()) == pytest.approx(
-      report["per_class"]["Golgi"]["recall"], abs=1e-6)
-  assert recall.name == "recall_2"
-  mca.reset_state()
-  recall.reset_state()
-  assert float(mca.result()) == 0.0 and float(recall.result()) == 0.0
-
-
-def test_keras_metrics_skip_absent_classes_and_weigh_samples():
-  mca = keras_metrics.MeanClassAccuracy(3)
-  probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]], "float32")
-  mca.update_state(np.array([0, 1, 1]), probs, sample_weight=np.array([1.0, 3.0, 1.0]))
-  # Class 2 absent; class 0 recall 1; class 1 weighted recall 3/4.
-  assert float(mca.result()) == pytest.approx((1 + 0.75) / 2)
-
-
-def test_keras_metrics_in_fit_under_mixed_precision_and_serialise():
-  rng = np.random.default_rng(3)
-  x = rng.normal(size=(32, 4)).astype("float32")
-  y = keras.utils.to_categorical(rng.integers(0, 2, size=32), 2)
-  policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  try:
-    model = _tiny_model(2)
-    model.compile(optimizer="sgd", loss="categorical_crossentropy",
-                  metrics=[keras_metrics.MeanClassAccuracy(2),
-                           keras_metrics.ClassRecall(1)])
-    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
-                        validation_data=(x, y))
-  finally:
-    keras.mixed_precision.set_global_policy(policy)
-  assert {"mca", "val_mca", "recall_1", "val_recall_1"} <= set(history.history)
-  assert 0.0 <= history.history["val_mca"][0] <= 1.0
-  config = keras.saving.serialize_keras_object(keras_metrics.MeanClassAccuracy(6))
-  assert config["registered_name"] == "hep2tf>MeanClassAccuracy"
-  restored = keras.saving.deserialize_keras_object(config)
-  assert restored.num_classes == 6 and restored.name == "mca"
-  restored = keras.saving.deserialize_keras_object(
-      keras.saving.serialize_keras_object(keras_metrics.ClassRecall(4, name="golgi")))
-  assert restored.class_id == 4 and restored.name == "golgi"

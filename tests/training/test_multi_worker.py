@@ -144,7 +144,7 @@ def test_two_workers_end_with_the_weights_of_one_process(one_shard_records,
   run = str(tmp_path / "mw")
   with _workers(_command(records_dir, run, "--distribution=multi_worker",
                          *FIXED_ORDER), str(tmp_path), "b") as processes:
-    # The single-process run (Keras fit) in this process, while the workers start.
+    # The single-process run (the same loop) in this process, while the workers start.
     single = str(tmp_path / "single")
     config = TrainConfig(
         records_dir=records_dir, model="cnn", batch_size=16, image_summary_every=0,
