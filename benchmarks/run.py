@@ -3,6 +3,7 @@
   python -m benchmarks.run                  # full: the 13,596-cell set, < 20 min
   python -m benchmarks.run --quick          # toy size, < 3 min
   python -m benchmarks.run --only=reader,training
+  python -m benchmarks.run --quick --only=loop   # the loop vs a bare step, < 1 min
 
 Run it on a quiet machine: the figures are rates, and other load lowers them unevenly.
 Inputs are prepared under --work_dir (the synthetic source is drawn once and reused).
@@ -24,7 +25,7 @@ from absl import logging
 from benchmarks import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("converter", "reader", "training", "time_to_accuracy")
+SECTIONS = ("converter", "reader", "training", "loop", "time_to_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Settings:
   target_mca: float
   cap_seconds: float
   recipe_cap_seconds: float
+  loop_steps: int = 100      # steps a round of the loop-vs-bare figure
+  loop_repeats: int = 5      # its rounds
 
 
 FULL = Settings(num_images=13596, converter_repeats=2, memory_sizes=None,
@@ -46,7 +49,8 @@ FULL = Settings(num_images=13596, converter_repeats=2, memory_sizes=None,
                 cap_seconds=330, recipe_cap_seconds=330)
 QUICK = Settings(num_images=600, converter_repeats=1, memory_sizes=(150, 600),
                  reader_passes=1, fit_steps=3, fit_epochs=2, target_mca=0.90,
-                 cap_seconds=20, recipe_cap_seconds=20)
+                 cap_seconds=20, recipe_cap_seconds=20, loop_steps=20,
+                 loop_repeats=3)
 
 
 def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
@@ -69,7 +73,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
   if unknown:
     raise ValueError(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
   # Imported here so that `--help` does not load TensorFlow.
-  from benchmarks import converter, data, reader, time_to_accuracy, training
+  from benchmarks import converter, data, loop, reader, time_to_accuracy, training
   from hep2tf.config.train import config_from_flagfile
 
   start = time.perf_counter()
@@ -87,6 +91,8 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
                                    passes=settings.reader_passes),
       "training": lambda: training.run(config, work_dir, steps=settings.fit_steps,
                                        epochs=settings.fit_epochs),
+      "loop": lambda: loop.run(config, work_dir, steps=settings.loop_steps,
+                               repeats=settings.loop_repeats),
       "time_to_accuracy": lambda: time_to_accuracy.run(
           config, inputs, work_dir, target=settings.target_mca,
           cap_seconds=settings.cap_seconds,

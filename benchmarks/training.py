@@ -1,19 +1,20 @@
-"""Training: images/s of Keras fit as the trainer runs it, against fit on cached
-batches.
+"""Training: images/s of the trainer's loop as it runs a run, against the same loop
+on cached batches.
 
   real     the trainer's own steps (trainer.open_data, plan_epochs, make_models:
-           the real reader, repeated and shuffled, augmentation in the model) and
-           every callback the trainer passes to Keras fit (backup_callback and
-           make_callbacks: backup for resume, NaN guard, history.csv, TensorBoard
+           the real reader, repeated and shuffled, augmentation in the model), its
+           loop (hep2tf/training/loop.fit: the checkpoint for resume) and every
+           callback it passes (make_callbacks: NaN guard, history.csv, TensorBoard
            scalars and images, best model, schedule)
-  cached   the same model on the same batches held in memory, no callbacks
+  cached   the same model and loop on the same batches held in memory, no callbacks
 
-Each fit runs one warm-up epoch (tracing, autotuning) and then timed epochs of
-`steps` steps. Callbacks that act once per epoch (backup, summaries, CSV) would weigh
+Each run has one warm-up epoch (tracing, autotuning) and then timed epochs of
+`steps` steps. Work done once per epoch (the checkpoint, summaries, CSV) would weigh
 more in a short epoch than in a real one, so two clocks, first and last in the
-callback list, split each epoch into its steps and its per-epoch callback work, and
-the figure projects both onto a real epoch (one pass over the training split).
-Validation is not part of a training step and is left out of both.
+callback list, split each epoch into its steps and its per-epoch work, and the
+figure projects both onto a real epoch (one pass over the training split).
+Validation is not part of a training step: both validate on one batch, counted in
+the per-epoch work.
 """
 
 from __future__ import annotations
@@ -24,41 +25,48 @@ import shutil
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
-from hep2tf.training import trainer
+from hep2tf.training import loop, trainer
 from hep2tf.config.train import TrainConfig
 
 
 class Clock(keras.callbacks.Callback):
-  """Records perf_counter() at each epoch begin and end, and at train end."""
+  """Records perf_counter() at each epoch begin, at the end of each epoch's last
+  steps (its last batch hook) and at train end."""
 
   def __init__(self):
     super().__init__()
-    self.begins, self.ends = [], []
+    self.begins, self.steps_ends = [], []
+    self.finished = None
 
   def on_epoch_begin(self, epoch, logs=None):
     self.begins.append(time.perf_counter())
+    self.steps_ends.append(None)
 
-  def on_epoch_end(self, epoch, logs=None):
-    self.ends.append(time.perf_counter())
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps_ends[-1] = time.perf_counter()
+
+  def on_train_end(self, logs=None):
+    self.finished = time.perf_counter()
 
 
 def projected_rate(first: Clock, last: Clock, steps: int, real_steps: int,
                    batch_size: int) -> tuple[float, float, float]:
-  """(images/s over a real epoch, seconds per step, seconds of per-epoch callbacks).
+  """(images/s over a real epoch, seconds per step, seconds of per-epoch work).
 
   Uses every epoch after the first; `first` and `last` are the first and last
-  callbacks of the list, so last.begin -> first.end is the steps alone.
+  callbacks of the list, so last.begin -> first's last batch hook is the steps
+  alone, and an epoch runs to the next one's first.begin (the checkpoint included).
   """
-  epochs = range(1, len(first.ends))
-  step_seconds = sum(first.ends[e] - last.begins[e] for e in epochs)
-  total_seconds = sum(last.ends[e] - first.begins[e] for e in epochs)
+  epochs = range(1, len(first.begins))
+  ends = first.begins[1:] + [first.finished]
+  step_seconds = sum(first.steps_ends[e] - last.begins[e] for e in epochs)
+  total_seconds = sum(ends[e] - first.begins[e] for e in epochs)
   per_step = step_seconds / (steps * len(epochs))
   per_epoch = (total_seconds - step_seconds) / len(epochs)
   images = real_steps * batch_size
@@ -97,32 +105,32 @@ def forward_flops_per_image(model: keras.Model) -> float:
   return flops
 
 
-def fit_rate(config: TrainConfig, work_dir: str, *, cached: bool, steps: int,
+def loop_rate(config: TrainConfig, work_dir: str, *, cached: bool, steps: int,
              epochs: int) -> dict:
-  """Trains `epochs` epochs of `steps` steps; returns the projected rate and parts."""
+  """Trains `epochs` epochs of `steps` steps with the trainer's loop; returns the
+  projected rate and its parts."""
   config, data, built = setup(config)
+  strategy = tf.distribute.get_strategy()
   # Keras quietly drops jit_compile when a layer does not support XLA.
   no_jit = [layer.name for layer in built.train_model._flatten_layers()
             if not layer.supports_jit]
   first, last = Clock(), Clock()
+  run = fresh_run(config, os.path.join(work_dir, "loop_run"))
   if cached:
-    images, labels = [], []
-    for x, y in data.train_ds.take(steps):
-      images.append(x.numpy())
-      labels.append(y.numpy())
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.stack(images), np.stack(labels))).cache().repeat().prefetch(2)
+    from benchmarks import loop as loop_benchmark
+    dataset = loop_benchmark.cached_batches(data.train_ds, steps)
     callbacks = [first, last]
   else:
     dataset = data.train_ds
-    run = fresh_run(config, os.path.join(work_dir, "fit_run"))
-    # What the trainer's Keras fit gets, in its order: the backup, then the rest.
-    callbacks = ([first, trainer.backup_callback(run, "main")]
-                 + trainer.make_callbacks(config, run, built, data,
-                                          tf.distribute.get_strategy())
+    callbacks = ([first] + trainer.make_callbacks(config, run, built, data, strategy)
                  + [last])
-  built.train_model.fit(dataset, epochs=epochs, steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=0)
+  loop.fit(strategy, built.train_model, dataset, data.val_ds.take(1), epochs=epochs,
+           steps_per_epoch=steps, global_batch_size=config.batch_size,
+           recall_names=trainer.recall_names(data), callbacks=callbacks,
+           checkpoint_dir=os.path.join(run.checkpoint_dir, "main"),
+           restore_dir=os.path.join(run.checkpoint_dir, "main"), chief=True,
+           class_weight=data.class_weight, jit_compile=config.jit_compile,
+           log_every=config.log_every)
   rate, per_step, per_epoch = projected_rate(first, last, steps, data.steps_per_epoch,
                                              config.batch_size)
   keras.backend.clear_session()
@@ -138,7 +146,7 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
   epochs = max(2, epochs)
 
   def measure(variant: TrainConfig, cached: bool = False) -> dict:
-    return fit_rate(variant, work_dir, cached=cached, steps=steps, epochs=epochs)
+    return loop_rate(variant, work_dir, cached=cached, steps=steps, epochs=epochs)
 
   precision, _ = hardware.resolve_precision(config.mixed_precision)
   real = measure(config)
@@ -146,8 +154,8 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
   how = (f"{precision}, batch {config.batch_size}; {epochs - 1} timed epochs of "
          f"{steps} steps projected onto a real epoch of {real['real_steps']} steps")
   figures = [common.Figure(
-      "fit overhead: real reader + callbacks vs cached", "images/s", real["rate"],
-      cached["rate"], target=">= 0.9",
+      "training loop overhead: real reader + callbacks vs cached", "images/s",
+      real["rate"], cached["rate"], target=">= 0.9",
       baseline_name="same model, same batches cached in memory, no callbacks",
       note=f"{how}; per step {real['per_step'] * 1e3:.0f} vs "
            f"{cached['per_step'] * 1e3:.0f} ms, per-epoch callbacks "
@@ -162,19 +170,19 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
   with_xla, without = (xla, real) if not config.jit_compile else (real, xla)
   if with_xla["xla"]:
     figures.append(common.Figure(
-        "fit with XLA vs without", "images/s", with_xla["rate"], without["rate"],
-        baseline_name="fit without jit_compile", note=how))
+        "training with XLA vs without", "images/s", with_xla["rate"], without["rate"],
+        baseline_name="without jit_compile", note=how))
   else:
     figures.append(common.Figure(
-        "fit with XLA vs without", "images/s", None, without["rate"],
-        baseline_name="fit without jit_compile",
+        "training with XLA vs without", "images/s", None, without["rate"],
+        baseline_name="without jit_compile",
         note=f"Keras ran the step without XLA: layers {with_xla['no_jit']} do not "
              "support jit_compile"))
   auto, _ = hardware.resolve_precision("auto")
   mixed = None if auto == "float32" else auto
   if mixed is None:
     figures.append(common.Figure(
-        "fit mixed precision vs float32", "images/s", None, real["rate"],
+        "training mixed precision vs float32", "images/s", None, real["rate"],
         baseline_name="float32", note="no fast low precision on this hardware"))
   else:
     low_policy = precision if precision != "float32" else mixed
@@ -182,7 +190,7 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
         config, mixed_precision="float32" if precision != "float32" else mixed))
     low, full = (real, other) if precision != "float32" else (other, real)
     figures.append(common.Figure(
-        f"fit {low_policy} vs float32", "images/s", low["rate"], full["rate"],
+        f"training {low_policy} vs float32", "images/s", low["rate"], full["rate"],
         baseline_name="float32", note=how.replace(precision, "policy as named", 1)))
   keras.mixed_precision.set_global_policy("float32")
   return figures

@@ -64,11 +64,26 @@ def test_quick_converter_and_reader_write_results(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_all_sections(tmp_path):
-  results, _ = _run(tmp_path, "converter,reader,training,time_to_accuracy",
+  results, _ = _run(tmp_path, "converter,reader,training,loop,time_to_accuracy",
                     timeout=590)
   _check_schema(results)
   names = [f["name"] for f in results["figures"]]
-  assert any(n.startswith("fit overhead") for n in names)
+  assert any(n.startswith("training loop overhead") for n in names)
+  assert any(n == "training loop vs bare step" for n in names)
   assert any(n.startswith("time to validation MCA") for n in names)
   assert any(n.startswith("training step FLOP rate vs matmul") for n in names)
   assert results["machine"]["yardstick"]["factor"] > 0
+
+
+@pytest.mark.timeout(600)
+def test_quick_loop_against_a_bare_step(tmp_path):
+  """The loop-vs-bare figure through the command, tiny: its structure, not a speed."""
+  results, stdout = _run(tmp_path, "loop", timeout=590)
+  _check_schema(results)
+  [figure] = results["figures"]
+  assert figure["name"] == "training loop vs bare step"
+  assert figure["unit"] == "images/s" and figure["target"] == ">= 0.95"
+  assert figure["value"] > 0 and figure["baseline"] > 0
+  assert "3 rounds of 20 steps" in figure["note"] and "min" in figure["note"]
+  assert "training loop vs bare step" in stdout
+  assert results["settings"]["loop_steps"] == 20
