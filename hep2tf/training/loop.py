@@ -51,6 +51,8 @@ from absl import logging
 from hep2tf.evaluation import metrics
 
 EPOCH_VARIABLE = "epoch"
+# What Keras's BackupAndRestore left in a phase's folder (the fit path, gone).
+KERAS_BACKUP = "training_metadata.json"
 
 
 def confusion_logs(confusion: np.ndarray, recall_names: Sequence[str],
@@ -277,6 +279,10 @@ def _restore(checkpoint: tf.train.Checkpoint, epoch_var: tf.Variable,
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Restored %s (epoch %d)", latest, int(epoch_var))
     initial_epoch = max(initial_epoch, int(epoch_var))
+  elif tf.io.gfile.exists(f"{restore_dir}/{KERAS_BACKUP}"):
+    logging.warning("%s holds a backup of Keras fit (--training_loop=fit, gone), "
+                    "which this loop cannot resume from: the phase starts again "
+                    "from its first epoch", restore_dir)
   return initial_epoch
 
 

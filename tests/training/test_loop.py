@@ -144,3 +144,15 @@ def test_a_callback_stops_the_epoch_at_the_next_sync():
   assert steps == 3
   with pytest.raises(ValueError, match="log_every"):
     loop.train_epoch(runner, _iterator(x, labels, strategy), callbacks, 7, -1)
+
+
+def test_a_keras_fit_backup_is_named_and_the_phase_starts_again(tmp_path, caplog):
+  """A run interrupted under the gone --training_loop=fit left Keras's backup, which
+  the loop cannot read: it says so and starts the phase from its first epoch."""
+  (tmp_path / loop.KERAS_BACKUP).write_text('{"epoch": 3}')
+  model = _model()
+  epoch = tf.Variable(0, dtype=tf.int64)
+  checkpoint = tf.train.Checkpoint(model=model, epoch=epoch)
+  with caplog.at_level("WARNING"):
+    assert loop._restore(checkpoint, epoch, str(tmp_path), 0) == 0
+  assert "Keras fit" in caplog.text and str(tmp_path) in caplog.text
