@@ -5,8 +5,9 @@
          best model, ...), `--log_every` steps a call, the loss and confusion matrix
          summed on the device and read by the host once a call
   bare   a tf.function doing only the forward pass, the backward pass and
-         apply_gradients, called once a step: no metrics, no callbacks, one read of
-         the optimizer's step counter at the end
+         apply_gradients (`training.precision.bare_step`, what the precision probe
+         times), called once a step: no metrics, no callbacks, one read of the
+         optimizer's step counter at the end
 
 Both train the same compiled model (the trainer's make_models: augmentation in the
 step, the run's precision) on the same batches, taken from the run's reader and held
@@ -29,6 +30,7 @@ import tensorflow as tf
 
 from benchmarks import common
 from hep2tf.training import loop as loop_lib
+from hep2tf.training import precision
 from hep2tf.training import trainer
 from hep2tf.config.train import TrainConfig
 
@@ -41,24 +43,6 @@ def cached_batches(dataset: tf.data.Dataset, steps: int) -> tf.data.Dataset:
     labels.append(y.numpy())
   return tf.data.Dataset.from_tensor_slices(
       (np.stack(images), np.stack(labels))).repeat().prefetch(2)
-
-
-def bare_step(model: keras.Model):
-  """A tf.function: one step of forward, backward and apply_gradients, nothing else
-  (the loss is the model's compiled one, the mean over the batch)."""
-  optimizer, loss_fn = model.optimizer, model.loss
-  variables = model.trainable_variables
-
-  @tf.function
-  def step(images, labels):
-    with tf.GradientTape() as tape:
-      loss = tf.cast(loss_fn(labels, model(images, training=True)), tf.float32)
-      if model.losses:
-        loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses])
-      scaled = optimizer.scale_loss(loss)
-    optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-
-  return step
 
 
 def time_bare(step, iterator, optimizer, steps: int) -> float:
@@ -97,7 +81,7 @@ def measure(config: TrainConfig, work_dir: str, *, steps: int, repeats: int) -> 
                          jit_compile=config.jit_compile)
   loop_iterator = iter(strategy.experimental_distribute_dataset(dataset))
   bare_iterator = iter(dataset)
-  step = bare_step(model)
+  step = precision.bare_step(model)
   model.stop_training = False
   callback_list.on_train_begin()
   callback_list.on_epoch_begin(0)
