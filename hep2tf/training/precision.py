@@ -55,12 +55,13 @@ def bare_step(train_model: keras.Model):
   return step
 
 
-def resolve(config: TrainConfig) -> tuple[str, str]:
-  """(policy, reason) of `config.mixed_precision`, measuring where `auto` needs it."""
+def resolve(config: TrainConfig, records: Records | None = None) -> tuple[str, str]:
+  """(policy, reason) of `config.mixed_precision`, measuring where `auto` needs it;
+  `records`: the run's records folder when it is open already."""
   if (config.mixed_precision or "auto").strip().lower() != "auto":
     return hardware.resolve_precision(config.mixed_precision)
   try:
-    input_shape, num_classes = _input_of(config)
+    input_shape, num_classes = _input_of(config, records)
   except Exception:  # noqa: BLE001  the trainer reports unreadable records itself
     return hardware.resolve_precision("auto")
   key = json.dumps({"tensorflow": tf.__version__, "input": input_shape,
@@ -125,8 +126,9 @@ class StepProbe:
     keras.backend.clear_session()
 
 
-def _input_of(config: TrainConfig) -> tuple[tuple[int, int, int], int]:
-  info = Records.open(config.records_dir).info
+def _input_of(config: TrainConfig, records: Records | None = None
+              ) -> tuple[tuple[int, int, int], int]:
+  info = (records or Records.open(config.records_dir)).info
   if config.image_size:
     height = width = config.image_size
   else:

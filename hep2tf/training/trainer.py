@@ -115,8 +115,9 @@ def _train(config: TrainConfig, model_dir: str,
   # The precision policy is Keras-global; it is the run's, so it ends with the run.
   previous_policy = keras.mixed_precision.global_policy()
   try:
-    precision = setup_execution(config)
-    data = open_data(config)
+    records = Records.open(config.records_dir)   # parsed once, for both steps
+    precision = setup_execution(config, records)
+    data = open_data(config, records)
     config = plan_epochs(config, data.steps_per_epoch)
     built = make_models(config, data, strategy)
     outputs.write_run_config(run, config, data, precision)
@@ -156,10 +157,12 @@ def open_run(config: TrainConfig, model_dir: str,
   return run
 
 
-def setup_execution(config: TrainConfig) -> tuple[str, str]:
-  """The precision policy, seeds and determinism; returns (policy, reason)."""
+def setup_execution(config: TrainConfig, records: Records | None = None
+                    ) -> tuple[str, str]:
+  """The precision policy, seeds and determinism; returns (policy, reason).
+  `records`: the run's records, when open (the `auto` probe reads their shape)."""
   # First: measuring `auto` builds models, which draws random numbers.
-  policy, reason = precision.resolve(config)
+  policy, reason = precision.resolve(config, records)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -207,10 +210,11 @@ def create_dataset(config: TrainConfig, records: Records, split: str, training: 
       deterministic=config.deterministic or None)
 
 
-def open_data(config: TrainConfig) -> TrainData:
-  """The records of `config`: their info, the training and validation datasets, their
-  sizes, the steps of an epoch and the class weights of the loss."""
-  records = Records.open(config.records_dir)
+def open_data(config: TrainConfig, records: Records | None = None) -> TrainData:
+  """The records of `config` (`records`, when open already): their info, the
+  training and validation datasets, their sizes, the steps of an epoch and the class
+  weights of the loss."""
+  records = records or Records.open(config.records_dir)
   info = records.info
   image_size = (config.image_size, config.image_size) if config.image_size else None
   if image_size is None and info.image_shape is None:
