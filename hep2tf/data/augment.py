@@ -5,47 +5,25 @@ Images are float32 in [0, 255], shape (N, H, W, C) (`dihedral` also takes one
 hep2tf's (hep2tf.data.augment_layers, hep2tf.data.specimen_layers) into the Sequential
 named "augment": it runs inside the compiled training step, on the accelerator when
 there is one, and is the identity at inference. `dihedral` (the 8 rotations and
-flips) is a pure TensorFlow function, used for test-time augmentation and matching the
-converter's offline copies. Mixup and CutMix change the labels, so they run on the
-host in the reader (hep2tf.data.mixing). RandAugment, random resized crop and colour
+flips of `hep2tf.data.dihedral`, applied in TensorFlow by `augment_layers.dihedral`)
+is used for test-time augmentation and matches the converter's offline copies.
+Mixup and CutMix change the labels, so they run on the host in the reader
+(hep2tf.data.mixing). RandAugment, random resized crop and colour
 jitter, the ImageNet-style recipes' augmentations, are in hep2tf.data.augment_recipes.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from hep2tf.data.augment_layers import (RandomDihedral, RandomErasing,
                                         RandomQuarterTurn)
+from hep2tf.data.augment_layers import dihedral  # noqa: F401  (TTA calls augment's)
 from hep2tf.data.augment_recipes import (LevelRandAugment, RandomColorJitter,
                                          RandomResizedCrop)
 from hep2tf.data.specimen_layers import (RandomBackgroundOffset, RandomDefocus,
                                          RandomGainGamma, RandomGrain,
                                          RandomSensorNoise)
-
-NUM_DIHEDRAL = 8
-
-
-def dihedral(images: tf.Tensor, k) -> tf.Tensor:
-  """Applies dihedral transform `k` to one image or a batch.
-
-  The convention, shared with the converter's offline copies: rotate `k % 4` quarter
-  turns counter-clockwise (the direction of `np.rot90` and `tf.image.rot90`), then flip
-  left-right if `k >= 4`. `k = 0` is the identity.
-
-  Args:
-    images: (H, W, C) or (N, H, W, C), any dtype.
-    k: int or scalar int tensor in 0..7 (taken modulo 8).
-  Returns:
-    The transformed images; H and W swap for odd `k`.
-  """
-  images = tf.convert_to_tensor(images)
-  k = tf.math.floormod(tf.cast(k, tf.int32), NUM_DIHEDRAL)
-  rotated = tf.image.rot90(images, k=k % 4)
-  return tf.cond(k >= 4, lambda: tf.image.flip_left_right(rotated),
-                 lambda: rotated)
-
 
 def build_augmenter(*, rotation: bool = True, rot90: bool = True, flips: bool = True,
                     rotation_fill: str = "constant", zoom: float = 0.0,

@@ -3,8 +3,10 @@
 Each is the identity unless called with training=True and computes in float32;
 `augment.build_augmenter` stacks them with the specimen-level layers of
 `hep2tf.data.specimen_layers`: `RandomDihedral`, `RandomQuarterTurn`,
-`RandomErasing`. They register with Keras under the package "hep2tf", so a saved model
-that holds them loads by name.
+`RandomErasing`; `dihedral` and `dihedral_steps` apply the elements of
+`hep2tf.data.dihedral` in TensorFlow (test-time augmentation, the random layers).
+They register with Keras under the package "hep2tf", so a saved model that holds them
+loads by name.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import keras
 import tensorflow as tf
 
+from hep2tf.data import dihedral as dihedral_table
 from hep2tf.data.mixing import box_mask
 from hep2tf.data.specimen_layers import image_level, seed_pair
 
@@ -24,14 +27,50 @@ def _per_example(flags: tf.Tensor, transformed: tf.Tensor,
   return tf.where(flags[:, None, None, None], transformed, images)
 
 
+def dihedral_steps(images: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
+  """The dihedral steps of `hep2tf.data.dihedral.ELEMENTS`, one row per example.
+
+  images: (N, H, W, C); steps: (N, 3) booleans (transpose, flip up-down, flip
+  left-right), applied in that order, so row `ELEMENTS[k]` applies element k. Images
+  that are not square cannot be transposed within a batch: their transpose column
+  must be all False (it is then skipped).
+  """
+  height, width = images.shape[1], images.shape[2]
+  if height is not None and height == width:
+    images = _per_example(steps[:, 0], tf.transpose(images, [0, 2, 1, 3]), images)
+  images = _per_example(steps[:, 1], tf.reverse(images, axis=[1]), images)
+  return _per_example(steps[:, 2], tf.reverse(images, axis=[2]), images)
+
+
+def dihedral(images: tf.Tensor, k) -> tf.Tensor:
+  """Applies dihedral element `k` (hep2tf.data.dihedral) to one image or a batch.
+
+  Args:
+    images: (H, W, C) or (N, H, W, C), any dtype.
+    k: int or scalar int tensor in 0..7 (taken modulo 8).
+  Returns:
+    The transformed images; H and W swap for odd `k`.
+  """
+  images = tf.convert_to_tensor(images)
+  table = tf.constant(dihedral_table.ELEMENTS)
+  steps = table[tf.math.floormod(tf.cast(k, tf.int32), dihedral_table.NUM_ELEMENTS)]
+  rows, cols = (0, 1) if images.shape.rank == 3 else (1, 2)
+  axes = list(range(images.shape.rank))
+  axes[rows], axes[cols] = cols, rows
+  out = tf.cond(steps[0], lambda: tf.transpose(images, axes), lambda: images)
+  out = tf.cond(steps[1], lambda: tf.reverse(out, axis=[rows]), lambda: out)
+  return tf.cond(steps[2], lambda: tf.reverse(out, axis=[cols]), lambda: out)
+
+
 @keras.saving.register_keras_serializable(package="hep2tf")
 class RandomDihedral(keras.layers.Layer):
   """A random one of the 8 rotations by quarter turns and flips, per example.
 
-  Drawn as three independent fair coins: transpose, flip up-down, flip left-right,
-  whose 8 combinations are exactly the dihedral group, so every transform has
-  probability 1/8. Images that are not square cannot be transposed within a batch;
-  for those only the flips (4 transforms, including the half turn) are drawn.
+  Drawn as three independent fair coins, one per step of `dihedral.ELEMENTS`
+  (transpose, flip up-down, flip left-right), whose 8 combinations are exactly the
+  dihedral group, so every transform has probability 1/8. Images that are not square
+  cannot be transposed within a batch; for those only the flips (4 transforms,
+  including the half turn) are drawn.
 
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
@@ -47,11 +86,7 @@ class RandomDihedral(keras.layers.Layer):
     images = tf.convert_to_tensor(inputs)
     n = tf.shape(images)[0]
     coins = tf.random.stateless_uniform([3, n], seed=seed_pair(self.generator)) < 0.5
-    height, width = images.shape[1], images.shape[2]
-    if height is not None and height == width:
-      images = _per_example(coins[0], tf.transpose(images, [0, 2, 1, 3]), images)
-    images = _per_example(coins[1], tf.reverse(images, axis=[1]), images)
-    return _per_example(coins[2], tf.reverse(images, axis=[2]), images)
+    return dihedral_steps(images, tf.transpose(coins))
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -81,13 +116,9 @@ class RandomQuarterTurn(keras.layers.Layer):
     turns = tf.random.stateless_uniform(
         [tf.shape(images)[0]], maxval=4, dtype=tf.int32,
         seed=seed_pair(self.generator))
-    # A counter-clockwise quarter turn is a transpose followed by an up-down flip.
-    once = tf.reverse(tf.transpose(images, [0, 2, 1, 3]), axis=[1])
-    twice = tf.reverse(images, axis=[1, 2])
-    thrice = tf.transpose(tf.reverse(images, axis=[1]), [0, 2, 1, 3])
-    out = _per_example(turns == 1, once, images)
-    out = _per_example(turns == 2, twice, out)
-    return _per_example(turns == 3, thrice, out)
+    # Elements 0..3 of the table are the quarter turns.
+    return dihedral_steps(images, tf.gather(tf.constant(dihedral_table.ELEMENTS),
+                                            turns))
 
   def compute_output_shape(self, input_shape):
     return input_shape

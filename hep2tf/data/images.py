@@ -32,7 +32,7 @@ import numpy as np
 import png   # pypng: 16-bit RGB PNG, which Pillow reads and writes only as 8 bits
 from PIL import Image
 
-from hep2tf.data import decoding, intensity
+from hep2tf.data import decoding, dihedral, intensity
 from hep2tf.errors import InputError
 
 DEFAULT_MAX_MEGAPIXELS = 50.0
@@ -60,20 +60,6 @@ def file_sha256(path: str | os.PathLike) -> str:
   return hashlib.sha256(decoding.read_bytes(path)).hexdigest()
 
 
-def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-  """Dihedral transform k in 0..7 of an (H, W[, C]) array.
-
-  k % 4 quarter turns counter-clockwise (np.rot90), then a left-right flip if k >= 4;
-  k = 0 is the identity.
-  """
-  if not 0 <= k <= 7:
-    raise ValueError(f"dihedral id must be in 0..7, got {k}")
-  out = np.rot90(array, k % 4)
-  if k >= 4:
-    out = np.fliplr(out)
-  return np.ascontiguousarray(out)
-
-
 def load_image(path: str | os.PathLike, channels: int, *,
                image_size: tuple[int, int] | None = None, resize: str = "pad",
                mask_path: str | os.PathLike | None = None,
@@ -89,7 +75,8 @@ def load_image(path: str | os.PathLike, channels: int, *,
     resize: "pad" keeps the aspect ratio and pads with black; "stretch" does not.
     mask_path: a mask of the same size (any non-background value is foreground).
     apply_mask: zero the image outside the mask.
-    dihedral_id: 0..7, see `dihedral`; applied after resizing, to image and mask.
+    dihedral_id: 0..7, an element of `hep2tf.data.dihedral`; applied after
+      resizing, to image and mask.
     max_megapixels: files declaring more pixels are rejected before decoding.
     pixel_spec: the dataset's PixelSpec (default: 8-bit, values kept).
 
@@ -144,8 +131,8 @@ def load_image(path: str | os.PathLike, channels: int, *,
   if apply_mask:
     pixels = pixels * (mask > 0)[..., None].astype(pixels.dtype)
   if dihedral_id:
-    pixels = dihedral(pixels, dihedral_id)
-    mask = None if mask is None else dihedral(mask, dihedral_id)
+    pixels = dihedral.transform(pixels, dihedral_id)
+    mask = None if mask is None else dihedral.transform(mask, dihedral_id)
   if mask is None:
     mask_png = None
   elif mask_source is not None and image_size is None and dihedral_id == 0:

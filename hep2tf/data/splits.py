@@ -206,8 +206,9 @@ def add_dihedral_copies(examples: pd.DataFrame, copies: int,
                         seed: int = 0) -> pd.DataFrame:
   """Adds `copies` (0..7) rows per train row, each with a distinct dihedral id 1..7.
 
-  The ids are chosen per row by `seed`; see `images.dihedral` for their meaning. All
-  rows get an int `dihedral` column (0 for the originals). Returns a new table.
+  The ids are chosen per row by `seed`; `hep2tf.data.dihedral` says what each id
+  does. All rows get an int `dihedral` column (0 for the originals). Returns a new
+  table.
   """
   if not 0 <= copies <= 7:
     raise ValueError(f"augment copies must be in 0..7, got {copies}")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from hep2tf import figures, models, rundir, storage
 from hep2tf.config.run import read_run_config
-from hep2tf.data import augment, images, intensity, preprocess
+from hep2tf.data import augment, dihedral, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
 from hep2tf.errors import InputError
 
@@ -37,7 +37,8 @@ def load_run_model(model_dir: str, checkpoint: str = "best"):
 
 def tta_transforms(height: int, width: int) -> list[int]:
   """Dihedral ids that keep the image shape: all 8 when square, else 4."""
-  return list(range(8)) if height == width else [0, 2, 4, 6]
+  return (list(range(dihedral.NUM_ELEMENTS)) if height == width
+          else list(dihedral.SHAPE_KEEPING))
 
 
 def iterate_logits(model, batches, tta: bool = False) -> Iterator[tuple]:

@@ -105,15 +105,6 @@ def test_mask_is_binarised_resized_and_applied(tmp_path):
   np.testing.assert_array_equal(out > 0, m > 0)
 
 
-def test_dihedral_convention():
-  a = np.arange(6).reshape(2, 3)
-  np.testing.assert_array_equal(images.dihedral(a, 0), a)
-  np.testing.assert_array_equal(images.dihedral(a, 1), np.rot90(a))
-  np.testing.assert_array_equal(images.dihedral(a, 6), np.fliplr(np.rot90(a, 2)))
-  assert len({images.dihedral(np.arange(9).reshape(3, 3), k).tobytes()
-              for k in range(8)}) == 8
-
-
 @pytest.mark.parametrize("content, words", [
     (b"", "empty"),
     (b"hello, I am text\n", "not a readable image"),
