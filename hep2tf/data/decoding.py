@@ -24,6 +24,8 @@ from PIL import Image, ImageFile
 from hep2tf.data import dihedral
 from hep2tf.errors import InputError
 
+DEFAULT_MAX_MEGAPIXELS = 50.0   # larger declared sizes are refused before decoding
+
 # A truncated file must fail the full decode rather than come back half black.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 

@@ -35,7 +35,7 @@ from PIL import Image
 from hep2tf.data import decoding, dihedral, intensity
 from hep2tf.errors import InputError
 
-DEFAULT_MAX_MEGAPIXELS = 50.0
+DEFAULT_MAX_MEGAPIXELS = decoding.DEFAULT_MAX_MEGAPIXELS
 RESIZE_MODES = ("pad", "stretch")
 
 
@@ -172,45 +172,3 @@ def decode_png(data: bytes) -> np.ndarray:
   else:
     array = np.asarray(Image.open(io.BytesIO(data)))
   return array[..., None] if array.ndim == 2 else array
-
-
-# ---------------------------------------------------------------------------
-# Deep (more than 8-bit) sources and the pre-scan's per-file steps.
-
-
-def probe_kind(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> str | None:
-  """"uint8", "uint16" or "float" from the file's header; None if unreadable."""
-  try:
-    data = decoding.read_bytes(path)
-    header = decoding.open_header(data, path, max_megapixels)
-    return decoding.sample_kind(header, data, path)
-  except InputError:
-    return None
-
-
-def float_range_of(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
-  """(min, max) of a float image's values; None if unreadable."""
-  try:
-    data = decoding.read_bytes(path)
-    image = decoding.decode(data, path, max_megapixels)
-    values = decoding.deep_values(image, data, 1, path)
-  except InputError:
-    return None
-  return float(values.min()), float(values.max())
-
-
-def unit_histogram(path, channels: int, spec: intensity.PixelSpec,
-                   max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
-  """Counts of each value 0..65535 of an image in the dataset's unit; None if bad."""
-  try:
-    data = decoding.read_bytes(path)
-    image = decoding.decode(data, path, max_megapixels)
-    kind = decoding.sample_kind(image, data, path)
-    values = (decoding.to_uint8(image, channels, path) if kind == "uint8"
-              else decoding.deep_values(image, data, channels, path))
-    units = intensity.unit_values(values, kind, spec, path)
-  except InputError:
-    return None
-  return np.bincount(np.rint(units).astype(np.int64).reshape(-1), minlength=65536)
-
-

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import keras
 
-from hep2tf.models import register
+from hep2tf.models.registry import register
 from hep2tf.models import layers as hep2tf_layers
 
 FILTERS = (96, 256, 384, 384, 256)

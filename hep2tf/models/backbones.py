@@ -38,7 +38,7 @@ import numpy as np
 
 from hep2tf import rundir, storage
 from hep2tf.errors import InputError
-from hep2tf.models import is_weights_path, register
+from hep2tf.models.registry import is_weights_path, register
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import weights_file
 

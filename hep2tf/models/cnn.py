@@ -16,7 +16,7 @@ from typing import Sequence
 
 import keras
 
-from hep2tf.models import register
+from hep2tf.models.registry import register
 from hep2tf.models import layers as hep2tf_layers
 
 FILTERS = (32, 64, 128, 256, 512)

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from hep2tf.models import register
+from hep2tf.models.registry import register
 from hep2tf.models import layers as hep2tf_layers
 
 EXPANSION = 4

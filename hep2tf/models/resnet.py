@@ -23,7 +23,7 @@ from typing import Sequence
 
 import keras
 
-from hep2tf.models import register
+from hep2tf.models.registry import register
 from hep2tf.models import layers as hep2tf_layers
 
 STAGE_FACTORS = (1, 2, 4, 8)
