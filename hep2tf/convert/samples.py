@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from hep2tf import figures
-from hep2tf.data import intensity, preprocess, reader, schema
+from hep2tf.data import intensity, preprocess, schema
 
 SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
@@ -160,7 +160,7 @@ def _first_cells(folder, name, split, channels, has_mask, pixels, num_classes,
     return []
   cells, counts = [], [0] * num_classes
   for serialized in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ):
-    label = int(reader._label_of(serialized))
+    label = int(schema.parse_label(serialized))
     if label >= num_classes or counts[label] >= per_class:
       continue
     example = schema.parse_example(serialized, channels, has_mask, pixels.dtype)
