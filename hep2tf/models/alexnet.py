@@ -22,6 +22,7 @@ import keras
 
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import scratch
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models.registry import register
 
 FILTERS = (96, 256, 384, 384, 256)
@@ -67,7 +68,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
         use_bias=not options.batch_norm, kernel_initializer="glorot_uniform",
         kernel_regularizer=options.regularizer, name=f"conv{i}")(x)
     if options.batch_norm:
-      x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+      x = BatchNorm(name=f"bn{i}")(x)
     x = keras.layers.Activation("relu", name=f"relu{i}")(x)
     if i in POOL_AFTER:
       x = keras.layers.MaxPooling2D(3, strides=2, padding="same",

@@ -19,6 +19,7 @@ import keras
 
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import scratch
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models.registry import register
 
 FILTERS = (32, 64, 128, 256, 512)
@@ -73,8 +74,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
         kernel_initializer="glorot_uniform", kernel_regularizer=options.regularizer,
         name=f"conv{i}")(x)
     if options.batch_norm:
-      x = keras.layers.BatchNormalization(momentum=options.bn_momentum,
-                                          name=f"bn{i}")(x)
+      x = BatchNorm(momentum=options.bn_momentum, name=f"bn{i}")(x)
     x = keras.layers.Activation("relu", name=f"relu{i}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
   if options.head == "avg":
