@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from hep2tf.config.augment import AugmentConfig  # noqa: E402
 from hep2tf.data import (augment, augment_layers, augment_recipes, dihedral,  # noqa: E402
                          mixing, specimen_layers)
 
@@ -140,6 +141,26 @@ def test_build_augmenter_composition_and_name():
   nothing = augment.build_augmenter(rotation=False, rot90=False, flips=False)
   batch = identical_batch(2)
   np.testing.assert_array_equal(nothing(batch, training=True), batch)
+
+
+def test_build_augmenter_reads_the_augment_section():
+  """STACK_DEFAULTS are AugmentConfig's defaults (data/ cannot import the config
+  package, so they are written twice and checked here); a config object and the same
+  fields by name build the same stack; an unknown field is refused."""
+  defaults = AugmentConfig()
+  assert {name: getattr(defaults, name) for name in augment.STACK_DEFAULTS} == (
+      augment.STACK_DEFAULTS)
+  config = AugmentConfig(rotation=False, flips=False, gain=0.3, erasing=0.5)
+  from_config = augment.build_augmenter(config, seed=2)
+  by_name = augment.build_augmenter(rotation=False, flips=False, gain=0.3,
+                                    erasing=0.5, seed=2)
+  assert [l.get_config() for l in from_config.layers] == [
+      l.get_config() for l in by_name.layers]
+  assert [l.name for l in from_config.layers] == ["rot90", "gain_gamma", "erasing"]
+  overridden = augment.build_augmenter(config, erasing=0.0)
+  assert [l.name for l in overridden.layers] == ["rot90", "gain_gamma"]
+  with pytest.raises(TypeError, match="no field brightnes"):
+    augment.build_augmenter(brightnes=0.2)
 
 
 # ---------------------------------------------------------------- specimen layers
