@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from hep2tf.data import dihedral as dihedral_table
 from hep2tf.data.mixing import box_mask
-from hep2tf.data.specimen_layers import image_level, seed_pair
+from hep2tf.data.specimen_layers import RandomImageLayer, image_level
 
 
 def _per_example(flags: tf.Tensor, transformed: tf.Tensor,
@@ -63,7 +63,7 @@ def dihedral(images: tf.Tensor, k) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomDihedral(keras.layers.Layer):
+class RandomDihedral(RandomImageLayer):
   """A random one of the 8 rotations by quarter turns and flips, per example.
 
   Drawn as three independent fair coins, one per step of `dihedral.ELEMENTS`
@@ -75,60 +75,32 @@ class RandomDihedral(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
-  def __init__(self, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def augment(self, images):
     n = tf.shape(images)[0]
-    coins = tf.random.stateless_uniform([3, n], seed=seed_pair(self.generator)) < 0.5
+    coins = tf.random.stateless_uniform([3, n], seed=self.next_seed()) < 0.5
     return dihedral_steps(images, tf.transpose(coins))
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomQuarterTurn(keras.layers.Layer):
+class RandomQuarterTurn(RandomImageLayer):
   """A random number (0..3) of counter-clockwise quarter turns, per example.
 
   Square images only (a batch cannot mix shapes). Identity unless `training=True`.
   """
 
-  def __init__(self, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
-
-  def call(self, inputs, training=False):
-    if not training:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def augment(self, images):
     if images.shape[1] is not None and images.shape[1] != images.shape[2]:
       raise ValueError(f"quarter turns need square images, got {images.shape}")
     turns = tf.random.stateless_uniform(
         [tf.shape(images)[0]], maxval=4, dtype=tf.int32,
-        seed=seed_pair(self.generator))
+        seed=self.next_seed())
     # Elements 0..3 of the table are the quarter turns.
     return dihedral_steps(images, tf.gather(tf.constant(dihedral_table.ELEMENTS),
                                             turns))
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomErasing(keras.layers.Layer):
+class RandomErasing(RandomImageLayer):
   """Random erasing (Zhong et al. 2017): blanks a random box in some examples.
 
   Each example is erased with probability `probability`; the box covers a fraction
@@ -146,11 +118,13 @@ class RandomErasing(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("probability", "scale", "ratio", "fill_value")
+
   def __init__(self, probability: float = 0.5,
                scale: tuple[float, float] = (0.02, 1 / 3),
                ratio: tuple[float, float] = (0.3, 3.3),
                fill_value: float | None = 0.0, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     if not 0 <= probability <= 1:
       raise ValueError(f"probability must be in [0, 1], got {probability}")
     if not 0 < scale[0] <= scale[1] <= 1:
@@ -161,18 +135,16 @@ class RandomErasing(keras.layers.Layer):
     self.scale = tuple(float(s) for s in scale)
     self.ratio = tuple(float(r) for r in ratio)
     self.fill_value = None if fill_value is None else float(fill_value)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or self.probability == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def is_identity(self) -> bool:
+    return self.probability == 0
+
+  def augment(self, images):
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), num=6)
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), num=6)
     erase = tf.random.stateless_uniform([n], seed=seeds[0]) < self.probability
     area = tf.random.stateless_uniform(
         [n], seed=seeds[1], minval=self.scale[0], maxval=self.scale[1]) * h * w
@@ -195,11 +167,3 @@ class RandomErasing(keras.layers.Layer):
     else:
       fill = tf.fill(shape, tf.cast(self.fill_value, images.dtype))
     return tf.where(box, fill, images)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "probability": self.probability,
-            "scale": self.scale, "ratio": self.ratio, "fill_value": self.fill_value,
-            "seed": self.seed}
