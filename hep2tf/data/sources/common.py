@@ -185,6 +185,36 @@ def class_lookup(class_names: Sequence[str]) -> dict[str, str]:
   return lookup
 
 
+class GroundTruth:
+  """The checks every row of an ICPR ground-truth table gets: an ID, not one seen
+  before in the table, a known class. `label` returns the row's class name, or
+  reports the problem (`Problems`) and returns None."""
+
+  def __init__(self, class_names: Sequence[str], path: str, problems: Problems,
+               id_name: str = "ID"):
+    self.class_names = list(class_names)
+    self.classes = class_lookup(class_names)
+    self.path = path
+    self.problems = problems
+    self.id_name = id_name
+    self.first_line: dict[str, int] = {}
+
+  def label(self, cell_id: str, class_text: str, row: int, line: int) -> str | None:
+    if not cell_id:
+      self.problems(f"empty {self.id_name}", self.path, row, line)
+      return None
+    if cell_id in self.first_line:
+      self.problems(f"duplicate {self.id_name} {cell_id} (first at line "
+                    f"{self.first_line[cell_id]})", self.path, row, line)
+      return None
+    self.first_line[cell_id] = line
+    label = self.classes.get(match_key(class_text))
+    if label is None:
+      self.problems(f"unknown class {class_text!r}; expected one of "
+                    f"{', '.join(self.class_names)}", self.path, row, line)
+    return label
+
+
 def icpr_id(value: str, digits: int) -> str:
   """The file stem of an ICPR id: numbers zero-padded ('7' and '7.0' -> '00007')."""
   value = value.strip()

@@ -11,8 +11,8 @@ import os
 from typing import Sequence
 
 
-from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, class_lookup,
-                                        finish_source, folder_listing, ICPR2012_CLASSES,
+from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, finish_source,
+                                        folder_listing, GroundTruth, ICPR2012_CLASSES,
                                         icpr_id, ID_COLUMNS, INTENSITY_COLUMNS,
                                         list_subdirs, match_key, normal_split, Problems,
                                         Source)
@@ -60,22 +60,11 @@ def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
     intensities = _icpr2012_intensities(
         _first_file([split_dir, base], f"{csv_name}.csv"), problems)
     folder = Folder.scan(split_dir, split)
-    classes = class_lookup(ICPR2012_CLASSES)
-    first_line = {}
+    truth = GroundTruth(ICPR2012_CLASSES, gt_path, problems)
     for row, line, values in table.rows:
       cell_id = icpr_id(values[id_col], 3)
-      if not cell_id:
-        problems("empty ID", gt_path, row, line)
-        continue
-      if cell_id in first_line:
-        problems(f"duplicate ID {cell_id} (first at line {first_line[cell_id]})",
-                 gt_path, row, line)
-        continue
-      first_line[cell_id] = line
-      label = classes.get(match_key(values[class_col]))
+      label = truth.label(cell_id, values[class_col], row, line)
       if label is None:
-        problems(f"unknown class {values[class_col]!r}; expected one of "
-                 f"{', '.join(ICPR2012_CLASSES)}", gt_path, row, line)
         continue
       image, mask, problem = image_and_mask(resolver, [folder], cell_id, "_mask")
       slide = slides.get((split, cell_id), "")

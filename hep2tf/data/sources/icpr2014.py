@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, class_lookup,
-                                        finish_source, folder_listing, ICPR2014_CLASSES,
+from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, finish_source,
+                                        folder_listing, GroundTruth, ICPR2014_CLASSES,
                                         icpr_id, ID_COLUMNS, INTENSITY_COLUMNS,
-                                        list_subdirs, match_key, normal_split, Problems,
-                                        Source, SPECIMEN_COLUMNS)
+                                        list_subdirs, normal_split, Problems, Source,
+                                        SPECIMEN_COLUMNS)
 from hep2tf.data.sources.files import (best_folder, find_files, Folder, image_and_mask,
                                        Resolver)
 from hep2tf.data.sources.tables import read_table
@@ -50,21 +50,11 @@ def read_icpr2014(data_dir: str | os.PathLike, *, on_error: str = "fail",
   folders = _icpr2014_folders(root, os.path.dirname(path),
                               {f"{i}.png".lower() for i in ids})
   resolver = Resolver(root, real_root)
-  classes = class_lookup(ICPR2014_CLASSES)
-  rows, first_line = [], {}
+  truth = GroundTruth(ICPR2014_CLASSES, path, problems, id_name="Image ID")
+  rows = []
   for (row, line, values), cell_id in zip(table.rows, ids):
-    if not cell_id:
-      problems("empty Image ID", path, row, line)
-      continue
-    if cell_id in first_line:
-      problems(f"duplicate Image ID {cell_id} (first at line "
-               f"{first_line[cell_id]})", path, row, line)
-      continue
-    first_line[cell_id] = line
-    label = classes.get(match_key(values[class_col]))
+    label = truth.label(cell_id, values[class_col], row, line)
     if label is None:
-      problems(f"unknown class {values[class_col]!r}; expected one of "
-               f"{', '.join(ICPR2014_CLASSES)}", path, row, line)
       continue
     image, mask, problem = image_and_mask(resolver, folders, cell_id, "_Mask")
     if problem:
