@@ -23,7 +23,7 @@ import keras
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models.registry import register
+from hep2tf.models.registry import read_hparams, register
 
 FILTERS = (96, 256, 384, 384, 256)
 KERNEL_SIZES = (11, 5, 3, 3, 3)
@@ -56,7 +56,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
   Returns:
     keras.Model named "alexnet" with layers conv1..conv5, fc1, fc2, logits, probs.
   """
-  options = scratch.read_options(AlexNetOptions, "alexnet", hparams)
+  options = read_hparams(AlexNetOptions, "alexnet", hparams)
   stem_stride = options.stem_stride
   if stem_stride is None:
     stem_stride = 4 if min(input_shape[:2]) >= 160 else 2

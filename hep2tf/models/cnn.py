@@ -20,7 +20,7 @@ import keras
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models.registry import register
+from hep2tf.models.registry import read_hparams, register
 
 FILTERS = (32, 64, 128, 256, 512)
 KERNEL_SIZES = (5, 3, 3, 3, 3)
@@ -65,7 +65,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
   Returns:
     keras.Model named "cnn" with layers conv1..convN, fc1, fc2, logits, probs.
   """
-  options = scratch.read_options(CnnOptions, "cnn", hparams)
+  options = read_hparams(CnnOptions, "cnn", hparams)
   images, x = scratch.scratch_input(input_shape, options, "cnn")
   for i, (width, size) in enumerate(zip(options.filters, options.kernel_sizes),
                                     start=1):

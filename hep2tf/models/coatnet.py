@@ -33,7 +33,7 @@ from keras import ops
 
 from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models.registry import register
+from hep2tf.models.registry import read_hparams, register
 
 EXPANSION = 4
 SE_RATIO = 0.25
@@ -132,8 +132,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
     keras.Model with layers stem1_conv, s1_block1_*, ..., s4_block2_attention, logits,
     probs.
   """
-  options = scratch.read_options(CoAtNetOptions, hparams.get("name", "coatnet_mini"),
-                                 hparams)
+  options = read_hparams(CoAtNetOptions, hparams.get("name", "coatnet_mini"),
+                         hparams)
   regularizer = options.regularizer
   images, x = scratch.scratch_input(input_shape, options, options.name)
   for i, strides in ((1, 2), (2, 1)):

@@ -7,11 +7,13 @@ model module imports the package that imports it.
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, TypeVar
 
 import keras
 
 Builder = Callable[..., keras.Model]
+Options = TypeVar("Options")
 
 REGISTRY: dict[str, Builder] = {}
 
@@ -31,3 +33,14 @@ def register(name: str) -> Callable[[Builder], Builder]:
 def is_weights_path(weights: object) -> bool:
   """Whether a `weights` hparam names a file or run directory (not none/imagenet)."""
   return weights is not None and str(weights).lower() not in ("none", "", "imagenet")
+
+
+def read_hparams(options_class: type[Options], model: str, hparams: dict) -> Options:
+  """A model's hparams as its options dataclass, `options_class(**hparams)`;
+  TypeError naming the model and the hparams it takes for an unknown one."""
+  known = {f.name for f in dataclasses.fields(options_class)}
+  unknown = sorted(set(hparams) - known)
+  if unknown:
+    raise TypeError(f"{model} has no hparam {', '.join(map(repr, unknown))}; its "
+                    f"hparams: {', '.join(sorted(known))}")
+  return options_class(**hparams)

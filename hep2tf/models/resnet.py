@@ -26,7 +26,7 @@ import keras
 
 from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models.registry import register
+from hep2tf.models.registry import read_hparams, register
 
 STAGE_FACTORS = (1, 2, 4, 8)
 STEMS = ("auto", "small", "imagenet")
@@ -72,8 +72,8 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
   Returns:
     keras.Model with layers stem_conv, stage1_block1_1_conv, ..., logits, probs.
   """
-  options = scratch.read_options(ResNetOptions, hparams.get("name", "resnet18"),
-                                 hparams)
+  options = read_hparams(ResNetOptions, hparams.get("name", "resnet18"),
+                         hparams)
   stem = options.stem
   if stem == "auto":
     stem = "imagenet" if min(input_shape[:2]) >= IMAGENET_STEM_FROM else "small"

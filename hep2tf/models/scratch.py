@@ -3,8 +3,8 @@
 `ScratchOptions` holds the hparams they all take (dropout, weight decay, the input
 normalisation, weights); each model's own options dataclass adds its fields and
 may change the defaults. A model's `build(input_shape, num_classes, **hparams)` reads
-its hparams into that dataclass once (`read_options`: an unknown name is a TypeError
-naming the model and its hparams), then builds from three shared pieces:
+its hparams into that dataclass once (`registry.read_hparams`: an unknown name is a
+TypeError naming the model and its hparams), then builds from three shared pieces:
 `scratch_input` (the image input and its normalisation), `dense_layers` (fc1, fc2
 with dropout) and `pooled_head` (global average pooling, dropout, softmax). Layer
 names are those of earlier versions, so saved models and `load_pretrained` still
@@ -14,7 +14,7 @@ match by name.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence, TypeVar
+from typing import Sequence
 
 import keras
 
@@ -41,19 +41,6 @@ class ScratchOptions:
   @property
   def regularizer(self) -> keras.regularizers.Regularizer | None:
     return hep2tf_layers.l2_regularizer(self.weight_decay)
-
-
-Options = TypeVar("Options", bound=ScratchOptions)
-
-
-def read_options(options_class: type[Options], model: str, hparams: dict) -> Options:
-  """`options_class(**hparams)`; TypeError naming the model for an unknown hparam."""
-  known = {f.name for f in dataclasses.fields(options_class)}
-  unknown = sorted(set(hparams) - known)
-  if unknown:
-    raise TypeError(f"{model} has no hparam {', '.join(map(repr, unknown))}; its "
-                    f"hparams: {', '.join(sorted(known))}")
-  return options_class(**hparams)
 
 
 def scratch_input(input_shape: tuple[int, int, int], options: ScratchOptions,
