@@ -126,13 +126,7 @@ def evaluate_run(config: EvaluateConfig | str, split: str | None = None, *,
         records, config.split, batch_size=config.batch_size, training=False,
         image_size=run.image_size, apply_mask=run.apply_mask, with_meta=True).dataset
 
-  if config.adapt != "none":
-    check_adaptable(model)
-    y_true, logits, meta, shown = adapt.predict_logits_by_group(
-        model, dataset(), tta=config.tta, keep_images=GRID_IMAGES, unit=config.adapt)
-  else:
-    y_true, logits, meta, shown = predict.predict_logits(
-        model, dataset(), tta=config.tta, keep_images=GRID_IMAGES)
+  y_true, logits, meta, shown = _predict(config, model, dataset())
   report, probs = score_split(config.model_dir, run, y_true, logits, meta, context={
       "split": config.split, "tta": config.tta, "checkpoint": config.checkpoint,
       "adapt": config.adapt, "records_dir": storage.abspath(records_dir),
@@ -148,6 +142,17 @@ def evaluate_run(config: EvaluateConfig | str, split: str | None = None, *,
     results.write_results(config.model_dir, config.split, report, y_true, probs, meta,
                           shown, explained)
   return report
+
+
+def _predict(config: EvaluateConfig, model, dataset) -> tuple:
+  """(labels, logits, meta, the grid's images) of the split, with BatchNorm
+  statistics re-estimated per specimen or split when `config.adapt` asks."""
+  if config.adapt == "none":
+    return predict.predict_logits(model, dataset, tta=config.tta,
+                                  keep_images=GRID_IMAGES)
+  check_adaptable(model)
+  return adapt.predict_logits_by_group(model, dataset, tta=config.tta,
+                                       keep_images=GRID_IMAGES, unit=config.adapt)
 
 
 def _evaluate_config(config: EvaluateConfig | str, split: str | None,
