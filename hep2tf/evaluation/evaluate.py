@@ -10,8 +10,6 @@ prints and writes is described in hep2tf/evaluate.py.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from hep2tf import rundir, storage
@@ -133,14 +131,15 @@ def evaluate_run(config: EvaluateConfig | str, split: str | None = None, *,
       "split_notes": info.split_notes,
       # Whether the converter could keep every specimen/patient/slide in one split.
       "group_disjoint": info.group_disjoint})
+  scored = results.Scored(y_true, probs, meta)
   explained = None
   if config.explain_cells > 0:
     explained = explain_split(model, dataset(), records, config, run.image_size,
-                              Scored(y_true, probs, meta))
+                              scored)
     report["explanations"] = explained["summary"]
   if write:
-    results.write_results(config.model_dir, config.split, report, y_true, probs, meta,
-                          shown, explained)
+    results.write_results(config.model_dir, config.split, report, scored, shown,
+                          explained)
   return report
 
 
@@ -223,15 +222,8 @@ def score_split(model_dir: str, run: RunConfig, y_true, logits, meta,
   return report, probs
 
 
-class Scored(NamedTuple):
-  """A split's labels, probabilities in effect and meta (`predict.predict_logits`)."""
-  y_true: np.ndarray
-  probs: np.ndarray
-  meta: dict
-
-
 def explain_split(model, dataset, records: Records, config: EvaluateConfig,
-                  image_size, scored: Scored) -> dict:
+                  image_size, scored: results.Scored) -> dict:
   """Attribution maps of a selection (`config.explain_cells`) of right and wrong
   cells of `config.split`, and their checks."""
   y_true, probs, meta = scored
