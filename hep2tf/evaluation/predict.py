@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 from hep2tf import figures, models, rundir, storage
+from hep2tf.config.evaluate import PredictConfig
 from hep2tf.config.run import read_run_config
 from hep2tf.data import augment, dihedral, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
@@ -141,22 +142,40 @@ def array_for_model(values: np.ndarray, input_shape,
   return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
-def predict_files(model_dir: str, files, *, checkpoint: str = "best",
-                  tta: bool = False, batch_size: int = 64,
-                  min_confidence: float | None = None,
-                  explain_dir: str | None = None) -> pd.DataFrame:
-  """Returns a DataFrame with columns file, status, class, confidence, uncertain
-  (only with a threshold: the argument, else the run's stored one), explanation
-  (only with `explain_dir`), then p_<class> for each class.
+def predict_files(config: PredictConfig | str, files, **fields) -> pd.DataFrame:
+  """A run's model on image files.
+
+  Args:
+    config: the predict section (`PredictConfig`, as `python -m hep2tf.predict`
+      reads it: model_dir, checkpoint, tta, batch_size, min_confidence, explain,
+      explain_dir); or the run directory, with those fields by name
+      (`predict_files(run, files, batch_size=2)`; `explain_dir=DIR` alone also
+      switches `explain` on).
+    files: the image files (local paths or URLs).
+
+  Returns a DataFrame with columns file, status, class, confidence, uncertain
+  (only with a threshold: min_confidence, else the run's stored one), explanation
+  (only with explain), then p_<class> for each class.
 
   Every file that can be read is predicted; one that cannot (missing, truncated,
   not an image) gets its reason in `status` ("ok" otherwise) and empty class,
   confidence and probabilities, so one bad file never costs the batch.
   """
+  if not isinstance(config, PredictConfig):
+    explain = fields.get("explain", fields.get("explain_dir") is not None)
+    if fields.get("explain_dir") is None:
+      fields.pop("explain_dir", None)
+    config = PredictConfig(model_dir=config, **{**fields, "explain": explain})
+  elif fields:
+    raise TypeError("predict_files takes a PredictConfig alone, or a run directory "
+                    "and fields by name")
+  model_dir, batch_size = config.model_dir, config.batch_size
+  explain_dir = config.explain_dir if config.explain else None
   run = read_run_config(rundir.RunDir(model_dir))
   class_names = list(run.class_names)
-  model = load_run_model(model_dir, checkpoint)
-  temperature = calibration.run_temperature(model_dir, checkpoint)
+  model = load_run_model(model_dir, config.checkpoint)
+  temperature = calibration.run_temperature(model_dir, config.checkpoint)
+  min_confidence = config.min_confidence
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
@@ -168,7 +187,8 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                           rows)
   probs = np.full((len(files), len(class_names)), np.nan)
   overlays = [""] * len(files)
-  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches, tta)):
+  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches,
+                                                           config.tta)):
     p = view_probabilities(logits, temperature)
     probs[rows[k]] = p
     if explain_dir:
