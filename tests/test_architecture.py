@@ -260,3 +260,58 @@ def test_a_wrong_arrow_is_named(tmp_path):
   (root / "data" / "big.py").write_text("x = 1\n" * (MAX_LINES + 1))
   assert oversized_modules(root) == [f"hep2tf/data/big.py: {MAX_LINES + 1} lines "
                                      f"(limit {MAX_LINES})"]
+
+
+# ---------------------------------------------------------------- shape of functions
+# Reported, not enforced (`python tests/test_architecture.py` prints them): functions
+# taking more than MAX_PARAMETERS named parameters (keyword-only ones counted, self
+# and cls not, nor *args / **kwargs) want an options object; functions over
+# MAX_FUNCTION_LINES lines (decorators and docstring included) want splitting.
+MAX_PARAMETERS = 6
+MAX_FUNCTION_LINES = 60
+
+
+def function_shapes(root: pathlib.Path) -> tuple[list[str], list[str]]:
+  """(functions with too many parameters, functions too long), one line each,
+  longest first: "N hep2tf/path.py:line name"."""
+  many, long = [], []
+  for path in sorted(root.rglob("*.py")):
+    where = f"hep2tf/{path.relative_to(root)}"
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+      if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        continue
+      a = node.args
+      names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+      if names[:1] in (["self"], ["cls"]):
+        names = names[1:]
+      start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+      lines = node.end_lineno - start + 1
+      if len(names) > MAX_PARAMETERS:
+        many.append((len(names), f"{where}:{node.lineno} {node.name}"))
+      if lines > MAX_FUNCTION_LINES:
+        long.append((lines, f"{where}:{node.lineno} {node.name}"))
+  return ([f"{n} {s}" for n, s in sorted(many, reverse=True)],
+          [f"{n} {s}" for n, s in sorted(long, reverse=True)])
+
+
+def test_function_shapes_are_counted(tmp_path):
+  root = tmp_path / "hep2tf"
+  root.mkdir()
+  (root / "a.py").write_text(
+      "def wide(a, b, c, d, *, e, f, g, **rest):\n  pass\n\n\n"
+      "class C:\n  def narrow(self, a, b, c, d, e, f):\n    pass\n\n\n"
+      "def tall():\n" + "  x = 1\n" * MAX_FUNCTION_LINES)
+  assert function_shapes(root) == (["7 hep2tf/a.py:1 wide"],
+                                   [f"{MAX_FUNCTION_LINES + 1} hep2tf/a.py:10 tall"])
+
+
+if __name__ == "__main__":
+  many, long = function_shapes(PACKAGE)
+  circles = import_circles(import_graph(PACKAGE))
+  typed = import_circles(import_graph(PACKAGE, types=True))
+  print(f"functions with more than {MAX_PARAMETERS} parameters: {len(many)}")
+  print("\n".join(f"  {line}" for line in many))
+  print(f"functions over {MAX_FUNCTION_LINES} lines: {len(long)}")
+  print("\n".join(f"  {line}" for line in long))
+  print(f"import circles: {len(circles)} at run time, {len(typed)} with type-only "
+        "imports")

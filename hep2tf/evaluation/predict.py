@@ -161,14 +161,7 @@ def predict_files(config: PredictConfig | str, files, **fields) -> pd.DataFrame:
   not an image) gets its reason in `status` ("ok" otherwise) and empty class,
   confidence and probabilities, so one bad file never costs the batch.
   """
-  if not isinstance(config, PredictConfig):
-    explain = fields.get("explain", fields.get("explain_dir") is not None)
-    if fields.get("explain_dir") is None:
-      fields.pop("explain_dir", None)
-    config = PredictConfig(model_dir=config, **{**fields, "explain": explain})
-  elif fields:
-    raise TypeError("predict_files takes a PredictConfig alone, or a run directory "
-                    "and fields by name")
+  config = _predict_config(config, fields)
   model_dir, batch_size = config.model_dir, config.batch_size
   explain_dir = config.explain_dir if config.explain else None
   run = read_run_config(rundir.RunDir(model_dir))
@@ -209,6 +202,19 @@ def predict_files(config: PredictConfig | str, files, **fields) -> pd.DataFrame:
   for k, name in enumerate(class_names):
     frame[f"p_{name}"] = probs[:, k]
   return frame
+
+
+def _predict_config(config: PredictConfig | str, fields: dict) -> PredictConfig:
+  """The PredictConfig of `predict_files`' arguments."""
+  if isinstance(config, PredictConfig):
+    if fields:
+      raise TypeError("predict_files takes a PredictConfig alone, or a run "
+                      "directory and fields by name")
+    return config
+  explain = fields.get("explain", fields.get("explain_dir") is not None)
+  if fields.get("explain_dir") is None:
+    fields.pop("explain_dir", None)
+  return PredictConfig(model_dir=config, **{**fields, "explain": explain})
 
 
 def _good_batches(files, input_shape, pixels, batch_size: int, status: list,

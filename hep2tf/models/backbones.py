@@ -88,22 +88,16 @@ BACKBONES: dict[str, Backbone] = {
 
 @dataclasses.dataclass(frozen=True)
 class BackboneOptions:
-  """A backbone model's hparams.
-
-  backbone: a key of BACKBONES.
-  weights: None/"none", "imagenet" (from the Keras cache or the network; see
-    `imagenet_guard`) or a path, which `build_model` loads after building.
-  image_size: side (or (height, width)) the image is resized to before the backbone.
-  dropout: rate before the head.
-  weight_decay: L2 coefficient on the head's kernel. The backbone's kernels carry
-    none; decay them with the optimiser (AdamW) if wanted.
-  backbone_trainable: False freezes the whole backbone (the head-only phase of
-    freeze-then-unfreeze fine-tuning; see `set_backbone_trainable`).
-  freeze_batch_norm: keep the backbone's BatchNorm in inference mode with its
-    statistics fixed; None means "when `weights` is not none".
-  contrast_stretch: stretch each image's contrast to [0, 255] first.
-  upper_percentile: the percentile mapped to 255 by the stretch.
-  """
+  """A backbone model's hparams: `backbone`, a key of BACKBONES; `weights`,
+  None/"none", "imagenet" (from the Keras cache or the network; `imagenet_guard`) or
+  a path, which `build_model` loads after building; `image_size`, the side (or
+  (height, width)) images are resized to before the backbone; `dropout` before the
+  head; `weight_decay`, L2 on the head's kernel (the backbone's kernels carry none:
+  decay them with AdamW if wanted); `backbone_trainable` False freezes the backbone
+  (the head-only phase of fine-tuning, `set_backbone_trainable`);
+  `freeze_batch_norm` keeps its BatchNorm in inference mode, statistics fixed (None:
+  when `weights` is not none); `contrast_stretch` stretches each image to [0, 255]
+  first, `upper_percentile` mapped to 255."""
   backbone: str
   weights: str | None = None
   image_size: int | tuple[int, int] | None = None
@@ -126,16 +120,12 @@ class BackboneOptions:
 
 def build(input_shape: tuple[int, int, int], num_classes: int,
           **hparams) -> keras.Model:
-  """Builds a Keras Applications backbone with a new head, from images in [0, 255]
-  of `input_shape` (H, W, 1 or 3) to `num_classes` probabilities; `hparams` are the
-  fields of `BackboneOptions` (registered with `backbone` set).
-
-  Inputs smaller than the backbone's minimum side (`BACKBONES[...].min_size`, e.g. 75
-  for inception_v3) are resized up inside the model; `image_size` resizes to any size.
-
-  Returns:
-    keras.Model named after the backbone, holding a nested model named "backbone".
-  """
+  """A Keras Applications backbone with a new head, from images in [0, 255] of
+  `input_shape` (H, W, 1 or 3) to `num_classes` probabilities: a keras.Model named
+  after the backbone, holding a nested model named "backbone". `hparams` are the
+  fields of `BackboneOptions` (registered with `backbone` set). Inputs smaller than
+  the backbone's minimum side (`BACKBONES[...].min_size`, e.g. 75 for inception_v3)
+  are resized up inside the model; `image_size` resizes to any size."""
   options = read_hparams(BackboneOptions, hparams.get("backbone", "backbone"), hparams)
   spec = BACKBONES[options.backbone]
   height, width = _backbone_size(input_shape[:2], options.image_size, spec.min_size)
