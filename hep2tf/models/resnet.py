@@ -78,8 +78,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
   if stem == "auto":
     stem = "imagenet" if min(input_shape[:2]) >= IMAGENET_STEM_FROM else "small"
   images, x = scratch.scratch_input(input_shape, options, options.name)
-  conv_bn = functools.partial(_conv_bn, regularizer=options.regularizer,
-                              bn_momentum=options.bn_momentum)
+  conv_bn = functools.partial(_conv_bn, options)
   x = conv_bn(x, options.width, 7 if stem == "imagenet" else 3, 2, name="stem")
   if stem == "imagenet":
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
@@ -93,12 +92,14 @@ def build(input_shape: tuple[int, int, int], num_classes: int,
   return keras.Model(images, probs, name=options.name)
 
 
-def _conv_bn(x, filters: int, size: int, strides: int, *, regularizer,
-             bn_momentum: float, name: str, relu: bool = True):
+def _conv_bn(options: ResNetOptions, x, filters: int, size: int, strides: int, *,
+             name: str, relu: bool = True):
+  """Conv (He normal, the L2 decay), BatchNorm at the options' momentum, ReLU."""
   x = keras.layers.Conv2D(filters, size, strides=strides, padding="same",
                           use_bias=False, kernel_initializer="he_normal",
-                          kernel_regularizer=regularizer, name=f"{name}_conv")(x)
-  x = BatchNorm(momentum=bn_momentum, name=f"{name}_bn")(x)
+                          kernel_regularizer=options.regularizer,
+                          name=f"{name}_conv")(x)
+  x = BatchNorm(momentum=options.bn_momentum, name=f"{name}_bn")(x)
   return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
