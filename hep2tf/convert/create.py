@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import sys
 
+from absl import logging
+
 from hep2tf import errors
 from hep2tf.convert import metadata
 from hep2tf.convert import plan
+from hep2tf.convert import stages
 from hep2tf.convert import writer
 from hep2tf.data.records import REJECTS
 
@@ -24,11 +27,15 @@ def create_records(config: plan.ConvertConfig
                    ) -> tuple[metadata.WriteSummary, errors.Rejects]:
   """Source -> splits -> balance -> dihedral copies -> records folder.
 
-  Returns the writer's summary and what was skipped. Raises InputError for bad
-  input (nothing is published then).
+  Returns the writer's summary (its `stages`: CPU and wall seconds per stage) and
+  what was skipped. Raises InputError for bad input (nothing is published then).
   """
-  prepared = plan.prepare_examples(config)
-  return writer.write_records(prepared), prepared.rejects
+  timing = stages.Stages()
+  with timing.timed("read layout, hash, split"):
+    prepared = plan.prepare_examples(config)
+  summary = writer.write_records(prepared, timing=timing)
+  logging.info("Conversion CPU time by stage: %s", timing.describe())
+  return summary, prepared.rejects
 
 
 def report_outcome(summary: metadata.WriteSummary, rejects: errors.Rejects) -> int:

@@ -16,7 +16,7 @@ import json
 
 import tensorflow_datasets as tfds
 
-from hep2tf.convert import samples
+from hep2tf.convert import samples, stages
 from hep2tf.data import intensity
 from hep2tf.data import schema
 from hep2tf.data.records import (CLASS_COUNTS, FILENAME_TEMPLATE, MANIFEST, REJECTS,
@@ -44,6 +44,8 @@ class WriteSummary:
   warnings: list[str] = dataclasses.field(default_factory=list)
   # What the splitter had to give up (splits.assign_splits' attrs["split_notes"]).
   split_notes: list[str] = dataclasses.field(default_factory=list)
+  # Where the conversion's time went (`stages.Stages`), when the writer timed it.
+  stages: stages.Stages | None = None
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""

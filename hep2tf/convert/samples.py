@@ -22,12 +22,13 @@ import pandas as pd
 import tensorflow as tf
 
 from hep2tf import figures
-from hep2tf.data import intensity, preprocess, reader, schema
+from hep2tf.data import intensity, preprocess, schema
 
 SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
 DISPLAY_PERCENTILES = (0.5, 99.5)
 _MAX_RECORDS_READ = 4096   # per split: enough to find a few cells of each class
+_MAX_CELL_PIXELS = 160     # larger cells are subsampled for display
 # Source folders whose typical levels differ by more than this factor are reported.
 MIXED_LEVEL_RATIO = 8.0
 
@@ -115,36 +116,26 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   pixels = summary.pixels
   columns = [(split, k) for split in summary.splits for k in range(cells_per_class)]
   cells = {}
-  for split in summary.splits:
-    for label, pair in _first_cells(folder, summary.name, split, channels, has_mask,
-                                    pixels, len(summary.class_names),
-                                    cells_per_class):
-      cells.setdefault((split, label), []).append(pair)
+  for key, pair in _first_cells(folder, summary.name, list(summary.splits),
+                                channels, has_mask, pixels,
+                                len(summary.class_names), cells_per_class):
+    cells.setdefault(key, []).append(pair)
+  grid = [[(cells.get((split, r), [])[k:k + 1] or [None])[0] for split, k in columns]
+          for r in range(len(summary.class_names))]
   rows, cols = len(summary.class_names), len(columns)
-  fig = figures.new_figure((1.1 * cols + 1.4, 1.2 * rows + 1.2))
+  # Inches: 1.1 x 1.2 per cell (the image, a gap, its min..max underneath), 1.2 to
+  # the left for the class names, 1.0 on top for the title and the split names.
+  fig = figures.new_figure((1.1 * cols + 1.4, 1.2 * rows + 1.2), layout=None)
   low_p, high_p = DISPLAY_PERCENTILES
   fig.suptitle(
       f"{summary.name}: records decoded as the reader does ({pixels.dtype} PNG; "
       f"model input = stored x 255 / {pixels.white_level}).\n"
       f"Display only: each cell stretched from its {low_p:g}th to {high_p:g}th "
       "percentile to black..white; under each, its stored min..max.", fontsize=8)
-  for r, class_name in enumerate(summary.class_names):
-    for c, (split, k) in enumerate(columns):
-      axis = fig.add_subplot(rows, cols, r * cols + c + 1)
-      axis.set_xticks([])
-      axis.set_yticks([])
-      if r == 0 and k == 0:
-        axis.set_title(split, fontsize=8, loc="left")
-      if c == 0:
-        axis.set_ylabel(class_name, fontsize=8)
-      found = cells.get((split, r), [])
-      if k >= len(found):
-        axis.set_frame_on(False)
-        continue
-      stored, model_input = found[k]
-      shown, cmap = _stretched(model_input)
-      axis.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-      axis.set_xlabel(f"{int(stored.min())}..{int(stored.max())}", fontsize=6)
+  width, height = 1.1 * cols + 1.4, 1.2 * rows + 1.2
+  axis = fig.add_axes((1.2 / width, 0.2 / height, 1.1 * cols / width,
+                       1.2 * rows / height))
+  _draw_grid(axis, grid, summary.class_names, [split for split, _ in columns])
   path = f"{folder}/{SAMPLES_FILE}"
   data = figures.figure_to_png(fig, dpi=80)
   with tf.io.gfile.GFile(path, "wb") as f:
@@ -152,26 +143,83 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   return path
 
 
-def _first_cells(folder, name, split, channels, has_mask, pixels, num_classes,
+def _draw_grid(axis, grid, class_names, splits) -> None:
+  """The cells as one mosaic image on `axis` (one image draws in a fraction of the
+  time of an axes per cell), with class, split and min..max written beside them."""
+  present = [cell for row in grid for cell in row if cell is not None]
+  size = min(_MAX_CELL_PIXELS, max([max(c[0].shape[:2]) for c in present] + [8]))
+  gap, band = max(1, round(0.1 * size)), max(1, round(0.2 * size))
+  step_x, step_y = size + gap, size + band
+  mosaic = np.ones((len(grid) * step_y, len(grid[0]) * step_x, 3))
+  for r, row in enumerate(grid):
+    axis.text(-gap, r * step_y + size / 2, class_names[r], ha="right",
+              va="center", fontsize=8)
+    for c, cell in enumerate(row):
+      if r == 0 and (c == 0 or splits[c] != splits[c - 1]):
+        axis.text(c * step_x, -size * 0.05, splits[c], ha="left", va="bottom",
+                  fontsize=8)
+      if cell is None:
+        continue
+      stored, model_input = cell
+      shown = _fitted(_stretched(model_input)[0], size)
+      top = r * step_y + (size - shown.shape[0]) // 2
+      left = c * step_x + (size - shown.shape[1]) // 2
+      mosaic[top:top + shown.shape[0], left:left + shown.shape[1]] = shown
+      axis.text(c * step_x + size / 2, r * step_y + size + band / 2,
+                f"{int(stored.min())}..{int(stored.max())}", ha="center",
+                va="center", fontsize=6)
+  axis.imshow(mosaic, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+  axis.set_axis_off()
+
+
+def _fitted(shown: np.ndarray, size: int) -> np.ndarray:
+  """A display array (H, W[, 3]) as RGB fitting size x size: subsampled when larger,
+  repeated by a whole factor when at most half as large."""
+  if shown.ndim == 2:
+    shown = np.repeat(shown[..., None], 3, axis=2)
+  longest = max(shown.shape[:2])
+  if longest > size:
+    stride = -(-longest // size)
+    shown = shown[::stride, ::stride]
+  elif 2 * longest <= size:
+    factor = size // longest
+    shown = np.repeat(np.repeat(shown, factor, axis=0), factor, axis=1)
+  return shown
+
+
+def _first_cells(folder, name, splits, channels, has_mask, pixels, num_classes,
                  per_class):
-  """(label, (stored image, model input)) of the first records of each class."""
-  files = sorted(tf.io.gfile.glob(f"{folder}/{name}-{split}.tfrecord-*"))
-  if not files:
-    return []
-  cells, counts = [], [0] * num_classes
-  for serialized in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ):
-    label = int(reader._label_of(serialized))
-    if label >= num_classes or counts[label] >= per_class:
+  """((split, label), (stored image, model input)) of the first records of each
+  class in each split."""
+  chosen, keys = [], []
+  label_spec = {schema.LABEL: schema.feature_spec()[schema.LABEL]}
+  for split in splits:
+    files = sorted(tf.io.gfile.glob(f"{folder}/{name}-{split}.tfrecord-*"))
+    if not files:
       continue
-    example = schema.parse_example(serialized, channels, has_mask, pixels.dtype)
-    stored = example[schema.IMAGE]
+    counts = [0] * num_classes
+    # Labels are parsed a batch at a time, and the chosen records of every split
+    # decoded in one tf.data pass: an eager op per record costs milliseconds.
+    for batch in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ).batch(256):
+      labels = tf.io.parse_example(batch, label_spec)[schema.LABEL].numpy()
+      for serialized, label in zip(batch.numpy(), labels):
+        if label < num_classes and counts[label] < per_class:
+          chosen.append(serialized)
+          keys.append((split, int(label)))
+          counts[label] += 1
+      if min(counts) >= per_class:
+        break
+  if not chosen:
+    return []
+
+  def decode(serialized):
+    stored = schema.parse_example(serialized, channels, has_mask,
+                                  pixels.dtype)[schema.IMAGE]
     # The reader's own mapping, so what is drawn is what the model gets.
-    shown = preprocess.to_model_input(stored, pixels).numpy()
-    cells.append((label, (stored.numpy(), shown)))
-    counts[label] += 1
-    if min(counts) >= per_class:
-      break
-  return cells
+    return stored, preprocess.to_model_input(stored, pixels)
+
+  decoded = tf.data.Dataset.from_tensor_slices(chosen).map(decode)
+  return list(zip(keys, decoded.as_numpy_iterator()))
 
 
 def _stretched(image: np.ndarray):
