@@ -29,6 +29,7 @@ CELLS_PER_CLASS = 4
 DISPLAY_PERCENTILES = (0.5, 99.5)
 _MAX_RECORDS_READ = 4096   # per split: enough to find a few cells of each class
 _MAX_CELL_PIXELS = 160     # larger cells are subsampled for display
+_LABEL_SPEC = {schema.LABEL: schema.feature_spec()[schema.LABEL]}
 # Source folders whose typical levels differ by more than this factor are reported.
 MIXED_LEVEL_RATIO = 8.0
 
@@ -113,34 +114,100 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   Returns the path written.
   """
   folder = str(folder).rstrip("/")
-  pixels = summary.pixels
-  columns = [(split, k) for split in summary.splits for k in range(cells_per_class)]
+  picker = CellPicker(list(summary.splits), len(summary.class_names),
+                      cells_per_class)
+  for split in summary.splits:
+    files = sorted(tf.io.gfile.glob(f"{folder}/{summary.name}-{split}.tfrecord-*"))
+    for batch in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ).batch(256):
+      # Labels a batch at a time: an eager op per record costs milliseconds.
+      labels = tf.io.parse_example(batch, _LABEL_SPEC)[schema.LABEL].numpy()
+      for record, label in zip(batch.numpy(), labels):
+        picker.offer(split, int(label), record)
+      if picker.split_complete(split):
+        break
+  return save_samples(folder, draw_samples(summary.name, summary.class_names,
+                                           summary.pixels, picker, channels,
+                                           has_mask))
+
+
+def save_samples(folder: str, png: bytes) -> str:
+  """Writes samples.png (PNG bytes from `draw_samples`) into `folder`."""
+  path = f"{str(folder).rstrip('/')}/{SAMPLES_FILE}"
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(png)
+  return path
+
+
+class CellPicker:
+  """The first `per_class` records of each class in each split, in the order they
+  are offered (the order they were written, as `write_samples` reads them back:
+  the local writer picks while it writes and draws before the shards are read)."""
+
+  def __init__(self, splits, num_classes: int, per_class: int = CELLS_PER_CLASS):
+    self.splits, self.per_class = list(splits), per_class
+    self.counts = {split: [0] * num_classes for split in self.splits}
+    self.seen = dict.fromkeys(self.splits, 0)
+    self.records, self.keys = [], []
+
+  def offer(self, split: str, label: int, record: bytes) -> None:
+    counts = self.counts[split]
+    self.seen[split] += 1
+    if (self.seen[split] <= _MAX_RECORDS_READ and label < len(counts)
+        and counts[label] < self.per_class):
+      counts[label] += 1
+      self.records.append(record)
+      self.keys.append((split, label))
+
+  def split_complete(self, split: str) -> bool:
+    return min(self.counts[split]) >= self.per_class
+
+  @property
+  def complete(self) -> bool:
+    """Every class of every split has its cells: offering more changes nothing."""
+    return all(self.split_complete(split) for split in self.splits)
+
+
+def draw_samples(name: str, class_names, pixels: intensity.PixelSpec,
+                 picker: CellPicker, channels: int, has_mask: bool) -> bytes:
+  """samples.png's bytes: the picked cells, decoded as the reader decodes them."""
+  columns = [(split, k) for split in picker.splits for k in range(picker.per_class)]
   cells = {}
-  for key, pair in _first_cells(folder, summary.name, list(summary.splits),
-                                channels, has_mask, pixels,
-                                len(summary.class_names), cells_per_class):
+  for key, pair in zip(picker.keys, _decode_cells(picker.records, channels,
+                                                  has_mask, pixels)):
     cells.setdefault(key, []).append(pair)
   grid = [[(cells.get((split, r), [])[k:k + 1] or [None])[0] for split, k in columns]
-          for r in range(len(summary.class_names))]
-  rows, cols = len(summary.class_names), len(columns)
+          for r in range(len(class_names))]
+  rows, cols = len(class_names), len(columns)
   # Inches: 1.1 x 1.2 per cell (the image, a gap, its min..max underneath), 1.2 to
   # the left for the class names, 1.0 on top for the title and the split names.
-  fig = figures.new_figure((1.1 * cols + 1.4, 1.2 * rows + 1.2), layout=None)
+  width, height = 1.1 * cols + 1.4, 1.2 * rows + 1.2
+  fig = figures.new_figure((width, height), layout=None)
   low_p, high_p = DISPLAY_PERCENTILES
   fig.suptitle(
-      f"{summary.name}: records decoded as the reader does ({pixels.dtype} PNG; "
+      f"{name}: records decoded as the reader does ({pixels.dtype} PNG; "
       f"model input = stored x 255 / {pixels.white_level}).\n"
       f"Display only: each cell stretched from its {low_p:g}th to {high_p:g}th "
       "percentile to black..white; under each, its stored min..max.", fontsize=8)
-  width, height = 1.1 * cols + 1.4, 1.2 * rows + 1.2
   axis = fig.add_axes((1.2 / width, 0.2 / height, 1.1 * cols / width,
                        1.2 * rows / height))
-  _draw_grid(axis, grid, summary.class_names, [split for split, _ in columns])
-  path = f"{folder}/{SAMPLES_FILE}"
-  data = figures.figure_to_png(fig, dpi=80)
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(data)
-  return path
+  _draw_grid(axis, grid, class_names, [split for split, _ in columns])
+  return figures.figure_to_png(fig, dpi=80)
+
+
+def _decode_cells(records: list[bytes], channels: int, has_mask: bool,
+                  pixels: intensity.PixelSpec) -> list:
+  """[(stored image, model input)] of serialised records, in one tf.data pass."""
+  if not records:
+    return []
+
+  def decode(serialized):
+    stored = schema.parse_example(serialized, channels, has_mask,
+                                  pixels.dtype)[schema.IMAGE]
+    # The reader's own mapping, so what is drawn is what the model gets.
+    return stored, preprocess.to_model_input(stored, pixels)
+
+  return list(tf.data.Dataset.from_tensor_slices(records).map(decode)
+              .as_numpy_iterator())
 
 
 def _draw_grid(axis, grid, class_names, splits) -> None:
@@ -185,41 +252,6 @@ def _fitted(shown: np.ndarray, size: int) -> np.ndarray:
     factor = size // longest
     shown = np.repeat(np.repeat(shown, factor, axis=0), factor, axis=1)
   return shown
-
-
-def _first_cells(folder, name, splits, channels, has_mask, pixels, num_classes,
-                 per_class):
-  """((split, label), (stored image, model input)) of the first records of each
-  class in each split."""
-  chosen, keys = [], []
-  label_spec = {schema.LABEL: schema.feature_spec()[schema.LABEL]}
-  for split in splits:
-    files = sorted(tf.io.gfile.glob(f"{folder}/{name}-{split}.tfrecord-*"))
-    if not files:
-      continue
-    counts = [0] * num_classes
-    # Labels are parsed a batch at a time, and the chosen records of every split
-    # decoded in one tf.data pass: an eager op per record costs milliseconds.
-    for batch in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ).batch(256):
-      labels = tf.io.parse_example(batch, label_spec)[schema.LABEL].numpy()
-      for serialized, label in zip(batch.numpy(), labels):
-        if label < num_classes and counts[label] < per_class:
-          chosen.append(serialized)
-          keys.append((split, int(label)))
-          counts[label] += 1
-      if min(counts) >= per_class:
-        break
-  if not chosen:
-    return []
-
-  def decode(serialized):
-    stored = schema.parse_example(serialized, channels, has_mask,
-                                  pixels.dtype)[schema.IMAGE]
-    # The reader's own mapping, so what is drawn is what the model gets.
-    return stored, preprocess.to_model_input(stored, pixels)
-
-  decoded = tf.data.Dataset.from_tensor_slices(chosen).map(decode)
-  return list(zip(keys, decoded.as_numpy_iterator()))
 
 
 def _stretched(image: np.ndarray):

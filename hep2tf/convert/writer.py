@@ -27,7 +27,9 @@ either no dataset or the previous complete one. The metadata files are written b
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import os
 import pathlib
 import shutil
@@ -104,13 +106,15 @@ def _write_staged(prepared: plan.Prepared, output_dir: pathlib.Path, has_mask: b
     maker = plan.RecordMaker(tuple(class_names), source.channels, has_mask,
                              plan.load_options(prepared, pixels), data_dir)
     made = loading.in_order(maker, rows, config.workers)
+    cells = _SampleCells(prepared, rows, pixels, has_mask)
     try:
       results = tqdm.tqdm(made, total=len(rows), unit="img",
                           desc=f"writing {name}", disable=not config.progress)
       manifest, shard_lengths, num_bytes, shapes = _write_shards(
-          staging, prepared, rows, results, timing)
+          staging, prepared, rows, results, timing, cells)
     finally:
       made.close()   # stops the worker pool now, also after an error
+      cells.close()
     _add_pool_time(timing, config.workers, stages.children_cpu() - children)
     image_shape = list(shapes.pop()) if len(shapes) == 1 else None
     with timing.timed("metadata"):
@@ -124,7 +128,7 @@ def _write_staged(prepared: plan.Prepared, output_dir: pathlib.Path, has_mask: b
                             config.balance, config.augment_copies, config.seed,
                             config.dataset, data_dir, rejects)
     with timing.timed("samples.png"):
-      samples.write_samples(str(staging), summary, source.channels, has_mask)
+      samples.save_samples(str(staging), cells.png(summary.pixels))
   summary.stages = timing
   return summary
 
@@ -143,7 +147,45 @@ def _add_pool_time(timing: stages.Stages, workers: int, children_cpu: float) -> 
 # Writing.
 
 
-def _write_shards(staging, prepared, rows, results, timing: stages.Stages):
+class _SampleCells:
+  """samples.png's cells picked as the records are written (`samples.CellPicker`),
+  so the shards are not read back for them. With a worker pool the parent mostly
+  waits, so it draws the picture in a thread as soon as every split has its cells
+  (for 8-bit records: a 16-bit dataset's white level is known only at the end)."""
+
+  def __init__(self, prepared: plan.Prepared, rows: list[dict],
+               pixels: intensity.PixelSpec, has_mask: bool):
+    source = prepared.source
+    self._label_ids = {c: i for i, c in enumerate(source.class_names)}
+    self._picker = samples.CellPicker(list(dict.fromkeys(r["split"] for r in rows)),
+                                      len(source.class_names))
+    self._draw = functools.partial(samples.draw_samples, source.name,
+                                   list(source.class_names), picker=self._picker,
+                                   channels=source.channels, has_mask=has_mask)
+    self._early = prepared.config.workers > 1 and pixels.dtype == "uint8"
+    self._pixels, self._thread, self._future = pixels, None, None
+
+  def offer(self, split: str, label: str, record: bytes) -> None:
+    if self._future is not None:
+      return
+    self._picker.offer(split, self._label_ids[label], record)
+    if self._early and self._picker.complete:
+      self._thread = concurrent.futures.ThreadPoolExecutor(1)
+      self._future = self._thread.submit(self._draw, self._pixels)
+
+  def png(self, pixels: intensity.PixelSpec) -> bytes:
+    """The picture's bytes (drawn now unless drawn early with these pixels)."""
+    if self._future is not None and pixels == self._pixels:
+      return self._future.result()
+    return self._draw(pixels)
+
+  def close(self) -> None:
+    if self._thread is not None:
+      self._thread.shutdown(wait=True)
+
+
+def _write_shards(staging, prepared, rows, results, timing: stages.Stages,
+                  cells: _SampleCells):
   """Writes every record `plan.RecordMaker` made; returns manifest rows and shard
   facts. A bad input stops the run or is skipped into `prepared.rejects`."""
   name = prepared.source.name
@@ -173,6 +215,7 @@ def _write_shards(staging, prepared, rows, results, timing: stages.Stages):
           prepared.rejects.add(error)
           continue
         writer.write(made.record)
+        cells.offer(split, row["label"], made.record)
         manifest.append(dict(made.manifest, shard=file_name,
                              index=shard_lengths[split][shard]))
         shard_lengths[split][shard] += 1
