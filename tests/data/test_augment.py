@@ -282,6 +282,11 @@ def test_shot_noise_grows_with_signal_read_noise_does_not():
   assert 0.7 < noise[:, 8:].var() / noise[:, :8].var() < 1.4
   # std uniform in [0, 0.04] L: E[std^2] = (0.04 L)^2 / 3.
   assert 0.7 < noise[:, 8:].var() / ((0.04 * 180.0) ** 2 / 3) < 1.4
+  # Both at once: independent, so their variances add.
+  both = specimen_layers.RandomSensorNoise(shot=0.02, read=0.04, seed=7)
+  noise = both(batch, training=True).numpy() - batch
+  expected = 0.01 * 180.0 ** 2 + (0.04 * 180.0) ** 2 / 3
+  assert 0.7 < noise[:, 8:].var() / expected < 1.4
 
 
 def test_specimen_augmentation_is_relative_to_the_images_level():
