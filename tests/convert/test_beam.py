@@ -42,21 +42,22 @@ def converted(tmp_path_factory):
   return root, local, summary
 
 
-def _shards(folder: pathlib.Path) -> dict[str, list[tuple]]:
+def shard_records(folder: pathlib.Path) -> dict[str, list[tuple]]:
   """Shard file name -> its records in order, as (split, id, label, sha256, ...)."""
   meta = json.loads((folder / INFO_FILE).read_text())
+  has_mask = meta["has_mask"]
   out = {}
   for path in sorted(folder.glob("*.tfrecord-*")):
     split = path.name.split("-")[1].split(".")[0]
     rows = []
     for serialized in tf.data.TFRecordDataset(str(path)):
       # Compared parsed: protobuf map order makes equal examples differ in bytes.
-      raw = tf.io.parse_single_example(serialized, schema.feature_spec(True))
-      parsed = schema.parse_example(serialized, meta["channels"], True)
+      raw = tf.io.parse_single_example(serialized, schema.feature_spec(has_mask))
+      parsed = schema.parse_example(serialized, meta["channels"], has_mask)
       rows.append((split, parsed[schema.ID].numpy().decode(),
                    int(parsed[schema.LABEL]), parsed[schema.SHA256].numpy().decode(),
                    int(parsed[schema.DIHEDRAL]), raw[schema.IMAGE].numpy(),
-                   raw[schema.MASK].numpy()))
+                   raw[schema.MASK].numpy() if has_mask else None))
     out[path.name] = rows
   return out
 
@@ -66,7 +67,7 @@ def test_direct_runner_writes_the_local_converters_records(converted):
   assert summary.splits == local.splits and summary.shards == local.shards
   assert summary.class_counts == local.class_counts
   assert sum(summary.splits.values()) > 60   # copies and oversampling were written
-  ours, theirs = _shards(root / "beam"), _shards(root / "local")
+  ours, theirs = shard_records(root / "beam"), shard_records(root / "local")
   assert list(ours) == list(theirs) and len(ours) == 2 * len(local.splits)
   # The same records in the same shards, in the same order, with the same pixels.
   assert ours == theirs
