@@ -16,6 +16,8 @@ from absl import flags  # noqa: E402
 from hep2tf import beam_pipeline  # noqa: E402
 from hep2tf import create_records  # noqa: E402
 from hep2tf import errors  # noqa: E402
+from hep2tf.config import core  # noqa: E402
+from hep2tf.config.convert import BeamConfig  # noqa: E402
 from hep2tf.convert import beam  # noqa: E402
 from hep2tf.convert import create  # noqa: E402
 from hep2tf.convert.plan import ConvertConfig  # noqa: E402
@@ -99,9 +101,12 @@ def test_existing_output_is_refused_before_running(converted, tmp_path):
         output_dir=str(root / "local")), DIRECT)
 
 
-def _run_main(argv, beam_args):
+def run_main(argv, beam_args):
+  """beam_pipeline.main with these flags (before `--`) and Beam options (after)."""
   if "dataset" not in flags.FLAGS:
     create_records.define_flags()
+  if "runner" not in flags.FLAGS:
+    core.define_flags([BeamConfig])
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["beam_pipeline"] + argv)
   return beam_pipeline.main(["beam_pipeline"] + beam_args)
@@ -115,11 +120,11 @@ def test_bad_image_fails_or_is_skipped(converted, tmp_path, capsys):
   broken.write_bytes(broken.read_bytes()[:100])   # truncated: hashes, fails to decode
   common = [f"--data_dir={data}", "--synth_num_images=60", "--num_workers=1"]
   out = tmp_path / "rec"
-  code = _run_main(common + [f"--output_dir={out}"], DIRECT)
+  code = run_main(common + [f"--output_dir={out}"], DIRECT)
   assert code == errors.EXIT_INPUT_ERROR
   assert "00007.png" in capsys.readouterr().err
   assert not out.exists() and not list(tmp_path.glob(".rec.*"))
-  code = _run_main(common + [f"--output_dir={out}", "--on_error=skip"], DIRECT)
+  code = run_main(common + [f"--output_dir={out}", "--on_error=skip"], DIRECT)
   assert code == errors.EXIT_SKIPPED
   meta = json.loads((out / INFO_FILE).read_text())
   assert sum(meta["splits"].values()) == 59

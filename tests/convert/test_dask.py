@@ -14,11 +14,12 @@ distributed = pytest.importorskip("dask.distributed")
 
 import dask  # noqa: E402
 
+from hep2tf import beam_pipeline, errors  # noqa: E402
 from hep2tf.convert import beam, create, runners  # noqa: E402
 from hep2tf.convert.plan import ConvertConfig  # noqa: E402
 from hep2tf.data.records import (  # noqa: E402
     CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS, Records)
-from tests.convert.test_beam import shard_records  # noqa: E402
+from tests.convert.test_beam import run_main, shard_records  # noqa: E402
 
 # Never hang CI: the cluster's start, the runs and its shutdown have their timeouts.
 pytestmark = pytest.mark.timeout(300)
@@ -120,17 +121,35 @@ class KillOn(distributed.WorkerPlugin):
     beam.LoadAndEncode.process = self.original
 
 
-def test_a_killed_worker_publishes_nothing_and_a_rerun_succeeds(data, local, cluster):
+def test_a_killed_worker_publishes_nothing_and_a_rerun_succeeds(data, local, cluster,
+                                                                capsys):
   cluster, client = cluster
   out = data.parent / "killed"
+  argv = [f"--data_dir={data}", f"--output_dir={out}", "--dataset=folder",
+          "--layout_option=channels=1", "--balance=oversample", "--augment_copies=1",
+          "--seed=3", "--num_shards=2", "--on_error=skip", "--num_workers=1",
+          "--runner=dask", f"--dask_address={cluster.scheduler_address}"]
   client.register_plugin(KillOn(KILLED), name="kill")
   try:
-    with pytest.raises(runners.PipelineError, match="KilledWorker"):
-      _convert(data, out, cluster)
+    code = run_main(argv, [])
   finally:
     client.unregister_worker_plugin("kill")
+  assert code == beam_pipeline.EXIT_PIPELINE_FAILED
+  err = capsys.readouterr().err
+  assert "KilledWorker" in err and "nothing was published" in err
   assert not out.exists()
   assert not list(data.parent.glob(".killed.*"))
   # The other worker reruns it while the nanny restarts the killed one.
-  _convert(data, out, cluster)
+  assert run_main(argv, []) == errors.EXIT_SKIPPED
   _assert_same(out, local[0])
+
+
+def test_runner_flags_are_checked():
+  assert runners.pipeline_args(None, None, []) == list(runners.DIRECT)
+  assert runners.pipeline_args("dask", "tcp://h:8786", ["--dask_npartitions=4"]) == [
+      f"--runner={runners.DASK_RUNNER}", "--dask_client_address=tcp://h:8786",
+      "--dask_npartitions=4"]
+  with pytest.raises(errors.InputError, match="needs --runner=dask"):
+    runners.pipeline_args("direct", "tcp://h:8786", [])
+  with pytest.raises(errors.InputError, match="give the runner once"):
+    runners.pipeline_args("dask", None, ["--runner=FlinkRunner"])
