@@ -35,7 +35,7 @@ DEFAULT_SET_IMAGES = 7200
 DEFAULT_SET_SPECIMENS = 110
 DEFAULT_SET_FRACTIONS = (0.14, 0.30)  # validation, test
 ON_ERROR = ("fail", "skip")
-RUNNERS = ("direct", "dask")    # hep2tf.convert.runners.RUNNER_NAMES
+RUNNERS = ("auto", "direct", "dask")    # hep2tf.convert.runners.pipeline_args
 
 
 class ImageSizeParser(TextParser):
@@ -253,10 +253,11 @@ class BeamConfig:
 
   SECTION: ClassVar[str] = "beam"
 
-  runner: str | None = flag(
-      None, "direct: Beam's DirectRunner; dask: Beam's DaskRunner on a "
-      "dask.distributed cluster (pip install -e .[dask]). Unset: the --runner among "
-      "the Beam options after `--` (the DirectRunner when none).", choices=RUNNERS)
+  runner: str = flag(
+      "auto", "auto: the --runner among the Beam options after `--` (the "
+      "DirectRunner when they name none); direct: Beam's DirectRunner; dask: Beam's "
+      "DaskRunner on a dask.distributed cluster (pip install -e .[dask]).",
+      choices=RUNNERS)
   dask_address: str | None = flag(
       None, "With --runner=dask: the Dask scheduler, e.g. tcp://host:8786 (default: "
       "a local cluster of --num_workers worker processes, closed at the end).")

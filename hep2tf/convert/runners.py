@@ -39,15 +39,15 @@ class PipelineError(RuntimeError):
   went away); nothing was published."""
 
 
-def pipeline_args(runner: str | None, dask_address: str | None,
+def pipeline_args(runner: str, dask_address: str | None,
                   extra: Sequence[str]) -> list[str]:
-  """Beam options: `runner` ("direct", "dask" or None: as `extra` says, the
+  """Beam options: `runner` ("direct", "dask", or "auto": as `extra` says, the
   DirectRunner when it names none), the Dask scheduler's address, then `extra`.
   InputError when the runner is given twice or the address without --runner=dask."""
   extra = list(extra)
   if dask_address and runner != "dask":
     raise errors.InputError("--dask_address needs --runner=dask")
-  if runner is None:
+  if runner == "auto":
     return extra or list(DIRECT)
   if any(arg.split("=")[0] == "--runner" for arg in extra):
     raise errors.InputError(f"--runner={runner} and a --runner after `--`: give "

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import os
 import pathlib
 import shutil
 
@@ -15,7 +16,7 @@ from absl import flags  # noqa: E402
 
 from hep2tf import beam_pipeline  # noqa: E402
 from hep2tf import create_records  # noqa: E402
-from hep2tf import errors  # noqa: E402
+from hep2tf import errors, storage  # noqa: E402
 from hep2tf.config import core  # noqa: E402
 from hep2tf.config.convert import BeamConfig  # noqa: E402
 from hep2tf.convert import beam  # noqa: E402
@@ -129,3 +130,18 @@ def test_bad_image_fails_or_is_skipped(converted, tmp_path, capsys):
   meta = json.loads((out / INFO_FILE).read_text())
   assert sum(meta["splits"].values()) == 59
   assert "00007.png" in (out / REJECTS).read_text()
+
+
+def test_a_gfile_url_gets_the_local_writers_folder(converted):
+  """The one publish on a URL: the same files, the staging prefix gone."""
+  root, _, _ = converted
+  parent = f"ram://beam_publish_{os.getpid()}"
+  beam.convert_records(ConvertConfig(
+      data_dir=str(root / "data"), output_dir=f"{parent}/rec", synth_num_images=60,
+      num_workers=1, **OPTIONS), DIRECT)
+  assert storage.listdir(parent) == ["rec"]
+  names = sorted(storage.listdir(f"{parent}/rec"))
+  assert names == sorted(path.name for path in (root / "beam").iterdir())
+  for name in (MANIFEST, CLASS_COUNTS, INFO_FILE, "dataset_info.json"):
+    with storage.open_file(f"{parent}/rec/{name}", "rb") as f:
+      assert f.read() == (root / "local" / name).read_bytes(), name

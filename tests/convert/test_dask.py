@@ -145,7 +145,8 @@ def test_a_killed_worker_publishes_nothing_and_a_rerun_succeeds(data, local, clu
 
 
 def test_runner_flags_are_checked():
-  assert runners.pipeline_args(None, None, []) == list(runners.DIRECT)
+  assert runners.pipeline_args("auto", None, []) == list(runners.DIRECT)
+  assert runners.pipeline_args("auto", None, ["--runner=X"]) == ["--runner=X"]
   assert runners.pipeline_args("dask", "tcp://h:8786", ["--dask_npartitions=4"]) == [
       f"--runner={runners.DASK_RUNNER}", "--dask_client_address=tcp://h:8786",
       "--dask_npartitions=4"]
