@@ -73,14 +73,7 @@ def target_met(ratio: float | None, target: str | None) -> bool | None:
 
 def cpu_model() -> str:
   """The CPU model name from /proc/cpuinfo, or platform.processor()."""
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+  return hardware.read_cpu_model()
 
 
 ISA_FLAG_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c")

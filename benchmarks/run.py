@@ -24,7 +24,7 @@ from absl import logging
 from benchmarks import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("converter", "reader", "training", "time_to_accuracy")
+SECTIONS = ("converter", "reader", "training", "step", "time_to_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,8 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
   if unknown:
     raise ValueError(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
   # Imported here so that `--help` does not load TensorFlow.
-  from benchmarks import converter, data, reader, time_to_accuracy, training
+  from benchmarks import (converter, data, reader, step_profile, time_to_accuracy,
+                          training)
   from hep2tf.config.train import config_from_flagfile
 
   start = time.perf_counter()
@@ -87,6 +88,8 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
                                    passes=settings.reader_passes),
       "training": lambda: training.run(config, work_dir, steps=settings.fit_steps,
                                        epochs=settings.fit_epochs),
+      "step": lambda: step_profile.run(config, steps=max(5, settings.fit_steps),
+                                       repeats=5),
       "time_to_accuracy": lambda: time_to_accuracy.run(
           config, inputs, work_dir, target=settings.target_mca,
           cap_seconds=settings.cap_seconds,
@@ -114,7 +117,7 @@ def run_benchmarks(settings: Settings, *, work_dir: str, output: str,
 def _machine(sections: Sequence[str]) -> dict:
   """common.machine_info(), with the yardstick when a section trains."""
   machine = common.machine_info()
-  if {"training", "time_to_accuracy"} & set(sections):
+  if {"training", "step", "time_to_accuracy"} & set(sections):
     # How much faster than the AVX2 reference class this machine ran, measured now:
     # times here x factor project the figures onto that class.
     from benchmarks import yardstick

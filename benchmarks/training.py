@@ -31,6 +31,7 @@ from benchmarks import common
 from benchmarks import yardstick
 from hep2tf import hardware
 from hep2tf import rundir
+from hep2tf.training import precision as run_precision
 from hep2tf.training import trainer
 from hep2tf.config.train import TrainConfig
 
@@ -140,7 +141,7 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
   def measure(variant: TrainConfig, cached: bool = False) -> dict:
     return fit_rate(variant, work_dir, cached=cached, steps=steps, epochs=epochs)
 
-  precision, _ = hardware.resolve_precision(config.mixed_precision)
+  precision, _ = run_precision.resolve(config)   # as the trainer resolves it
   real = measure(config)
   cached = measure(config, cached=True)
   how = (f"{precision}, batch {config.batch_size}; {epochs - 1} timed epochs of "
@@ -170,7 +171,7 @@ def run(config: TrainConfig, work_dir: str, *, steps: int = 20,
         baseline_name="fit without jit_compile",
         note=f"Keras ran the step without XLA: layers {with_xla['no_jit']} do not "
              "support jit_compile"))
-  auto, _ = hardware.resolve_precision("auto")
+  auto, _ = hardware.resolve_precision("auto")   # is there a fast low precision?
   mixed = None if auto == "float32" else auto
   if mixed is None:
     figures.append(common.Figure(

@@ -3,6 +3,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `auto` precision decides from the CPU flags in tests (and the CLIs they start): a
+# probe of each tiny test model would cost seconds apiece. tests/test_hardware.py and
+# tests/training/test_precision.py measure on purpose.
+os.environ["HEP2TF_PRECISION_PROBE"] = "off"
 
 import pytest  # noqa: E402
 

@@ -77,3 +77,70 @@ def test_reads_cpu_flags_from_cpuinfo(tmp_path):
 def test_policy_is_always_one_of_three_on_this_machine():
   policy, reason = hardware.resolve_precision("auto")
   assert policy in hardware.POLICIES and reason
+
+
+class FakeProbe:
+  """images/s by policy, counting the calls."""
+
+  def __init__(self, float32, bfloat16):
+    self.rates = {"float32": float32, "mixed_bfloat16": bfloat16}
+    self.calls = []
+
+  def __call__(self, policy):
+    self.calls.append(policy)
+    return self.rates[policy]
+
+
+def measured(probe, flags=AVX512_BF16, env=None, key="cnn", tmp_path=None):
+  return hardware.resolve_precision("auto", cpu_flags=flags, environ=env or {},
+                                    gpus=(), probe=probe, probe_key=key,
+                                    cache=str(tmp_path / "precision.json"))
+
+
+@pytest.mark.parametrize("float32, bfloat16, expected", [
+    (500.0, 400.0, "float32"),          # bfloat16 slower: never chosen
+    (500.0, 510.0, "float32"),          # within the noise
+    (500.0, 800.0, "mixed_bfloat16"),
+])
+def test_auto_measures_where_the_flags_say_bfloat16(tmp_path, float32, bfloat16,
+                                                    expected):
+  probe = FakeProbe(float32, bfloat16)
+  policy, reason = measured(probe, tmp_path=tmp_path)
+  assert policy == expected, reason
+  assert sorted(set(probe.calls)) == ["float32", "mixed_bfloat16"]
+  assert f"{bfloat16:.0f} images/s" in reason and "measured now" in reason
+
+
+def test_the_measurement_is_cached_per_model(tmp_path):
+  first = FakeProbe(500.0, 400.0)
+  measured(first, tmp_path=tmp_path)
+  again = FakeProbe(1.0, 1000.0)       # would say bfloat16 if it were asked
+  policy, reason = measured(again, tmp_path=tmp_path)
+  assert policy == "float32" and not again.calls and "cached in" in reason
+  other_model = FakeProbe(100.0, 300.0)
+  assert measured(other_model, key="resnet50", tmp_path=tmp_path)[0] == (
+      "mixed_bfloat16")
+  assert other_model.calls
+
+
+def test_no_probe_where_the_flags_decide(tmp_path):
+  probe = FakeProbe(1.0, 1000.0)
+  assert measured(probe, flags=AVX2, tmp_path=tmp_path)[0] == "float32"
+  assert measured(probe, env={"HEP2TF_PRECISION_PROBE": "off"},
+                  tmp_path=tmp_path)[0] == "mixed_bfloat16"
+  assert not probe.calls
+
+
+def test_a_failing_probe_or_a_broken_cache_falls_back_safely(tmp_path):
+  def broken(policy):
+    raise RuntimeError("out of memory")
+  policy, reason = measured(broken, tmp_path=tmp_path)
+  assert policy == "float32" and "out of memory" in reason
+  (tmp_path / "precision.json").write_text("{not json")
+  assert measured(FakeProbe(100.0, 300.0), tmp_path=tmp_path)[0] == "mixed_bfloat16"
+
+
+def test_cache_path_follows_the_environment(tmp_path):
+  assert hardware.cache_path({"HEP2TF_CACHE_DIR": str(tmp_path)}) == str(
+      tmp_path / "precision.json")
+  assert hardware.cache_path({"XDG_CACHE_HOME": "/x"}) == "/x/hep2tf/precision.json"

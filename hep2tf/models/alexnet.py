@@ -21,6 +21,7 @@ from typing import Sequence
 import keras
 
 from hep2tf.models import register
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models import layers as hep2tf_layers
 
 FILTERS = (96, 256, 384, 384, 256)
@@ -74,7 +75,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
         use_bias=not batch_norm, kernel_initializer="glorot_uniform",
         kernel_regularizer=regularizer, name=f"conv{i}")(x)
     if batch_norm:
-      x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+      x = BatchNorm(name=f"bn{i}")(x)
     x = keras.layers.Activation("relu", name=f"relu{i}")(x)
     if i in POOL_AFTER:
       x = keras.layers.MaxPooling2D(3, strides=2, padding="same",

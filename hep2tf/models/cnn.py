@@ -17,6 +17,7 @@ from typing import Sequence
 import keras
 
 from hep2tf.models import register
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models import layers as hep2tf_layers
 
 FILTERS = (32, 64, 128, 256, 512)
@@ -78,7 +79,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
         kernel_initializer="glorot_uniform", kernel_regularizer=regularizer,
         name=f"conv{i}")(x)
     if batch_norm:
-      x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
+      x = BatchNorm(momentum=bn_momentum, name=f"bn{i}")(x)
     x = keras.layers.Activation("relu", name=f"relu{i}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
   if head == "avg":

@@ -31,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from hep2tf.models import register
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models import layers as hep2tf_layers
 
 EXPANSION = 4
@@ -142,7 +143,7 @@ def build(input_shape: tuple[int, int, int], num_classes: int, *,
     x = keras.layers.Conv2D(stem_width, 3, strides=strides, padding="same",
                             use_bias=False, kernel_regularizer=regularizer,
                             name=f"stem{i}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"stem{i}_bn")(x)
+    x = BatchNorm(name=f"stem{i}_bn")(x)
     x = keras.layers.Activation("gelu", name=f"stem{i}_gelu")(x)
   for stage, (width, blocks) in enumerate(zip(widths, depths), start=1):
     block_fn = _mbconv_block if stage <= 2 else functools.partial(
@@ -168,15 +169,15 @@ def _shortcut(x, width: int, downsample: bool, regularizer, name: str):
 def _mbconv_block(x, width: int, downsample: bool, regularizer, name: str):
   shortcut = _shortcut(x, width, downsample, regularizer, name)
   se_width = max(8, int(x.shape[-1] * SE_RATIO))
-  y = keras.layers.BatchNormalization(name=f"{name}_pre_bn")(x)
+  y = BatchNorm(name=f"{name}_pre_bn")(x)
   y = keras.layers.Conv2D(width * EXPANSION, 1, use_bias=False,
                           kernel_regularizer=regularizer, name=f"{name}_expand")(y)
-  y = keras.layers.BatchNormalization(name=f"{name}_expand_bn")(y)
+  y = BatchNorm(name=f"{name}_expand_bn")(y)
   y = keras.layers.Activation("gelu", name=f"{name}_expand_gelu")(y)
   y = keras.layers.DepthwiseConv2D(3, strides=2 if downsample else 1, padding="same",
                                    use_bias=False, depthwise_regularizer=regularizer,
                                    name=f"{name}_depthwise")(y)
-  y = keras.layers.BatchNormalization(name=f"{name}_depthwise_bn")(y)
+  y = BatchNorm(name=f"{name}_depthwise_bn")(y)
   y = keras.layers.Activation("gelu", name=f"{name}_depthwise_gelu")(y)
   squeeze = keras.layers.GlobalAveragePooling2D(keepdims=True,
                                                 name=f"{name}_se_pool")(y)

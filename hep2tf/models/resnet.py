@@ -24,6 +24,7 @@ from typing import Sequence
 import keras
 
 from hep2tf.models import register
+from hep2tf.models.batch_norm import BatchNorm
 from hep2tf.models import layers as hep2tf_layers
 
 STAGE_FACTORS = (1, 2, 4, 8)
@@ -99,7 +100,7 @@ def _conv_bn(x, filters: int, size: int, strides: int, *, regularizer,
   x = keras.layers.Conv2D(filters, size, strides=strides, padding="same",
                           use_bias=False, kernel_initializer="he_normal",
                           kernel_regularizer=regularizer, name=f"{name}_conv")(x)
-  x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+  x = BatchNorm(momentum=bn_momentum, name=f"{name}_bn")(x)
   return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

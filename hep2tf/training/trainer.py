@@ -33,11 +33,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from hep2tf import atomic, errors, hardware, models, rundir
+from hep2tf import atomic, errors, models, rundir
 from hep2tf.data import folds, reader
 from hep2tf.data.records import DatasetInfo, Records
 from hep2tf.evaluation import metrics, predict
-from hep2tf.training import build, distribute, loop, outputs, summaries
+from hep2tf.training import build, distribute, loop, outputs, precision, summaries
 from hep2tf.config import train as config_lib
 from hep2tf.training.callbacks import BestModel, NaNGuard, SafeBackupAndRestore
 from hep2tf.config.train import TrainConfig
@@ -157,11 +157,12 @@ def open_run(config: TrainConfig, model_dir: str,
 
 
 def setup_execution(config: TrainConfig) -> tuple[str, str]:
-  """Seeds, determinism and the precision policy; returns (policy, reason)."""
+  """The precision policy, seeds and determinism; returns (policy, reason)."""
+  # First: measuring `auto` builds models, which draws random numbers.
+  policy, reason = precision.resolve(config)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  policy, reason = hardware.resolve_precision(config.mixed_precision)
   keras.mixed_precision.set_global_policy(policy)
   logging.info("Precision: %s (%s)", policy, reason)
   return policy, reason
