@@ -33,6 +33,7 @@ import math
 import os
 import pathlib
 import posixpath
+import secrets
 import tempfile
 from typing import Iterator, Sequence
 
@@ -233,7 +234,10 @@ def _write(prepared: plan.Prepared, staging: str, output_dir: str, has_mask: boo
   config, source, rejects = prepared.config, prepared.source, prepared.rejects
   order = plan_records(prepared.examples, config.seed, config.num_shards)
   pixels = plan.prescan(prepared, order)
-  chunks = write_plan(order, _join(staging, WORK_DIR, PLAN_DIR))
+  # A folder name of its own per run: Dask names tasks by their inputs, and a rerun
+  # on the same cluster must not meet an earlier run's failed tasks.
+  chunks = write_plan(order, _join(staging, WORK_DIR,
+                                   f"{PLAN_DIR}-{secrets.token_hex(4)}"))
   runners.run(lambda pipeline: build_pipeline(
       pipeline, chunks, staging, source, has_mask,
       plan.load_options(prepared, pixels), str(prepared.data_dir)),

@@ -101,24 +101,24 @@ def test_dask_runner_writes_the_local_converters_records(data, local, cluster):
 
 class KillOn(distributed.WorkerPlugin):
   """In every worker (also those started after): LoadAndEncode SIGKILLs its own
-  process when it reaches the image `name`."""
+  process when it reaches the image `name` while the file `armed` exists.
 
-  def __init__(self, name: str):
-    self.name = name
+  (Disarmed by deleting the file: unregistering a plugin broadcasts to every
+  worker, and fails while the killed one is being restarted.)
+  """
+
+  def __init__(self, name: str, armed: str):
+    self.name, self.armed = name, armed
 
   def setup(self, worker):
-    self.original = beam.LoadAndEncode.process
-    original, name = self.original, self.name
+    original, name, armed = beam.LoadAndEncode.process, self.name, self.armed
 
     def process(dofn, row, *args, **kwargs):
-      if row["path"].endswith(name):
+      if row["path"].endswith(name) and os.path.exists(armed):
         os.kill(os.getpid(), signal.SIGKILL)
       return original(dofn, row, *args, **kwargs)
 
     beam.LoadAndEncode.process = process
-
-  def teardown(self, worker):
-    beam.LoadAndEncode.process = self.original
 
 
 def test_a_killed_worker_publishes_nothing_and_a_rerun_succeeds(data, local, cluster,
@@ -129,11 +129,11 @@ def test_a_killed_worker_publishes_nothing_and_a_rerun_succeeds(data, local, clu
           "--layout_option=channels=1", "--balance=oversample", "--augment_copies=1",
           "--seed=3", "--num_shards=2", "--on_error=skip", "--num_workers=1",
           "--runner=dask", f"--dask_address={cluster.scheduler_address}"]
-  client.register_plugin(KillOn(KILLED), name="kill")
-  try:
-    code = run_main(argv, [])
-  finally:
-    client.unregister_worker_plugin("kill")
+  armed = data.parent / "kill-armed"
+  armed.touch()
+  client.register_plugin(KillOn(KILLED, str(armed)), name="kill")
+  code = run_main(argv, [])
+  armed.unlink()
   assert code == beam_pipeline.EXIT_PIPELINE_FAILED
   err = capsys.readouterr().err
   assert "KilledWorker" in err and "nothing was published" in err
