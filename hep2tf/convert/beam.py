@@ -48,7 +48,7 @@ from hep2tf.data.records import shard_file_name
 
 DIRECT = runners.DIRECT
 WORK_DIR = "_beam"          # inside staging: the plan and the per-shard facts
-PLAN_DIR = "plan"           # the plan, in chunks of at most CHUNK_ROWS rows
+PLAN_DIR = "plan"           # plan-<token>/: the plan in chunks of <= CHUNK_ROWS rows
 PARTS_DIR = "parts"
 # The plan is cut into about PLAN_CHUNKS chunks: a chunk is the unit a runner hands
 # one worker (on Dask, one task), so a small set still reaches every worker.

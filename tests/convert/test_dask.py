@@ -21,7 +21,8 @@ from hep2tf.data.records import (  # noqa: E402
     CLASS_COUNTS, INFO_FILE, MANIFEST, REJECTS, Records)
 from tests.convert.test_beam import run_main, shard_records  # noqa: E402
 
-# Never hang CI: the cluster's start, the runs and its shutdown have their timeouts.
+# Never hang CI: each test ends after 300 s (pytest-timeout), and the client and
+# the cluster close with timeouts of their own.
 pytestmark = pytest.mark.timeout(300)
 # Three per class in train, one in validation, two in test; one train image broken.
 SPLITS = {"train": 3, "validation": 1, "test": 2}
