@@ -183,7 +183,7 @@ def _measured_policy(probe: Probe, key: str, cache: str) -> tuple[str, str]:
                   f"({low / full:.2f}x; bfloat16 needs {MIN_GAIN:.2f}x), {where}")
 
 
-def _measure(probe: Probe, rounds: int = 2) -> dict[str, float]:
+def _measure(probe: Probe, rounds: int = 3) -> dict[str, float]:
   """The best of `rounds` alternating measurements of each policy (a burst of
   other load lowers one round, not the best)."""
   rates: dict[str, float] = {}

@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from hep2tf import figures
-from hep2tf.data import intensity, preprocess, reader, schema
+from hep2tf.data import intensity, preprocess, schema
 
 SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
@@ -116,8 +116,7 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   columns = [(split, k) for split in summary.splits for k in range(cells_per_class)]
   cells = {}
   for split in summary.splits:
-    for label, pair in _first_cells(folder, summary.name, split, channels, has_mask,
-                                    pixels, len(summary.class_names),
+    for label, pair in _first_cells(folder, summary, split, channels, has_mask,
                                     cells_per_class):
       cells.setdefault((split, label), []).append(pair)
   rows, cols = len(summary.class_names), len(columns)
@@ -152,15 +151,16 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   return path
 
 
-def _first_cells(folder, name, split, channels, has_mask, pixels, num_classes,
-                 per_class):
+def _first_cells(folder, summary, split, channels, has_mask, per_class):
   """(label, (stored image, model input)) of the first records of each class."""
+  name, pixels = summary.name, summary.pixels
+  num_classes = len(summary.class_names)
   files = sorted(tf.io.gfile.glob(f"{folder}/{name}-{split}.tfrecord-*"))
   if not files:
     return []
   cells, counts = [], [0] * num_classes
   for serialized in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ):
-    label = int(reader._label_of(serialized))
+    label = int(schema.parse_label(serialized))
     if label >= num_classes or counts[label] >= per_class:
       continue
     example = schema.parse_example(serialized, channels, has_mask, pixels.dtype)

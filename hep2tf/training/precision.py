@@ -31,8 +31,8 @@ from hep2tf.config.train import TrainConfig
 from hep2tf.data.records import Records
 from hep2tf.training import build
 
-WARMUP_STEPS = 2
-TIMED_STEPS = 6
+WARMUP_STEPS = 3
+TIMED_STEPS = 8
 
 
 def bare_step(train_model: keras.Model):
@@ -77,7 +77,7 @@ class StepProbe:
   """policy -> training images/s of `config`'s step on this machine.
 
   Each policy's model is built and traced once, at its first call; later calls
-  only time it again (hardware measures the policies in turn, twice).
+  only time it again (hardware measures the policies in turn, three times).
   """
 
   def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int],
