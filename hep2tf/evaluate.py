@@ -51,11 +51,7 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
   try:
-    report = evaluate.evaluate_run(
-        FLAGS.model_dir, FLAGS.split, tta=FLAGS.tta, checkpoint=FLAGS.checkpoint,
-        records_dir=FLAGS.records_dir, batch_size=FLAGS.batch_size,
-        calibrate=FLAGS.calibrate, min_confidence=FLAGS.min_confidence,
-        explain_cells=FLAGS.explain_cells, adapt_to=FLAGS.adapt)
+    report = evaluate.evaluate_run(core.from_flags(EvaluateConfig, FLAGS))
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

@@ -64,10 +64,7 @@ def main(argv):
   if not files:
     raise app.UsageError("name the image files to classify")
   try:
-    frame = predict.predict_files(
-        FLAGS.model_dir, files, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
-        batch_size=FLAGS.batch_size, min_confidence=FLAGS.min_confidence,
-        explain_dir=FLAGS.explain_dir if FLAGS.explain else None)
+    frame = predict.predict_files(core.from_flags(PredictConfig, FLAGS), files)
   except (errors.InputError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(errors.EXIT_INPUT_ERROR)

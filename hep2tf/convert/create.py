@@ -6,12 +6,14 @@ the default dataset), makes the splits and the copies, and `writer.write_records
 writes the records folder. The converter's flags are the fields of
 `hep2tf.config.convert.ConvertConfig` (shared with `python -m hep2tf.beam_pipeline`).
 `report_outcome` prints what a conversion wrote and returns the exit code
-(hep2tf.errors: 0 done; 2 bad input, nothing published; 3 done, some inputs skipped).
+(hep2tf.errors: 0 done; 2 bad input, nothing published; 3 done, some inputs skipped);
+`convert_and_report` runs a conversion and does that (both command lines' main).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from absl import logging
 
@@ -36,6 +38,18 @@ def create_records(config: plan.ConvertConfig
   summary = writer.write_records(prepared, timing=timing)
   logging.info("Conversion CPU time by stage: %s", timing.describe())
   return summary, prepared.rejects
+
+
+def convert_and_report(
+    convert: Callable[[], tuple[metadata.WriteSummary, errors.Rejects]]) -> int:
+  """Runs `convert` (a conversion returning its summary and rejects) and prints its
+  outcome; returns the exit code. Bad input is one line on stderr, exit 2."""
+  try:
+    summary, rejects = convert()
+  except errors.InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_INPUT_ERROR
+  return report_outcome(summary, rejects)
 
 
 def report_outcome(summary: metadata.WriteSummary, rejects: errors.Rejects) -> int:

@@ -41,7 +41,7 @@ import tqdm
 from hep2tf import atomic, errors, storage
 from hep2tf.convert import loading, metadata, plan, samples, stages
 from hep2tf.data import intensity
-from hep2tf.data.records import INFO_FILE, REJECTS, shard_file_name
+from hep2tf.data.records import shard_file_name
 from hep2tf.errors import InputError
 
 # The per-image stages (`stages.Stages`; where they run depends on num_workers).
@@ -235,9 +235,9 @@ def _write_shards(staging, prepared, rows, results, timing: stages.Stages,
 def _write_through_local(prepared: plan.Prepared, pixels,
                          timing: stages.Stages | None) -> metadata.WriteSummary:
   """A records folder at a tf.io.gfile URL (gs://, hdfs://, ram://): built whole
-  in a local scratch folder (the parallel loaders and the rename-based publish
-  need a local disk), then copied file by file with the metadata last
-  (`storage.copy_tree`): not atomic, see docs/CLUSTER.md."""
+  in a local scratch folder (the parallel loaders need a local disk), then
+  published by `atomic.publish_dir` (copied file by file, `metadata.PUBLISH_LAST`
+  last): not atomic, see docs/CLUSTER.md."""
   url = prepared.output_dir.rstrip("/")
   plan.check_output(url, prepared.config.overwrite)
   scratch = storage.local_staging(prefix="hep2tf-records-")
@@ -246,10 +246,7 @@ def _write_through_local(prepared: plan.Prepared, pixels,
         os.path.join(scratch, url.rsplit("/", 1)[-1])))
     summary = write_records(dataclasses.replace(prepared, config=local), pixels,
                             timing)
-    if storage.exists(url):
-      storage.rmtree(url)
-    storage.copy_tree(os.fspath(summary.output_dir), url,
-                      last=(REJECTS, "dataset_info.json", INFO_FILE))
+    atomic.publish_dir(summary.output_dir, url, last=metadata.PUBLISH_LAST)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   return dataclasses.replace(summary, output_dir=url)

@@ -37,7 +37,7 @@ import math
 import keras
 import tensorflow as tf
 
-from hep2tf.data.specimen_layers import seed_pair
+from hep2tf.data.specimen_layers import RandomImageLayer
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
@@ -106,7 +106,7 @@ class LevelRandAugment(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomColorJitter(keras.layers.Layer):
+class RandomColorJitter(RandomImageLayer):
   """torchvision's ColorJitter(brightness, contrast, saturation), per image.
 
   Factors are drawn uniformly from [1 - x, 1 + x] for each image and applied in this
@@ -117,9 +117,11 @@ class RandomColorJitter(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("brightness", "contrast", "saturation")
+
   def __init__(self, brightness: float = 0.4, contrast: float = 0.4,
                saturation: float = 0.4, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     for name, value in (("brightness", brightness), ("contrast", contrast),
                         ("saturation", saturation)):
       if not 0 <= value < 1:
@@ -127,14 +129,9 @@ class RandomColorJitter(keras.layers.Layer):
     self.brightness = float(brightness)
     self.contrast = float(contrast)
     self.saturation = float(saturation)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 3)
+  def augment(self, images):
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), 3)
 
     def factor(seed, spread):
       return tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed,
@@ -148,17 +145,9 @@ class RandomColorJitter(keras.layers.Layer):
     out = s * out + (1.0 - s) * _grey(out)
     return tf.maximum(out, 0.0)
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "brightness": self.brightness,
-            "contrast": self.contrast, "saturation": self.saturation,
-            "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomResizedCrop(keras.layers.Layer):
+class RandomResizedCrop(RandomImageLayer):
   """torchvision's RandomResizedCrop at the input size, per image.
 
   The box covers a fraction of the image drawn uniformly from `scale`, with aspect
@@ -169,27 +158,24 @@ class RandomResizedCrop(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("scale", "ratio")
+
   def __init__(self, scale: tuple[float, float] = (0.08, 1.0),
                ratio: tuple[float, float] = (3 / 4, 4 / 3), seed: int | None = None,
                **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     if not 0 < scale[0] <= scale[1] <= 1:
       raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
     if not 0 < ratio[0] <= ratio[1]:
       raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}")
     self.scale = tuple(float(s) for s in scale)
     self.ratio = tuple(float(r) for r in ratio)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def augment(self, images):
     shape = tf.shape(images)
     n = shape[0]
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 4)
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), 4)
     area = tf.random.stateless_uniform([n], seed=seeds[0], minval=self.scale[0],
                                        maxval=self.scale[1]) * height * width
     aspect = tf.exp(tf.random.stateless_uniform(
@@ -202,10 +188,3 @@ class RandomResizedCrop(keras.layers.Layer):
     boxes = tf.stack([y0, x0, y0 + box_h, x0 + box_w], axis=1)
     out = tf.image.crop_and_resize(images, boxes, tf.range(n), shape[1:3])
     return tf.ensure_shape(tf.cast(out, images.dtype), images.shape)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "scale": self.scale, "ratio": self.ratio,
-            "seed": self.seed}

@@ -21,7 +21,10 @@ import numpy as np
 import png   # pypng: 16-bit RGB PNG, which Pillow reads and writes only as 8 bits
 from PIL import Image, ImageFile
 
+from hep2tf.data import dihedral
 from hep2tf.errors import InputError
+
+DEFAULT_MAX_MEGAPIXELS = 50.0   # larger declared sizes are refused before decoding
 
 # A truncated file must fail the full decode rather than come back half black.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -182,12 +185,6 @@ def _grey_to(grey: np.ndarray, channels: int) -> np.ndarray:
   return np.repeat(grey, 3, axis=-1) if channels == 3 else grey
 
 
-# EXIF orientation 2..8 -> the array step that shows the image as viewers do (the
-# transposes of Pillow's ImageOps.exif_transpose; 1 is upright).
-_ORIENTATIONS = {
-    2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud,
-    5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, 3),
-    7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1), 8: lambda a: np.rot90(a, 1)}
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -199,15 +196,14 @@ def orientation(image: Image.Image) -> int:
       value = image.getexif().get(_EXIF_ORIENTATION, 1)
   except Exception:  # a damaged EXIF block: the pixels are still the image
     return 1
-  return value if value in _ORIENTATIONS else 1
+  return value if value in dihedral.EXIF_ORIENTATION else 1
 
 
 def orient(pixels: np.ndarray, value: int) -> np.ndarray:
   """Applies EXIF orientation `value` to an (H, W[, C]) array, so it is stored the
   way viewers show it (a camera's JPEG with orientation 6 is turned upright)."""
-  if value not in _ORIENTATIONS:
-    return pixels
-  return np.ascontiguousarray(_ORIENTATIONS[value](pixels))
+  element = dihedral.EXIF_ORIENTATION.get(value, 0)
+  return dihedral.transform(pixels, element) if element else pixels
 
 
 def binarise(image: Image.Image) -> np.ndarray:

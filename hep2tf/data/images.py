@@ -32,10 +32,10 @@ import numpy as np
 import png   # pypng: 16-bit RGB PNG, which Pillow reads and writes only as 8 bits
 from PIL import Image
 
-from hep2tf.data import decoding, intensity
+from hep2tf.data import decoding, dihedral, intensity
 from hep2tf.errors import InputError
 
-DEFAULT_MAX_MEGAPIXELS = 50.0
+DEFAULT_MAX_MEGAPIXELS = decoding.DEFAULT_MAX_MEGAPIXELS
 RESIZE_MODES = ("pad", "stretch")
 
 
@@ -60,103 +60,120 @@ def file_sha256(path: str | os.PathLike) -> str:
   return hashlib.sha256(decoding.read_bytes(path)).hexdigest()
 
 
-def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-  """Dihedral transform k in 0..7 of an (H, W[, C]) array.
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+  """How every image of a conversion is read (`load_image`).
 
-  k % 4 quarter turns counter-clockwise (np.rot90), then a left-right flip if k >= 4;
-  k = 0 is the identity.
+  image_size: (height, width) to resize to, or None to keep the source size.
+  resize: "pad" keeps the aspect ratio and pads with black; "stretch" does not.
+  apply_mask: zero the image outside its mask.
+  max_megapixels: files declaring more pixels are rejected before decoding.
+  pixel_spec: the dataset's PixelSpec (None: 8-bit, values kept).
   """
-  if not 0 <= k <= 7:
-    raise ValueError(f"dihedral id must be in 0..7, got {k}")
-  out = np.rot90(array, k % 4)
-  if k >= 4:
-    out = np.fliplr(out)
-  return np.ascontiguousarray(out)
+  image_size: tuple[int, int] | None = None
+  resize: str = "pad"
+  apply_mask: bool = False
+  max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+  pixel_spec: intensity.PixelSpec | None = None
+
+  def __post_init__(self):
+    if self.resize not in RESIZE_MODES:
+      raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
 
 
-def load_image(path: str | os.PathLike, channels: int, *,
-               image_size: tuple[int, int] | None = None, resize: str = "pad",
-               mask_path: str | os.PathLike | None = None,
-               apply_mask: bool = False, dihedral_id: int = 0,
-               max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
-               pixel_spec: intensity.PixelSpec | None = None) -> LoadedImage:
+def load_image(path: str | os.PathLike, channels: int,
+               options: LoadOptions | None = None, *,
+               mask_path: str | os.PathLike | None = None, dihedral_id: int = 0,
+               **settings) -> LoadedImage:
   """Reads one source image (and its mask) into record-ready PNG bytes.
 
   Args:
     path: image file (PNG, BMP, JPEG, TIFF; 8- or 16-bit; grey, RGB, RGBA, palette...).
     channels: 1 or 3, the channels of the output.
-    image_size: (height, width) to resize to, or None to keep the source size.
-    resize: "pad" keeps the aspect ratio and pads with black; "stretch" does not.
+    options: the conversion's LoadOptions (default: source size, 8-bit, values kept).
     mask_path: a mask of the same size (any non-background value is foreground).
-    apply_mask: zero the image outside the mask.
-    dihedral_id: 0..7, see `dihedral`; applied after resizing, to image and mask.
-    max_megapixels: files declaring more pixels are rejected before decoding.
-    pixel_spec: the dataset's PixelSpec (default: 8-bit, values kept).
+    dihedral_id: 0..7, an element of `hep2tf.data.dihedral`; applied after
+      resizing, to image and mask.
+    **settings: fields of LoadOptions by name, over `options`' (as
+      `convert.plan.load_options` gives them); an unknown name is a TypeError.
 
   Returns:
     A LoadedImage. Raises InputError(file=path) for anything unreadable or too big.
   """
   if channels not in (1, 3):
     raise ValueError(f"channels must be 1 or 3, got {channels}")
-  if resize not in RESIZE_MODES:
-    raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-  if apply_mask and not mask_path:
+  options = dataclasses.replace(options or LoadOptions(), **settings)
+  if options.apply_mask and not mask_path:
     raise InputError("apply_mask needs a mask, and this image has none", file=path)
   data = decoding.read_bytes(path)
   sha256 = hashlib.sha256(data).hexdigest()
-  image = decoding.decode(data, path, max_megapixels)
-  spec = pixel_spec or intensity.PixelSpec()
+  image = decoding.decode(data, path, options.max_megapixels)
+  spec = options.pixel_spec or intensity.PixelSpec()
   kind = decoding.sample_kind(image, data, path)
   turn = decoding.orientation(image)
-
-  keep_source = (image_size is None and not apply_mask and dihedral_id == 0
-                 and kind == "uint8" and spec.intensity == "keep" and turn == 1
-                 and not spec.deep and decoding.is_record_png(data, channels))
-  if keep_source:
-    pixels = None
-  elif kind == "uint8":
-    pixels = intensity.to_storage(decoding.to_uint8(image, channels, path), kind,
-                                  spec, path)
-  else:
-    pixels = intensity.to_storage(decoding.deep_values(image, data, channels, path),
-                                  kind, spec, path)
-  if pixels is not None:
-    pixels = decoding.orient(pixels, turn)   # upright, as a viewer shows the file
+  keep_source = (options.image_size is None and not options.apply_mask
+                 and dihedral_id == 0 and kind == "uint8"
+                 and spec.intensity == "keep" and turn == 1 and not spec.deep
+                 and decoding.is_record_png(data, channels))
+  pixels = None
+  if not keep_source:   # upright, as a viewer shows the file
+    pixels = decoding.orient(_stored(image, data, kind, spec, channels, path), turn)
   shape = (image.height, image.width) if pixels is None else pixels.shape[:2]
-  mask = None
-  mask_source = None
-  if mask_path:
-    mask_data = decoding.read_bytes(mask_path)
-    mask_image = decoding.decode(mask_data, mask_path, max_megapixels)
-    mask_turn = decoding.orientation(mask_image)
-    mask = decoding.orient(decoding.binarise(mask_image), mask_turn)
-    if (decoding.is_record_png(mask_data, 1) and mask_turn == 1 and
-        np.array_equal(mask, np.asarray(mask_image))):
-      mask_source = mask_data   # already a 0/255 grey PNG: keep its bytes too
-    if mask.shape != shape:
-      raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                       f"{shape[1]}x{shape[0]}", file=mask_path)
-  if image_size is not None:
-    pixels = decoding.resize(pixels, image_size, resize, Image.BILINEAR)
-    if mask is not None:
-      # Nearest keeps the mask binary; resizing the same way keeps it aligned.
-      mask = decoding.resize(mask, image_size, resize, Image.NEAREST)
-  if apply_mask:
-    pixels = pixels * (mask > 0)[..., None].astype(pixels.dtype)
-  if dihedral_id:
-    pixels = dihedral(pixels, dihedral_id)
-    mask = None if mask is None else dihedral(mask, dihedral_id)
-  if mask is None:
-    mask_png = None
-  elif mask_source is not None and image_size is None and dihedral_id == 0:
-    mask_png = mask_source
-  else:
+  mask, mask_png = (None, None) if not mask_path else _read_mask(
+      mask_path, shape, options.max_megapixels)
+  if options.image_size is not None or options.apply_mask or dihedral_id:
+    pixels, mask = _fit(pixels, mask, options, dihedral_id)
+  if options.image_size is not None or dihedral_id:
+    mask_png = None   # resized or turned: encoded anew
+  if mask is not None and mask_png is None:
     mask_png = encode_png(mask)
   if keep_source:
     return LoadedImage(data, mask_png, shape[0], shape[1], sha256,
                        intensity.image_stats(np.asarray(image)))
   return LoadedImage(encode_png(pixels), mask_png, pixels.shape[0],
                      pixels.shape[1], sha256, intensity.image_stats(pixels))
+
+
+def _stored(image: Image.Image, data: bytes, kind: str, spec: intensity.PixelSpec,
+            channels: int, path) -> np.ndarray:
+  """The decoded image's values as the PixelSpec stores them."""
+  values = (decoding.to_uint8(image, channels, path) if kind == "uint8"
+            else decoding.deep_values(image, data, channels, path))
+  return intensity.to_storage(values, kind, spec, path)
+
+
+def _read_mask(mask_path, shape: tuple[int, int], max_megapixels: float
+               ) -> tuple[np.ndarray, bytes | None]:
+  """(the 0/255 mask, upright; its source bytes when they already are a 0/255 grey
+  PNG, else None); InputError when its size is not the image's."""
+  mask_data = decoding.read_bytes(mask_path)
+  mask_image = decoding.decode(mask_data, mask_path, max_megapixels)
+  mask_turn = decoding.orientation(mask_image)
+  mask = decoding.orient(decoding.binarise(mask_image), mask_turn)
+  if mask.shape != shape:
+    raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                     f"{shape[1]}x{shape[0]}", file=mask_path)
+  keep = (decoding.is_record_png(mask_data, 1) and mask_turn == 1 and
+          np.array_equal(mask, np.asarray(mask_image)))
+  return mask, mask_data if keep else None
+
+
+def _fit(pixels: np.ndarray, mask: np.ndarray | None, options: LoadOptions,
+         dihedral_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """Resized (image bilinear, mask nearest, the same way so they stay aligned),
+  masked, then turned by `dihedral_id`."""
+  if options.image_size is not None:
+    pixels = decoding.resize(pixels, options.image_size, options.resize,
+                             Image.BILINEAR)
+    if mask is not None:
+      # Nearest keeps the mask binary.
+      mask = decoding.resize(mask, options.image_size, options.resize, Image.NEAREST)
+  if options.apply_mask:
+    pixels = pixels * (mask > 0)[..., None].astype(pixels.dtype)
+  if dihedral_id:
+    pixels = dihedral.transform(pixels, dihedral_id)
+    mask = None if mask is None else dihedral.transform(mask, dihedral_id)
+  return pixels, mask
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -185,45 +202,3 @@ def decode_png(data: bytes) -> np.ndarray:
   else:
     array = np.asarray(Image.open(io.BytesIO(data)))
   return array[..., None] if array.ndim == 2 else array
-
-
-# ---------------------------------------------------------------------------
-# Deep (more than 8-bit) sources and the pre-scan's per-file steps.
-
-
-def probe_kind(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> str | None:
-  """"uint8", "uint16" or "float" from the file's header; None if unreadable."""
-  try:
-    data = decoding.read_bytes(path)
-    header = decoding.open_header(data, path, max_megapixels)
-    return decoding.sample_kind(header, data, path)
-  except InputError:
-    return None
-
-
-def float_range_of(path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
-  """(min, max) of a float image's values; None if unreadable."""
-  try:
-    data = decoding.read_bytes(path)
-    image = decoding.decode(data, path, max_megapixels)
-    values = decoding.deep_values(image, data, 1, path)
-  except InputError:
-    return None
-  return float(values.min()), float(values.max())
-
-
-def unit_histogram(path, channels: int, spec: intensity.PixelSpec,
-                   max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
-  """Counts of each value 0..65535 of an image in the dataset's unit; None if bad."""
-  try:
-    data = decoding.read_bytes(path)
-    image = decoding.decode(data, path, max_megapixels)
-    kind = decoding.sample_kind(image, data, path)
-    values = (decoding.to_uint8(image, channels, path) if kind == "uint8"
-              else decoding.deep_values(image, data, channels, path))
-    units = intensity.unit_values(values, kind, spec, path)
-  except InputError:
-    return None
-  return np.bincount(np.rint(units).astype(np.int64).reshape(-1), minlength=65536)
-
-

@@ -10,15 +10,11 @@ does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import tensorflow as tf
 
 from hep2tf.data import schema
+from hep2tf.data.dataset_info import DatasetInfo
 from hep2tf.errors import InputError
-
-if TYPE_CHECKING:
-  from hep2tf.data.records import DatasetInfo
 
 
 def damaged_records(info: DatasetInfo, shards: list[str]) -> list[InputError]:

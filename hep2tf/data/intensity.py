@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from hep2tf import console
+from hep2tf.data import decoding
 from hep2tf.errors import InputError
 
 INTENSITY_MODES = ("keep", "rescale", "rescale_per_image")
@@ -187,13 +188,14 @@ def check_mode(intensity: str, percentiles: Sequence[float]) -> tuple[float, flo
 
 
 # ---------------------------------------------------------------------------
-# The pre-scan.
+# The pre-scan and its per-file steps (they run in worker processes).
 
 
 def scan_pixels(paths: Sequence[str], train_paths: Sequence[str], channels: int, *,
                 intensity: str = "keep",
                 percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-                max_megapixels: float = 50.0, num_workers: int = 1) -> PixelSpec:
+                max_megapixels: float = decoding.DEFAULT_MAX_MEGAPIXELS,
+                num_workers: int = 1) -> PixelSpec:
   """Decides a dataset's PixelSpec before anything is written.
 
   Reads every source's header (bit depth; float or integer). Float sources are also
@@ -202,15 +204,14 @@ def scan_pixels(paths: Sequence[str], train_paths: Sequence[str], channels: int,
   recorded `rescale_range`. A file that cannot be read is left to the writer, which
   reports it with the file name.
   """
-  from hep2tf.data import images   # images imports this module
   low, high = check_mode(intensity, percentiles)
-  kinds = _map(images.probe_kind, [(p, max_megapixels) for p in paths], num_workers)
+  kinds = _map(probe_kind, [(p, max_megapixels) for p in paths], num_workers)
   found = {k for k in kinds if k is not None}
   deep = bool(found - {"uint8"})
   float_range = None
   if "float" in found:
     floats = [p for p, k in zip(paths, kinds) if k == "float"]
-    ranges = [r for r in _map(images.float_range_of,
+    ranges = [r for r in _map(float_range_of,
                               [(p, max_megapixels) for p in floats], num_workers)
               if r is not None]
     if ranges:
@@ -220,7 +221,7 @@ def scan_pixels(paths: Sequence[str], train_paths: Sequence[str], channels: int,
                    percentiles=(low, high), source_kinds=tuple(sorted(found)))
   if intensity != "rescale":
     return spec
-  hists = [h for h in _map(images.unit_histogram,
+  hists = [h for h in _map(unit_histogram,
                            [(p, channels, spec, max_megapixels) for p in train_paths],
                            num_workers) if h is not None]
   if not hists:
@@ -228,6 +229,41 @@ def scan_pixels(paths: Sequence[str], train_paths: Sequence[str], channels: int,
                      "percentiles from")
   total = np.sum(hists, axis=0)
   return dataclasses.replace(spec, rescale_range=_hist_percentiles(total, low, high))
+
+
+def probe_kind(path, max_megapixels: float) -> str | None:
+  """"uint8", "uint16" or "float" from the file's header; None if unreadable."""
+  try:
+    data = decoding.read_bytes(path)
+    header = decoding.open_header(data, path, max_megapixels)
+    return decoding.sample_kind(header, data, path)
+  except InputError:
+    return None
+
+
+def float_range_of(path, max_megapixels: float):
+  """(min, max) of a float image's values; None if unreadable."""
+  try:
+    data = decoding.read_bytes(path)
+    image = decoding.decode(data, path, max_megapixels)
+    values = decoding.deep_values(image, data, 1, path)
+  except InputError:
+    return None
+  return float(values.min()), float(values.max())
+
+
+def unit_histogram(path, channels: int, spec: PixelSpec, max_megapixels: float):
+  """Counts of each value 0..65535 of an image in the dataset's unit; None if bad."""
+  try:
+    data = decoding.read_bytes(path)
+    image = decoding.decode(data, path, max_megapixels)
+    kind = decoding.sample_kind(image, data, path)
+    values = (decoding.to_uint8(image, channels, path) if kind == "uint8"
+              else decoding.deep_values(image, data, channels, path))
+    units = unit_values(values, kind, spec, path)
+  except InputError:
+    return None
+  return np.bincount(np.rint(units).astype(np.int64).reshape(-1), minlength=65536)
 
 
 def _hist_percentiles(hist: np.ndarray, low: float, high: float

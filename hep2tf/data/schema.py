@@ -135,3 +135,9 @@ def parse_example(serialized: tf.Tensor, channels: int,
   if has_mask:
     parsed[MASK] = tf.io.decode_png(parsed[MASK], channels=1, dtype=tf.uint8)
   return parsed
+
+
+def parse_label(serialized: tf.Tensor) -> tf.Tensor:
+  """Just the LABEL (int64) of a serialised example: cheap, no image decoding."""
+  spec = {LABEL: feature_spec()[LABEL]}
+  return tf.io.parse_single_example(serialized, spec)[LABEL]

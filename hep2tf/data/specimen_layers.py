@@ -44,6 +44,48 @@ def seed_pair(generator: keras.random.SeedGenerator) -> tf.Tensor:
   return tf.cast(generator.next(), tf.int32)
 
 
+class RandomImageLayer(keras.layers.Layer):
+  """What hep2tf's random augmentation layers share (not registered: only its
+  subclasses are saved).
+
+  Input and output float (N, H, W, C), the same shape; the identity unless called
+  with training=True, and when `is_identity()` (a layer switched off by its
+  settings). `seed` is kept in the config and feeds the Keras SeedGenerator
+  `generator` (the attribute name saved models hold), drawn by `next_seed`. A
+  subclass writes `augment(images)` (a tensor in, the augmented tensor out) and names
+  its settings in `CONFIG`, the attributes `get_config` adds.
+  """
+
+  CONFIG: tuple[str, ...] = ()
+
+  def __init__(self, seed: int | None = None, **kwargs):
+    super().__init__(**kwargs)
+    self.seed = seed
+    self.generator = keras.random.SeedGenerator(seed)
+
+  def is_identity(self) -> bool:
+    return False
+
+  def augment(self, images: tf.Tensor) -> tf.Tensor:
+    raise NotImplementedError
+
+  def next_seed(self) -> tf.Tensor:
+    """A fresh int32 stateless seed (2,)."""
+    return seed_pair(self.generator)
+
+  def call(self, inputs, training=False):
+    if not training or self.is_identity():
+      return inputs
+    return self.augment(tf.convert_to_tensor(inputs))
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), **{name: getattr(self, name)
+                                       for name in self.CONFIG}, "seed": self.seed}
+
+
 def _uniform(seed, n, low, high) -> tf.Tensor:
   return tf.random.stateless_uniform([n], seed=seed, minval=low, maxval=high)
 
@@ -66,7 +108,7 @@ def _check_fraction(example: str, **values) -> None:
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomDefocus(keras.layers.Layer):
+class RandomDefocus(RandomImageLayer):
   """Gaussian blur with a random sigma per image, uniform in [0, max_sigma] pixels.
 
   Stands for the focus of a slide. Separable convolution with one kernel per image
@@ -76,26 +118,20 @@ class RandomDefocus(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("max_sigma",)
+
   def __init__(self, max_sigma: float = 1.5, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     _check_nonnegative(max_sigma=max_sigma)
     self.max_sigma = float(max_sigma)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or self.max_sigma == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def is_identity(self) -> bool:
+    return self.max_sigma == 0
+
+  def augment(self, images):
     n = tf.shape(images)[0]
-    sigma = _uniform(seed_pair(self.generator), n, 0.0, self.max_sigma)
+    sigma = _uniform(self.next_seed(), n, 0.0, self.max_sigma)
     return gaussian_blur(images, sigma, radius=math.ceil(3 * self.max_sigma))
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "max_sigma": self.max_sigma, "seed": self.seed}
 
 
 def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
@@ -125,7 +161,7 @@ def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor
 
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomGainGamma(keras.layers.Layer):
+class RandomGainGamma(RandomImageLayer):
   """Exposure and camera response: x -> g * L * (x / L) ** gamma, L the image's level.
 
   Per image, g is log-uniform in [1 / (1 + gain), 1 + gain] and gamma log-uniform in
@@ -138,21 +174,21 @@ class RandomGainGamma(keras.layers.Layer):
   Input and output: float (N, H, W, C), >= 0. Identity unless `training=True`.
   """
 
+  CONFIG = ("gain", "gamma")
+
   def __init__(self, gain: float = 0.5, gamma: float = 0.0, seed: int | None = None,
                **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     _check_nonnegative(gain=gain, gamma=gamma)
     self.gain = float(gain)
     self.gamma = float(gamma)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or (self.gain == 0 and self.gamma == 0):
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def is_identity(self) -> bool:
+    return self.gain == 0 and self.gamma == 0
+
+  def augment(self, images):
     n = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 2)
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), 2)
     log_g, log_gamma = math.log1p(self.gain), math.log1p(self.gamma)
     gain = tf.exp(_uniform(seeds[0], n, -log_g, log_g))[:, None, None, None]
     gamma = tf.exp(_uniform(seeds[1], n, -log_gamma, log_gamma))[:, None, None, None]
@@ -160,47 +196,34 @@ class RandomGainGamma(keras.layers.Layer):
     scaled = tf.maximum(images, 0.0) / level
     return gain * level * tf.pow(scaled, gamma)
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "gain": self.gain, "gamma": self.gamma,
-            "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomBackgroundOffset(keras.layers.Layer):
+class RandomBackgroundOffset(RandomImageLayer):
   """Adds an offset to each image (out-of-focus haze, unbound conjugate, camera
   black level): uniform in [0, max_offset] times the image's level.
 
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("max_offset",)
+
   def __init__(self, max_offset: float = 0.1, seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     _check_fraction("10 DN on a typical 8-bit cell is about 0.1",
                     max_offset=max_offset)
     self.max_offset = float(max_offset)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or self.max_offset == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
-    offset = _uniform(seed_pair(self.generator), tf.shape(images)[0], 0.0,
+  def is_identity(self) -> bool:
+    return self.max_offset == 0
+
+  def augment(self, images):
+    offset = _uniform(self.next_seed(), tf.shape(images)[0], 0.0,
                       self.max_offset)
     return images + offset[:, None, None, None] * image_level(images)
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "max_offset": self.max_offset, "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomSensorNoise(keras.layers.Layer):
+class RandomSensorNoise(RandomImageLayer):
   """Shot and read noise of a camera, drawn per image, relative to its level L.
 
   Shot noise is signal dependent: Gaussian with variance k * L * x, where k is
@@ -212,22 +235,22 @@ class RandomSensorNoise(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("shot", "read")
+
   def __init__(self, shot: float = 0.01, read: float = 0.025,
                seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     _check_fraction("1 DN per photon and 2.5 DN of read noise on a typical 8-bit "
                     "cell are about shot=0.01 and read=0.025", shot=shot, read=read)
     self.shot = float(shot)
     self.read = float(read)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or (self.shot == 0 and self.read == 0):
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def is_identity(self) -> bool:
+    return self.shot == 0 and self.read == 0
+
+  def augment(self, images):
     shape = tf.shape(images)
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 3)
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), 3)
     level = image_level(images)
     k = _uniform(seeds[0], shape[0], 0.0, self.shot)[:, None, None, None]
     read = _uniform(seeds[1], shape[0], 0.0, self.read)[:, None, None, None]
@@ -239,16 +262,9 @@ class RandomSensorNoise(keras.layers.Layer):
                                                            dtype=images.dtype)
     return tf.maximum(images + noise, 0.0)
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "shot": self.shot, "read": self.read,
-            "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="hep2tf")
-class RandomGrain(keras.layers.Layer):
+class RandomGrain(RandomImageLayer):
   """Spatially correlated noise (grain): white Gaussian noise blurred by a Gaussian of
   sigma uniform in [0.5, max_sigma] pixels, rescaled to a standard deviation uniform
   in [0, amount] times the image's level, added, clipped below at 0. Stands for
@@ -258,34 +274,27 @@ class RandomGrain(keras.layers.Layer):
   Input and output: float (N, H, W, C). Identity unless `training=True`.
   """
 
+  CONFIG = ("amount", "max_sigma")
+
   def __init__(self, amount: float = 0.03, max_sigma: float = 1.5,
                seed: int | None = None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     _check_fraction("amount is the grain's standard deviation over the level",
                     amount=amount)
     if max_sigma < 0.5:
       raise ValueError(f"max_sigma must be >= 0.5, got {max_sigma}")
     self.amount = float(amount)
     self.max_sigma = float(max_sigma)
-    self.seed = seed
-    self.generator = keras.random.SeedGenerator(seed)
 
-  def call(self, inputs, training=False):
-    if not training or self.amount == 0:
-      return inputs
-    images = tf.convert_to_tensor(inputs)
+  def is_identity(self) -> bool:
+    return self.amount == 0
+
+  def augment(self, images):
     shape = tf.shape(images)
-    seeds = tf.random.experimental.stateless_split(seed_pair(self.generator), 3)
+    seeds = tf.random.experimental.stateless_split(self.next_seed(), 3)
     sigma = _uniform(seeds[0], shape[0], 0.5, self.max_sigma)
     white = tf.random.stateless_normal(shape, seed=seeds[1], dtype=images.dtype)
     grain = gaussian_blur(white, sigma, radius=math.ceil(3 * self.max_sigma))
     grain = grain / (tf.math.reduce_std(grain, axis=(1, 2, 3), keepdims=True) + 1e-6)
     amount = _uniform(seeds[2], shape[0], 0.0, self.amount)[:, None, None, None]
     return tf.maximum(images + amount * image_level(images) * grain, 0.0)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "amount": self.amount,
-            "max_sigma": self.max_sigma, "seed": self.seed}

@@ -109,34 +109,54 @@ def assign_splits(examples: pd.DataFrame, *,
     if unknown:
       raise InputError(f"unknown split name(s) {unknown}; expected {list(SPLITS)}")
     examples = _drop_cross_split_duplicates(examples, on_error, rejects)
-    notes = []
-    if validation_fraction > 0 and not (examples["split"] == VALIDATION).any():
-      is_train = examples["split"] == TRAIN
-      part = validation_fraction / (1 - test_fraction)
-      train = examples[is_train]
-      notes = _small_group_notes(train, [TRAIN, VALIDATION], by_group, small_groups)
-      chosen = _grouped_assignment(train, {TRAIN: 1 - part, VALIDATION: part},
-                                   seed, by_group and not notes)
-      examples.loc[is_train, "split"] = chosen
-    examples.attrs["split_notes"] = notes
-    return examples
+    split, notes = _carve_validation(examples, validation_fraction, test_fraction,
+                                     seed, by_group, small_groups)
+  else:
+    split, notes = _made_splits(examples, validation_fraction, test_fraction, seed,
+                                by_group, small_groups)
+  examples["split"] = split
+  examples.attrs["split_notes"] = notes
+  return examples
+
+
+def _carve_validation(examples: pd.DataFrame, validation_fraction: float,
+                      test_fraction: float, seed: int, by_group: bool,
+                      small_groups: str) -> tuple[pd.Series, list[str]]:
+  """The layout's splits, with validation carved from its train split when the layout
+  has none (and one is asked for): (the split column, the notes)."""
+  split = examples["split"].copy()
+  if validation_fraction == 0 or (split == VALIDATION).any():
+    return split, []
+  is_train = split == TRAIN
+  part = validation_fraction / (1 - test_fraction)
+  train = examples[is_train]
+  notes = _small_group_notes(train, [TRAIN, VALIDATION], by_group, small_groups)
+  split[is_train] = _grouped_assignment(train, {TRAIN: 1 - part, VALIDATION: part},
+                                        seed, by_group and not notes)
+  return split, notes
+
+
+def _made_splits(examples: pd.DataFrame, validation_fraction: float,
+                 test_fraction: float, seed: int, by_group: bool,
+                 small_groups: str) -> tuple[pd.Series, list[str]]:
+  """Splits made from scratch by the fractions: (the split column, the notes)."""
   fractions = {TRAIN: 1 - validation_fraction - test_fraction,
                VALIDATION: validation_fraction, TEST: test_fraction}
   fractions = {name: f for name, f in fractions.items() if f > 0}
   notes = _small_group_notes(examples, list(fractions), by_group, small_groups)
-  if notes and VALIDATION in fractions:
-    # Whole groups to train and test; validation from the training cells.
-    outer = {name: f for name, f in fractions.items() if name != VALIDATION}
-    outer[TRAIN] += validation_fraction
-    examples["split"] = _grouped_assignment(examples, outer, seed, by_group)
-    is_train = examples["split"] == TRAIN
-    part = validation_fraction / outer[TRAIN]
-    examples.loc[is_train, "split"] = _grouped_assignment(
-        examples[is_train], {TRAIN: 1 - part, VALIDATION: part}, seed, False)
-  else:
-    examples["split"] = _grouped_assignment(examples, fractions, seed, by_group)
-  examples.attrs["split_notes"] = notes
-  return examples
+  if not (notes and VALIDATION in fractions):
+    return pd.Series(_grouped_assignment(examples, fractions, seed, by_group),
+                     index=examples.index), notes
+  # Whole groups to train and test; validation from the training cells.
+  outer = {name: f for name, f in fractions.items() if name != VALIDATION}
+  outer[TRAIN] += validation_fraction
+  split = pd.Series(_grouped_assignment(examples, outer, seed, by_group),
+                    index=examples.index)
+  is_train = split == TRAIN
+  part = validation_fraction / outer[TRAIN]
+  split[is_train] = _grouped_assignment(
+      examples[is_train], {TRAIN: 1 - part, VALIDATION: part}, seed, False)
+  return split, notes
 
 
 def _small_group_notes(examples: pd.DataFrame, names: list[str], by_group: bool,
@@ -206,8 +226,9 @@ def add_dihedral_copies(examples: pd.DataFrame, copies: int,
                         seed: int = 0) -> pd.DataFrame:
   """Adds `copies` (0..7) rows per train row, each with a distinct dihedral id 1..7.
 
-  The ids are chosen per row by `seed`; see `images.dihedral` for their meaning. All
-  rows get an int `dihedral` column (0 for the originals). Returns a new table.
+  The ids are chosen per row by `seed`; `hep2tf.data.dihedral` says what each id
+  does. All rows get an int `dihedral` column (0 for the originals). Returns a new
+  table.
   """
   if not 0 <= copies <= 7:
     raise ValueError(f"augment copies must be in 0..7, got {copies}")

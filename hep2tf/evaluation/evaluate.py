@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hep2tf import rundir, storage
-from hep2tf.config.evaluate import ADAPT_MODES
+from hep2tf.config.evaluate import ADAPT_MODES, EvaluateConfig
 from hep2tf.config.run import RunConfig, read_run_config
 from hep2tf.data import folds, reader, schema
 from hep2tf.data.records import Records
@@ -36,50 +36,62 @@ def validation_dataset(run: RunConfig, records: Records, batch_size: int,
       apply_mask=run.apply_mask, with_meta=with_meta).dataset
 
 
-def fit_on_validation(model_dir: str, run: RunConfig, records: Records, model,
-                      checkpoint: str, *, calibrate: bool,
-                      min_confidence: float | None, batch_size: int) -> None:
+def fit_on_validation(config: EvaluateConfig, run: RunConfig, records: Records,
+                      model) -> None:
   """--calibrate and --min_confidence: fit on the validation split, store in the run.
 
   The validation data are the run's own: `records` (the folder being evaluated) when
   it is the run's records folder, else that folder, opened here."""
   if storage.abspath(records.path) != storage.abspath(run.records_dir):
     records = Records.open(run.records_dir)
-  split, dataset = validation_dataset(run, records, batch_size)
+  split, dataset = validation_dataset(run, records, config.batch_size)
   y_val, logits, _, _ = predict.predict_logits(model, dataset)
-  if calibrate:
-    t = calibration.fit_temperature(logits[0], y_val)
-    raw, scaled = calibration.softmax(logits[0]), calibration.softmax(logits[0], t)
-    calibration.update_run_calibration(
-        model_dir, temperature=t, checkpoint=checkpoint, split=split,
-        num_examples=int(len(y_val)),
-        nll=[calibration.negative_log_likelihood(logits[0], y_val),
-             calibration.negative_log_likelihood(logits[0], y_val, t)],
-        ece=[calibration.expected_calibration_error(raw, y_val),
-             calibration.expected_calibration_error(scaled, y_val)])
-    if checkpoint == "best":
-      # The export serves the best model; it now answers with calibrated probabilities.
-      height, width, channels = run.input_shape
-      export.export_serving(model, rundir.RunDir(model_dir).export_dir,
-                            class_names=run.class_names, channels=channels,
-                            image_size=(height, width), temperature=t,
-                            pixels=run.pixels)
-  if min_confidence is not None:
-    t = calibration.run_temperature(model_dir, checkpoint)
+  if config.calibrate:
+    _store_temperature(config, run, model, split, y_val, logits[0])
+  if config.min_confidence is not None:
+    t = calibration.run_temperature(config.model_dir, config.checkpoint)
     at = calibration.coverage_at(calibration.softmax(logits[0], t), y_val,
-                                 min_confidence)
-    calibration.update_run_calibration(model_dir, min_confidence=min_confidence,
+                                 config.min_confidence)
+    calibration.update_run_calibration(config.model_dir,
+                                       min_confidence=config.min_confidence,
                                        min_confidence_split=split,
                                        min_confidence_coverage=at["coverage"],
                                        min_confidence_accuracy=at["accuracy"])
 
 
-def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
-                 checkpoint: str = "best", records_dir: str | None = None,
-                 batch_size: int = 128, write: bool = True, calibrate: bool = False,
-                 min_confidence: float | None = None,
-                 explain_cells: int = 0, adapt_to: str = "none") -> dict:
+def _store_temperature(config: EvaluateConfig, run: RunConfig, model, split: str,
+                       y_val, logits) -> None:
+  """The temperature fitted on validation, into RUN/calibration.json (and into the
+  export, when it serves this checkpoint)."""
+  t = calibration.fit_temperature(logits, y_val)
+  raw, scaled = calibration.softmax(logits), calibration.softmax(logits, t)
+  calibration.update_run_calibration(
+      config.model_dir, temperature=t, checkpoint=config.checkpoint, split=split,
+      num_examples=int(len(y_val)),
+      nll=[calibration.negative_log_likelihood(logits, y_val),
+           calibration.negative_log_likelihood(logits, y_val, t)],
+      ece=[calibration.expected_calibration_error(raw, y_val),
+           calibration.expected_calibration_error(scaled, y_val)])
+  if config.checkpoint == "best":
+    # The export serves the best model; it now answers with calibrated probabilities.
+    height, width, channels = run.input_shape
+    export.export_serving(model, rundir.RunDir(config.model_dir).export_dir,
+                          class_names=run.class_names, channels=channels,
+                          image_size=(height, width), temperature=t,
+                          pixels=run.pixels)
+
+
+def evaluate_run(config: EvaluateConfig | str, split: str | None = None, *,
+                 write: bool = True, **fields) -> dict:
   """Evaluates a run's model on a split and (with write) stores the results.
+
+  Args:
+    config: the evaluate section (`EvaluateConfig`, as `python -m hep2tf.evaluate`
+      reads it: the run directory, split, tta, checkpoint, records_dir, batch_size,
+      calibrate, min_confidence, explain_cells, adapt); or the run directory, with
+      `split` and the section's other fields by name (`evaluate_run(run, "test",
+      tta=True)`; `adapt_to` is `adapt`'s earlier name).
+    write: store the results in RUN/eval/<split>/.
 
   With `calibrate` / `min_confidence` it first fits on the run's validation split and
   stores the result in the run (see the module docstring). Class scores are computed
@@ -91,53 +103,75 @@ def evaluate_run(model_dir: str, split: str = "test", *, tta: bool = False,
   `by_intensity`, `by_specimen`, `abstention` (when a threshold is set) and
   `explanations` (when `explain_cells` > 0).
 
-  `adapt_to="specimen"` / `"split"`: cells are predicted with BatchNorm statistics
+  `adapt="specimen"` / `"split"`: cells are predicted with BatchNorm statistics
   re-estimated from their specimen's cells, or from the whole split's (`adapt`;
   unsupervised).
   """
-  if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-    raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-  if adapt_to not in ADAPT_MODES:
-    raise ValueError(f"adapt must be one of {ADAPT_MODES}, got {adapt_to!r}")
-  run = read_run_config(rundir.RunDir(model_dir))
-  records_dir = records_dir or run.records_dir
+  config = _evaluate_config(config, split, fields)
+  run = read_run_config(rundir.RunDir(config.model_dir))
+  records_dir = config.records_dir or run.records_dir
   records = Records.open(records_dir)
   info = records.info
   if list(info.class_names) != list(run.class_names):
     raise ValueError(f"{records_dir} has classes {info.class_names}, the run was "
                      f"trained on {list(run.class_names)}")
-  model = predict.load_run_model(model_dir, checkpoint)
-  if calibrate or min_confidence is not None:
-    fit_on_validation(model_dir, run, records, model, checkpoint, calibrate=calibrate,
-                      min_confidence=min_confidence, batch_size=batch_size)
-  image_size = run.image_size
+  model = predict.load_run_model(config.model_dir, config.checkpoint)
+  if config.calibrate or config.min_confidence is not None:
+    fit_on_validation(config, run, records, model)
 
   def dataset():
     return reader.create_split(
-        records, split, batch_size=batch_size, training=False,
-        image_size=image_size, apply_mask=run.apply_mask, with_meta=True).dataset
+        records, config.split, batch_size=config.batch_size, training=False,
+        image_size=run.image_size, apply_mask=run.apply_mask, with_meta=True).dataset
 
-  if adapt_to != "none":
-    check_adaptable(model)
-    y_true, logits, meta, shown = adapt.predict_logits_by_group(
-        model, dataset(), tta=tta, keep_images=GRID_IMAGES, unit=adapt_to)
-  else:
-    y_true, logits, meta, shown = predict.predict_logits(model, dataset(), tta=tta,
-                                                         keep_images=GRID_IMAGES)
-  report, probs = score_split(model_dir, run, y_true, logits, meta, context={
-      "split": split, "tta": tta, "checkpoint": checkpoint, "adapt": adapt_to,
-      "records_dir": storage.abspath(records_dir), "split_notes": info.split_notes,
+  y_true, logits, meta, shown = _predict(config, model, dataset())
+  report, probs = score_split(config.model_dir, run, y_true, logits, meta, context={
+      "split": config.split, "tta": config.tta, "checkpoint": config.checkpoint,
+      "adapt": config.adapt, "records_dir": storage.abspath(records_dir),
+      "split_notes": info.split_notes,
       # Whether the converter could keep every specimen/patient/slide in one split.
       "group_disjoint": info.group_disjoint})
+  scored = results.Scored(y_true, probs, meta)
   explained = None
-  if explain_cells > 0:
-    explained = explain_split(model, dataset(), records, split, image_size,
-                              y_true, probs, meta, explain_cells)
+  if config.explain_cells > 0:
+    explained = explain_split(model, dataset(), records, config, run.image_size,
+                              scored)
     report["explanations"] = explained["summary"]
   if write:
-    results.write_results(model_dir, split, report, y_true, probs, meta, shown,
+    results.write_results(config.model_dir, config.split, report, scored, shown,
                           explained)
   return report
+
+
+def _predict(config: EvaluateConfig, model, dataset) -> tuple:
+  """(labels, logits, meta, the grid's images) of the split, with BatchNorm
+  statistics re-estimated per specimen or split when `config.adapt` asks."""
+  if config.adapt == "none":
+    return predict.predict_logits(model, dataset, tta=config.tta,
+                                  keep_images=GRID_IMAGES)
+  check_adaptable(model)
+  return adapt.predict_logits_by_group(model, dataset, tta=config.tta,
+                                       keep_images=GRID_IMAGES, unit=config.adapt)
+
+
+def _evaluate_config(config: EvaluateConfig | str, split: str | None,
+                     fields: dict) -> EvaluateConfig:
+  """The EvaluateConfig of `evaluate_run`'s arguments, its values checked."""
+  if not isinstance(config, EvaluateConfig):
+    if "adapt_to" in fields:
+      fields = {**fields, "adapt": fields.pop("adapt_to")}
+    # Called by name, evaluate_run explains no cells unless asked (as it always has).
+    fields = {"explain_cells": 0, **fields}
+    config = EvaluateConfig(model_dir=config, **({"split": split} if split else {}),
+                            **fields)
+  elif split is not None or fields:
+    raise TypeError("evaluate_run takes an EvaluateConfig alone, or a run directory "
+                    "and fields by name")
+  if config.min_confidence is not None and not 0.0 <= config.min_confidence <= 1.0:
+    raise ValueError(f"min_confidence must be in [0, 1], got {config.min_confidence}")
+  if config.adapt not in ADAPT_MODES:
+    raise ValueError(f"adapt must be one of {ADAPT_MODES}, got {config.adapt!r}")
+  return config
 
 
 def check_adaptable(model) -> None:
@@ -188,13 +222,15 @@ def score_split(model_dir: str, run: RunConfig, y_true, logits, meta,
   return report, probs
 
 
-def explain_split(model, dataset, records: Records, split, image_size, y_true,
-                  probs, meta, count: int) -> dict:
-  """Attribution maps of a selection of right and wrong cells, and their checks."""
-  index = explain.select_cells(y_true, probs, count)
+def explain_split(model, dataset, records: Records, config: EvaluateConfig,
+                  image_size, scored: results.Scored) -> dict:
+  """Attribution maps of a selection (`config.explain_cells`) of right and wrong
+  cells of `config.split`, and their checks."""
+  y_true, probs, meta = scored
+  index = explain.select_cells(y_true, probs, config.explain_cells)
   names = [str(n) for n in meta[schema.FILE_NAME][index]]
   images = explain.gather_images(dataset, names)
-  masks = explain.read_masks(records, split, names, image_size)
+  masks = explain.read_masks(records, config.split, names, image_size)
   y_pred = probs.argmax(axis=1)
   maps, summary = explain.attribution_checks(model, images, y_pred[index], masks)
   return {"summary": summary, "images": images, "maps": maps, "masks": masks,

@@ -18,8 +18,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 from hep2tf import figures, models, rundir, storage
+from hep2tf.config.evaluate import PredictConfig
 from hep2tf.config.run import read_run_config
-from hep2tf.data import augment, images, intensity, preprocess
+from hep2tf.data import augment, dihedral, images, intensity, preprocess
 from hep2tf.evaluation import calibration, explain, plots
 from hep2tf.errors import InputError
 
@@ -37,7 +38,8 @@ def load_run_model(model_dir: str, checkpoint: str = "best"):
 
 def tta_transforms(height: int, width: int) -> list[int]:
   """Dihedral ids that keep the image shape: all 8 when square, else 4."""
-  return list(range(8)) if height == width else [0, 2, 4, 6]
+  return (list(range(dihedral.NUM_ELEMENTS)) if height == width
+          else list(dihedral.SHAPE_KEEPING))
 
 
 def iterate_logits(model, batches, tta: bool = False) -> Iterator[tuple]:
@@ -140,22 +142,33 @@ def array_for_model(values: np.ndarray, input_shape,
   return preprocess.model_input(stored, pixels, (height, width)).numpy()
 
 
-def predict_files(model_dir: str, files, *, checkpoint: str = "best",
-                  tta: bool = False, batch_size: int = 64,
-                  min_confidence: float | None = None,
-                  explain_dir: str | None = None) -> pd.DataFrame:
-  """Returns a DataFrame with columns file, status, class, confidence, uncertain
-  (only with a threshold: the argument, else the run's stored one), explanation
-  (only with `explain_dir`), then p_<class> for each class.
+def predict_files(config: PredictConfig | str, files, **fields) -> pd.DataFrame:
+  """A run's model on image files.
+
+  Args:
+    config: the predict section (`PredictConfig`, as `python -m hep2tf.predict`
+      reads it: model_dir, checkpoint, tta, batch_size, min_confidence, explain,
+      explain_dir); or the run directory, with those fields by name
+      (`predict_files(run, files, batch_size=2)`; `explain_dir=DIR` alone also
+      switches `explain` on).
+    files: the image files (local paths or URLs).
+
+  Returns a DataFrame with columns file, status, class, confidence, uncertain
+  (only with a threshold: min_confidence, else the run's stored one), explanation
+  (only with explain), then p_<class> for each class.
 
   Every file that can be read is predicted; one that cannot (missing, truncated,
   not an image) gets its reason in `status` ("ok" otherwise) and empty class,
   confidence and probabilities, so one bad file never costs the batch.
   """
+  config = _predict_config(config, fields)
+  model_dir, batch_size = config.model_dir, config.batch_size
+  explain_dir = config.explain_dir if config.explain else None
   run = read_run_config(rundir.RunDir(model_dir))
   class_names = list(run.class_names)
-  model = load_run_model(model_dir, checkpoint)
-  temperature = calibration.run_temperature(model_dir, checkpoint)
+  model = load_run_model(model_dir, config.checkpoint)
+  temperature = calibration.run_temperature(model_dir, config.checkpoint)
+  min_confidence = config.min_confidence
   if min_confidence is None:
     min_confidence = calibration.read_run_calibration(model_dir).get("min_confidence")
   if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
@@ -167,7 +180,8 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
                           rows)
   probs = np.full((len(files), len(class_names)), np.nan)
   overlays = [""] * len(files)
-  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches, tta)):
+  for k, (batch, logits, _, _) in enumerate(iterate_logits(model, batches,
+                                                           config.tta)):
     p = view_probabilities(logits, temperature)
     probs[rows[k]] = p
     if explain_dir:
@@ -188,6 +202,19 @@ def predict_files(model_dir: str, files, *, checkpoint: str = "best",
   for k, name in enumerate(class_names):
     frame[f"p_{name}"] = probs[:, k]
   return frame
+
+
+def _predict_config(config: PredictConfig | str, fields: dict) -> PredictConfig:
+  """The PredictConfig of `predict_files`' arguments."""
+  if isinstance(config, PredictConfig):
+    if fields:
+      raise TypeError("predict_files takes a PredictConfig alone, or a run "
+                      "directory and fields by name")
+    return config
+  explain = fields.get("explain", fields.get("explain_dir") is not None)
+  if fields.get("explain_dir") is None:
+    fields.pop("explain_dir", None)
+  return PredictConfig(model_dir=config, **{**fields, "explain": explain})
 
 
 def _good_batches(files, input_shape, pixels, batch_size: int, status: list,

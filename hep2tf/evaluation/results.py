@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,17 @@ from hep2tf.data import schema
 from hep2tf.evaluation import formatting, plots
 
 
-def write_results(model_dir, split, report, y_true, probs, meta, shown=None,
+class Scored(NamedTuple):
+  """A split's labels, probabilities in effect and meta (`predict.predict_logits`)."""
+  y_true: np.ndarray
+  probs: np.ndarray
+  meta: dict
+
+
+def write_results(model_dir, split, report, scored: Scored, shown=None,
                   explained=None) -> str:
   """Writes RUN/eval/<split>/ (see the module docstring) and its TensorBoard events."""
+  y_true, probs, meta = scored
   run = rundir.RunDir(model_dir)
   out = run.eval_dir(split)
   storage.makedirs(out)

@@ -19,30 +19,21 @@ The `weights` hparam, common to all models:
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 
-Builder = Callable[..., keras.Model]
-
-_REGISTRY: dict[str, Builder] = {}
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-  """Decorator: registers `build(input_shape, num_classes, **hparams)` as `name`."""
-
-  def decorate(builder: Builder) -> Builder:
-    if name in _REGISTRY:
-      raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = builder
-    return builder
-
-  return decorate
+# The model modules register themselves on import (models.registry.register).
+from hep2tf.models import alexnet, backbones, cnn, coatnet, resnet  # noqa: F401
+from hep2tf.models.backbones import (  # noqa: F401
+    load_pretrained, resolve_weights, set_backbone_trainable)
+from hep2tf.models.layers import (  # noqa: F401
+    ContrastStretch, PerImageStandardization, Rescale)
+from hep2tf.models.registry import (  # noqa: F401
+    REGISTRY, Builder, is_weights_path, register)
 
 
 def list_models() -> list[str]:
   """The registered model names, sorted."""
-  return sorted(_REGISTRY)
+  return sorted(REGISTRY)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
@@ -59,7 +50,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     A functional `keras.Model` from float32 images in [0, 255] to float32
     probabilities. Raises ValueError for an unknown name.
   """
-  if name not in _REGISTRY:
+  if name not in REGISTRY:
     raise ValueError(f"unknown model {name!r}; known models: "
                      f"{', '.join(list_models())}")
   input_shape = tuple(input_shape)
@@ -67,7 +58,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     raise ValueError(f"input_shape must be (height, width, 1 or 3), got {input_shape}")
   if num_classes < 2:
     raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-  model = _REGISTRY[name](input_shape, num_classes, **hparams)
+  model = REGISTRY[name](input_shape, num_classes, **hparams)
   weights = hparams.get("weights")
   if is_weights_path(weights):
     load_pretrained(model, weights)
@@ -78,16 +69,3 @@ def load_model(path: str) -> keras.Model:
   """Loads a hep2tf .keras model in Keras safe mode (no code from the file runs); the
   custom layers it may hold are registered by importing this package."""
   return keras.saving.load_model(path, safe_mode=True, compile=False)
-
-
-def is_weights_path(weights: object) -> bool:
-  """Whether a `weights` hparam names a file or run directory (not none/imagenet)."""
-  return weights is not None and str(weights).lower() not in ("none", "", "imagenet")
-
-
-# The model modules register themselves on import; they import `register` from here.
-from hep2tf.models import alexnet, backbones, cnn, coatnet, resnet  # noqa: E402,F401
-from hep2tf.models.backbones import (  # noqa: E402,F401
-    load_pretrained, resolve_weights, set_backbone_trainable)
-from hep2tf.models.layers import (  # noqa: E402,F401
-    ContrastStretch, PerImageStandardization, Rescale)

@@ -38,7 +38,7 @@ import numpy as np
 
 from hep2tf import rundir, storage
 from hep2tf.errors import InputError
-from hep2tf.models import is_weights_path, register
+from hep2tf.models.registry import is_weights_path, read_hparams, register
 from hep2tf.models import layers as hep2tf_layers
 from hep2tf.models import weights_file
 
@@ -86,75 +86,84 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
-def build(input_shape: tuple[int, int, int], num_classes: int, *,
-          backbone: str,
-          weights: str | None = None,
-          image_size: int | tuple[int, int] | None = None,
-          dropout: float = 0.2,
-          weight_decay: float = 5e-4,
-          backbone_trainable: bool = True,
-          freeze_batch_norm: bool | None = None,
-          contrast_stretch: bool = True,
-          upper_percentile: float = 99.5) -> keras.Model:
-  """Builds a Keras Applications backbone with a new head.
+@dataclasses.dataclass(frozen=True)
+class BackboneOptions:
+  """A backbone model's hparams: `backbone`, a key of BACKBONES; `weights`,
+  None/"none", "imagenet" (from the Keras cache or the network; `imagenet_guard`) or
+  a path, which `build_model` loads after building; `image_size`, the side (or
+  (height, width)) images are resized to before the backbone; `dropout` before the
+  head; `weight_decay`, L2 on the head's kernel (the backbone's kernels carry none:
+  decay them with AdamW if wanted); `backbone_trainable` False freezes the backbone
+  (the head-only phase of fine-tuning, `set_backbone_trainable`);
+  `freeze_batch_norm` keeps its BatchNorm in inference mode, statistics fixed (None:
+  when `weights` is not none); `contrast_stretch` stretches each image to [0, 255]
+  first, `upper_percentile` mapped to 255."""
+  backbone: str
+  weights: str | None = None
+  image_size: int | tuple[int, int] | None = None
+  dropout: float = 0.2
+  weight_decay: float = 5e-4
+  backbone_trainable: bool = True
+  freeze_batch_norm: bool | None = None
+  contrast_stretch: bool = True
+  upper_percentile: float = 99.5
 
-  Inputs smaller than the backbone's minimum side (`BACKBONES[...].min_size`, e.g. 75
-  for inception_v3) are resized up inside the model; `image_size` resizes to any size.
+  def __post_init__(self):
+    if self.backbone not in BACKBONES:
+      raise ValueError(f"unknown backbone {self.backbone!r}; known: "
+                       f"{', '.join(BACKBONES)}")
 
-  Args:
-    input_shape: (height, width, 1 or 3) of images in [0, 255].
-    num_classes: size of the softmax output.
-    backbone: a key of BACKBONES.
-    weights: None/"none", "imagenet" (from the Keras cache or the network; see
-      `imagenet_guard`) or a path, which `build_model` loads after building.
-    image_size: side (or (height, width)) the image is resized to before the backbone.
-    dropout: rate before the head.
-    weight_decay: L2 coefficient on the head's kernel. The backbone's kernels carry
-      none; decay them with the optimiser (AdamW) if wanted.
-    backbone_trainable: False freezes the whole backbone (the head-only phase of
-      freeze-then-unfreeze fine-tuning; see `set_backbone_trainable`).
-    freeze_batch_norm: keep the backbone's BatchNorm in inference mode with its
-      statistics fixed; None means "when `weights` is not none".
-    contrast_stretch: stretch each image's contrast to [0, 255] first.
-    upper_percentile: the percentile mapped to 255 by the stretch.
+  @property
+  def imagenet(self) -> bool:
+    return isinstance(self.weights, str) and self.weights.lower() == "imagenet"
 
-  Returns:
-    keras.Model named after the backbone, holding a nested model named "backbone".
-  """
-  if backbone not in BACKBONES:
-    raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
-  spec = BACKBONES[backbone]
-  imagenet = isinstance(weights, str) and weights.lower() == "imagenet"
-  pretrained = imagenet or is_weights_path(weights)
-  if freeze_batch_norm is None:
-    freeze_batch_norm = pretrained
-  height, width = _backbone_size(input_shape[:2], image_size, spec.min_size)
 
+def build(input_shape: tuple[int, int, int], num_classes: int,
+          **hparams) -> keras.Model:
+  """A Keras Applications backbone with a new head, from images in [0, 255] of
+  `input_shape` (H, W, 1 or 3) to `num_classes` probabilities: a keras.Model named
+  after the backbone, holding a nested model named "backbone". `hparams` are the
+  fields of `BackboneOptions` (registered with `backbone` set). Inputs smaller than
+  the backbone's minimum side (`BACKBONES[...].min_size`, e.g. 75 for inception_v3)
+  are resized up inside the model; `image_size` resizes to any size."""
+  options = read_hparams(BackboneOptions, hparams.get("backbone", "backbone"), hparams)
+  spec = BACKBONES[options.backbone]
+  height, width = _backbone_size(input_shape[:2], options.image_size, spec.min_size)
   images = keras.Input(shape=input_shape, name="image")
-  x = images
-  if contrast_stretch:
-    x = hep2tf_layers.ContrastStretch(
-        upper_percentile, relative_floor=hep2tf_layers.RELATIVE_FLOOR,
-        dtype="float32", name="contrast_stretch")(x)
-  if (height, width) != tuple(input_shape[:2]):
-    x = keras.layers.Resizing(height, width, dtype="float32", name="resize")(x)
-  if input_shape[-1] == 1:
-    x = keras.layers.Concatenate(dtype="float32", name="grey_to_rgb")([x, x, x])
-  x = hep2tf_layers.ApplicationPreprocess(spec.application, dtype="float32",
-                                          name="preprocess")(x)
+  x = _to_backbone_input(images, input_shape, (height, width), options)
   constructor = getattr(keras.applications, spec.constructor)
-  with imagenet_guard() if imagenet else contextlib.nullcontext():
-    net = constructor(include_top=False, weights="imagenet" if imagenet else None,
+  with imagenet_guard() if options.imagenet else contextlib.nullcontext():
+    net = constructor(include_top=False,
+                      weights="imagenet" if options.imagenet else None,
                       input_shape=(height, width, 3), pooling="avg")
   # Renamed afterwards: EfficientNetV2 looks its block table up by the `name` argument.
   net.name = BACKBONE
   x = net(x, training=False)
-  x = keras.layers.Dropout(dropout, name="dropout")(x)
-  probs = hep2tf_layers.softmax_head(x, num_classes, weight_decay)
-  model = keras.Model(images, probs, name=backbone)
-  set_backbone_trainable(model, backbone_trainable,
+  x = keras.layers.Dropout(options.dropout, name="dropout")(x)
+  probs = hep2tf_layers.softmax_head(x, num_classes, options.weight_decay)
+  model = keras.Model(images, probs, name=options.backbone)
+  freeze_batch_norm = options.freeze_batch_norm
+  if freeze_batch_norm is None:   # pretrained weights keep their statistics
+    freeze_batch_norm = options.imagenet or is_weights_path(options.weights)
+  set_backbone_trainable(model, options.backbone_trainable,
                          freeze_batch_norm=freeze_batch_norm)
   return model
+
+
+def _to_backbone_input(images, input_shape, size: tuple[int, int],
+                       options: BackboneOptions):
+  """Contrast stretch, resize, grey to RGB, then the backbone's own preprocessing."""
+  x = images
+  if options.contrast_stretch:
+    x = hep2tf_layers.ContrastStretch(
+        options.upper_percentile, relative_floor=hep2tf_layers.RELATIVE_FLOOR,
+        dtype="float32", name="contrast_stretch")(x)
+  if size != tuple(input_shape[:2]):
+    x = keras.layers.Resizing(*size, dtype="float32", name="resize")(x)
+  if input_shape[-1] == 1:
+    x = keras.layers.Concatenate(dtype="float32", name="grey_to_rgb")([x, x, x])
+  return hep2tf_layers.ApplicationPreprocess(
+      BACKBONES[options.backbone].application, dtype="float32", name="preprocess")(x)
 
 
 for _name in BACKBONES:

@@ -23,6 +23,7 @@ at 78x78x1 and 1.9 at 224x224x3 (CoAtNet-0, the paper's smallest, is 64, 96 / 19
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -30,9 +31,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from hep2tf.models import register
+from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models import layers as hep2tf_layers
+from hep2tf.models.registry import read_hparams, register
 
 EXPANSION = 4
 SE_RATIO = 0.25
@@ -93,68 +94,62 @@ def relative_position_index(height: int, width: int) -> np.ndarray:
   return (dy * (2 * width - 1) + dx).ravel().astype("int32")
 
 
-@register("coatnet_mini")
-def build(input_shape: tuple[int, int, int], num_classes: int, *,
-          stem_width: int = 32,
-          widths: Sequence[int] = (48, 96, 192, 384),
-          depths: Sequence[int] = (2, 2, 3, 2),
-          head_dim: int = 32,
-          dropout: float = 0.0,
-          weight_decay: float = 0.0,
-          normalization: str = "per_image",
-          mean: float | Sequence[float] | None = None,
-          std: float | Sequence[float] | None = None,
-          weights: str | None = None,
-          name: str = "coatnet_mini") -> keras.Model:
-  """Builds the hybrid.
+@dataclasses.dataclass(frozen=True)
+class CoAtNetOptions(scratch.ScratchOptions):
+  """The hybrid's hparams: ScratchOptions' (dropout before the head; weight decay 0,
+  leaving the decay to AdamW as transformer recipes do) and
 
-  Args:
-    input_shape: (height, width, channels) of images in [0, 255]; fixed (the bias
-      tables are sized from it).
-    num_classes: size of the softmax output.
-    stem_width: filters of the two stem convs.
-    widths, depths: four stages, two of MBConv then two of transformer blocks.
-    head_dim: channels per attention head (heads = width // head_dim).
-    dropout: rate before the head.
-    weight_decay: L2 coefficient on every conv and dense kernel (0: leave the decay
-      to AdamW, as transformer recipes do).
-    normalization, mean, std: the input normalisation (layers.normalization_layer).
-    weights: None/"none" or a path; `build_model` loads a path after building.
-    name: the model's name.
+  stem_width: filters of the two stem convs.
+  widths, depths: four stages, two of MBConv then two of transformer blocks.
+  head_dim: channels per attention head (heads = width // head_dim).
+  name: the model's name.
+  """
+  dropout: float = 0.0
+  weight_decay: float = 0.0
+  stem_width: int = 32
+  widths: Sequence[int] = (48, 96, 192, 384)
+  depths: Sequence[int] = (2, 2, 3, 2)
+  head_dim: int = 32
+  name: str = "coatnet_mini"
+
+  def __post_init__(self):
+    if len(self.widths) != 4 or len(self.depths) != 4 or min(self.depths) < 1:
+      raise ValueError(f"widths and depths must each name 4 stages, got "
+                       f"{self.widths}, {self.depths}")
+    if any(w % self.head_dim for w in self.widths[2:]):
+      raise ValueError(f"transformer widths {tuple(self.widths[2:])} must be "
+                       f"multiples of head_dim={self.head_dim}")
+
+
+@register("coatnet_mini")
+def build(input_shape: tuple[int, int, int], num_classes: int,
+          **hparams) -> keras.Model:
+  """Builds the hybrid from images in [0, 255] of `input_shape` (H, W, C; fixed, the
+  bias tables are sized from it) to `num_classes` probabilities; `hparams` are the
+  fields of `CoAtNetOptions`.
 
   Returns:
     keras.Model with layers stem1_conv, s1_block1_*, ..., s4_block2_attention, logits,
     probs.
   """
-  hep2tf_layers.check_scratch_weights(weights, name)
-  if len(widths) != 4 or len(depths) != 4 or min(depths) < 1:
-    raise ValueError(f"widths and depths must each name 4 stages, got {widths}, "
-                     f"{depths}")
-  if any(w % head_dim for w in widths[2:]):
-    raise ValueError(f"transformer widths {tuple(widths[2:])} must be multiples of "
-                     f"head_dim={head_dim}")
-  regularizer = hep2tf_layers.l2_regularizer(weight_decay)
-  images = keras.Input(shape=input_shape, name="image")
-  x = images
-  normalize = hep2tf_layers.normalization_layer(normalization, mean, std)
-  if normalize is not None:
-    x = normalize(x)
+  options = read_hparams(CoAtNetOptions, hparams.get("name", "coatnet_mini"),
+                         hparams)
+  regularizer = options.regularizer
+  images, x = scratch.scratch_input(input_shape, options, options.name)
   for i, strides in ((1, 2), (2, 1)):
-    x = keras.layers.Conv2D(stem_width, 3, strides=strides, padding="same",
+    x = keras.layers.Conv2D(options.stem_width, 3, strides=strides, padding="same",
                             use_bias=False, kernel_regularizer=regularizer,
                             name=f"stem{i}_conv")(x)
     x = BatchNorm(name=f"stem{i}_bn")(x)
     x = keras.layers.Activation("gelu", name=f"stem{i}_gelu")(x)
-  for stage, (width, blocks) in enumerate(zip(widths, depths), start=1):
+  for stage, (width, blocks) in enumerate(zip(options.widths, options.depths),
+                                          start=1):
     block_fn = _mbconv_block if stage <= 2 else functools.partial(
-        _transformer_block, head_dim=head_dim)
+        _transformer_block, head_dim=options.head_dim)
     for block in range(1, blocks + 1):
       x = block_fn(x, width, block == 1, regularizer, f"s{stage}_block{block}")
-  x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-  x = keras.layers.LayerNormalization(name="head_norm")(x)
-  x = keras.layers.Dropout(dropout, name="dropout")(x)
-  probs = hep2tf_layers.softmax_head(x, num_classes, weight_decay)
-  return keras.Model(images, probs, name=name)
+  probs = scratch.pooled_head(x, num_classes, options, layer_norm=True)
+  return keras.Model(images, probs, name=options.name)
 
 
 def _shortcut(x, width: int, downsample: bool, regularizer, name: str):

@@ -18,14 +18,15 @@ Forward, per image: resnet18 1.7 GFLOP at 78x78x1 (small stem; 8x the 5-conv CNN
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
 import keras
 
-from hep2tf.models import register
+from hep2tf.models import scratch
 from hep2tf.models.batch_norm import BatchNorm
-from hep2tf.models import layers as hep2tf_layers
+from hep2tf.models.registry import read_hparams, register
 
 STAGE_FACTORS = (1, 2, 4, 8)
 STEMS = ("auto", "small", "imagenet")
@@ -33,74 +34,72 @@ STEMS = ("auto", "small", "imagenet")
 IMAGENET_STEM_FROM = 160
 
 
-@register("resnet18")
-def build(input_shape: tuple[int, int, int], num_classes: int, *,
-          depths: Sequence[int] = (2, 2, 2, 2),
-          width: int = 64,
-          stem: str = "auto",
-          bn_momentum: float = 0.99,
-          dropout: float = 0.0,
-          weight_decay: float = 1e-4,
-          normalization: str = "per_image",
-          mean: float | Sequence[float] | None = None,
-          std: float | Sequence[float] | None = None,
-          weights: str | None = None,
-          name: str = "resnet18") -> keras.Model:
-  """Builds a ResNet of basic blocks.
+@dataclasses.dataclass(frozen=True)
+class ResNetOptions(scratch.ScratchOptions):
+  """A ResNet's hparams: ScratchOptions' (dropout before the head; weight decay
+  1e-4) and
 
-  Args:
-    input_shape: (height, width, channels) of images in [0, 255].
-    num_classes: size of the softmax output.
-    depths: blocks per stage (four stages).
-    width: filters of the stem and the first stage (64 in the paper).
-    stem: "auto", "small" or "imagenet" (module docstring).
-    bn_momentum: momentum of the BatchNorm moving statistics (Keras' 0.99 lags
-      behind the weights for a few hundred steps; lower suits a short run).
-    dropout: rate before the head.
-    weight_decay: L2 coefficient on every conv and dense kernel.
-    normalization, mean, std: the input normalisation (layers.normalization_layer).
-    weights: None/"none" or a path; `build_model` loads a path after building.
-    name: the model's name.
+  depths: blocks per stage (four stages).
+  width: filters of the stem and the first stage (64 in the paper).
+  stem: "auto", "small" or "imagenet" (module docstring).
+  bn_momentum: momentum of the BatchNorm moving statistics (Keras' 0.99 lags behind
+    the weights for a few hundred steps; lower suits a short run).
+  name: the model's name.
+  """
+  dropout: float = 0.0
+  weight_decay: float = 1e-4
+  depths: Sequence[int] = (2, 2, 2, 2)
+  width: int = 64
+  stem: str = "auto"
+  bn_momentum: float = 0.99
+  name: str = "resnet18"
+
+  def __post_init__(self):
+    if self.stem not in STEMS:
+      raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+    if len(self.depths) != len(STAGE_FACTORS) or min(self.depths) < 1:
+      raise ValueError(f"depths must be {len(STAGE_FACTORS)} positive block counts, "
+                       f"got {self.depths}")
+
+
+@register("resnet18")
+def build(input_shape: tuple[int, int, int], num_classes: int,
+          **hparams) -> keras.Model:
+  """Builds a ResNet of basic blocks from images in [0, 255] of `input_shape`
+  (H, W, C) to `num_classes` probabilities; `hparams` are the fields of
+  `ResNetOptions`.
 
   Returns:
     keras.Model with layers stem_conv, stage1_block1_1_conv, ..., logits, probs.
   """
-  hep2tf_layers.check_scratch_weights(weights, name)
-  if stem not in STEMS:
-    raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-  if len(depths) != len(STAGE_FACTORS) or min(depths) < 1:
-    raise ValueError(f"depths must be {len(STAGE_FACTORS)} positive block counts, "
-                     f"got {depths}")
+  options = read_hparams(ResNetOptions, hparams.get("name", "resnet18"),
+                         hparams)
+  stem = options.stem
   if stem == "auto":
     stem = "imagenet" if min(input_shape[:2]) >= IMAGENET_STEM_FROM else "small"
-  regularizer = hep2tf_layers.l2_regularizer(weight_decay)
-  images = keras.Input(shape=input_shape, name="image")
-  x = images
-  normalize = hep2tf_layers.normalization_layer(normalization, mean, std)
-  if normalize is not None:
-    x = normalize(x)
-  conv_bn = functools.partial(_conv_bn, regularizer=regularizer,
-                              bn_momentum=bn_momentum)
-  x = conv_bn(x, width, 7 if stem == "imagenet" else 3, 2, name="stem")
+  images, x = scratch.scratch_input(input_shape, options, options.name)
+  conv_bn = functools.partial(_conv_bn, options)
+  x = conv_bn(x, options.width, 7 if stem == "imagenet" else 3, 2, name="stem")
   if stem == "imagenet":
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-  for stage, (factor, blocks) in enumerate(zip(STAGE_FACTORS, depths), start=1):
+  for stage, (factor, blocks) in enumerate(zip(STAGE_FACTORS, options.depths),
+                                           start=1):
     for block in range(1, blocks + 1):
       strides = 2 if stage > 1 and block == 1 else 1
-      x = _basic_block(x, width * factor, strides, conv_bn,
+      x = _basic_block(x, options.width * factor, strides, conv_bn,
                        f"stage{stage}_block{block}")
-  x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-  x = keras.layers.Dropout(dropout, name="dropout")(x)
-  probs = hep2tf_layers.softmax_head(x, num_classes, weight_decay)
-  return keras.Model(images, probs, name=name)
+  probs = scratch.pooled_head(x, num_classes, options)
+  return keras.Model(images, probs, name=options.name)
 
 
-def _conv_bn(x, filters: int, size: int, strides: int, *, regularizer,
-             bn_momentum: float, name: str, relu: bool = True):
+def _conv_bn(options: ResNetOptions, x, filters: int, size: int, strides: int, *,
+             name: str, relu: bool = True):
+  """Conv (He normal, the L2 decay), BatchNorm at the options' momentum, ReLU."""
   x = keras.layers.Conv2D(filters, size, strides=strides, padding="same",
                           use_bias=False, kernel_initializer="he_normal",
-                          kernel_regularizer=regularizer, name=f"{name}_conv")(x)
-  x = BatchNorm(momentum=bn_momentum, name=f"{name}_bn")(x)
+                          kernel_regularizer=options.regularizer,
+                          name=f"{name}_conv")(x)
+  x = BatchNorm(momentum=options.bn_momentum, name=f"{name}_bn")(x)
   return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

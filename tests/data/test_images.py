@@ -91,6 +91,22 @@ def test_resize_pad_keeps_aspect_and_stretch_fills(tmp_path):
   assert stretched.min() == 200
 
 
+def test_load_options_object_and_its_fields_by_name_agree(tmp_path):
+  path = _save(tmp_path / "wide.png", np.arange(200, dtype=np.uint8).reshape(10, 20))
+  options = images.LoadOptions(image_size=(12, 12), resize="stretch")
+  by_object = images.load_image(path, 1, options, dihedral_id=3)
+  by_name = images.load_image(path, 1, image_size=(12, 12), resize="stretch",
+                              dihedral_id=3)
+  assert by_object.png == by_name.png and (by_object.height, by_object.width) == (
+      12, 12)
+  # A field by name goes over the object's.
+  assert images.load_image(path, 1, options, image_size=None).width == 20
+  with pytest.raises(TypeError):
+    images.load_image(path, 1, image_sise=(12, 12))
+  with pytest.raises(ValueError, match="resize must be one of"):
+    images.LoadOptions(resize="crop")
+
+
 def test_mask_is_binarised_resized_and_applied(tmp_path):
   image = _save(tmp_path / "i.png", np.full((8, 8), 100, np.uint8))
   mask = np.zeros((8, 8), np.uint8)
@@ -103,15 +119,6 @@ def test_mask_is_binarised_resized_and_applied(tmp_path):
   assert set(np.unique(m)) == {0, 255} and m.shape == (16, 16)
   assert out[0, 0] == 0 and out[8, 8] == 100
   np.testing.assert_array_equal(out > 0, m > 0)
-
-
-def test_dihedral_convention():
-  a = np.arange(6).reshape(2, 3)
-  np.testing.assert_array_equal(images.dihedral(a, 0), a)
-  np.testing.assert_array_equal(images.dihedral(a, 1), np.rot90(a))
-  np.testing.assert_array_equal(images.dihedral(a, 6), np.fliplr(np.rot90(a, 2)))
-  assert len({images.dihedral(np.arange(9).reshape(3, 3), k).tobytes()
-              for k in range(8)}) == 8
 
 
 @pytest.mark.parametrize("content, words", [

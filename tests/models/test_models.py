@@ -59,6 +59,18 @@ def test_registry_lists_models_and_rejects_unknown_names():
     build_model("lenet", SHAPE, CLASSES)
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet34", "coatnet_mini", "mobilenet_v2"])
+def test_an_unknown_or_bad_hparam_is_refused_before_building(name):
+  """Each model reads its hparams into one options dataclass: a misspelt name is a
+  TypeError naming the model and what it takes; a bad value a ValueError."""
+  with pytest.raises(TypeError, match=f"{name} has no hparam 'dropuot'.*dropout"):
+    build_model(name, SHAPE, CLASSES, dropuot=0.1)
+  bad = {"cnn": {"head": "max"}, "resnet34": {"stem": "tiny"},
+         "coatnet_mini": {"head_dim": 7}, "mobilenet_v2": {"backbone": "lenet"}}[name]
+  with pytest.raises(ValueError, match="must be|unknown backbone"):
+    build_model(name, SHAPE, CLASSES, **bad)
+
+
 @pytest.mark.parametrize("name", SCRATCH_MODELS)
 def test_scratch_model_builds_and_trains_a_step(name):
   model = build_model(name, SHAPE, CLASSES, weight_decay=5e-4)

@@ -14,11 +14,12 @@ import re
 from typing import Mapping, Sequence
 
 
-from hep2tf.data.sources.common import (_boolean, _check_root, CNMC_CLASSES, _finish,
-                                        _is_image, is_os_junk, _key, _listing,
-                                        _normal_split, _Problems, Source, _subdirs)
-from hep2tf.data.sources.files import _Folder, _Resolver
-from hep2tf.data.sources.tables import _open_text, _read_table
+from hep2tf.data.sources.common import (check_root, CNMC_CLASSES, finish_source,
+                                        folder_listing, is_image_name, is_os_junk,
+                                        list_subdirs, match_key, normal_split,
+                                        option_bool, Problems, Source)
+from hep2tf.data.sources.files import Folder, Resolver
+from hep2tf.data.sources.tables import open_text, read_table
 from hep2tf.errors import InputError, Rejects
 
 
@@ -50,13 +51,13 @@ def read_cnmc(data_dir: str | os.PathLike, *, on_error: str = "fail",
     nearest the CSV that holds the files it names.
   - Other image folders (the unlabelled final test set) are skipped with a note.
   """
-  root, real_root = _check_root(data_dir)
-  problems = _Problems(on_error, rejects)
-  resolver = _Resolver(root, real_root)
+  root, real_root = check_root(data_dir)
+  problems = Problems(on_error, rejects)
+  resolver = Resolver(root, real_root)
   scan = _cnmc_scan(root)
   if not scan.folds:
     raise InputError("expected the C-NMC layout: fold_0/ fold_1/ fold_2/ folders "
-                     f"with all/ and hem/ inside; found: {_listing(root)}",
+                     f"with all/ and hem/ inside; found: {folder_listing(root)}",
                      file=root)
   names = sorted({_fold_name(f) for f, _ in scan.folds},
                  key=lambda f: int(f.split("_")[1]))
@@ -67,7 +68,7 @@ def read_cnmc(data_dir: str | os.PathLike, *, on_error: str = "fail",
                        resolver, problems, seen)
   notes = [_fold_note(fold_splits)]
   claimed = set()
-  if _boolean(include_test, "include_test"):
+  if option_bool(include_test, "include_test"):
     test_rows, test_dir = _cnmc_test(root, resolver, problems, test_csv, scan, seen)
     rows += test_rows
     claimed.add(test_dir)
@@ -79,24 +80,24 @@ def read_cnmc(data_dir: str | os.PathLike, *, on_error: str = "fail",
       notes.append(f"C-NMC: skipped {count} images in {directory}: no labels "
                    "for them here (the final test phase ships unlabelled); classify "
                    "them with python -m hep2tf.predict")
-  return _finish(name, list(CNMC_CLASSES), 3, rows, root, problems,
-                 positive_class="all", notes=notes)
+  return finish_source(name, list(CNMC_CLASSES), 3, rows, root, problems,
+                       positive_class="all", notes=notes)
 
 
-def _cnmc_fold(fold_dir: str, fold: str, split: str, resolver: _Resolver,
-               problems: _Problems, seen: dict[str, str]) -> list[dict[str, str]]:
+def _cnmc_fold(fold_dir: str, fold: str, split: str, resolver: Resolver,
+               problems: Problems, seen: dict[str, str]) -> list[dict[str, str]]:
   """Rows of one fold folder's all/ and hem/ images."""
-  classes = {_key(d): d for d in _subdirs(fold_dir)}
+  classes = {match_key(d): d for d in list_subdirs(fold_dir)}
   if not set(classes) & set(CNMC_CLASSES):
     raise InputError(f"expected all/ and hem/ inside {os.path.basename(fold_dir)}; "
-                     f"found: {_listing(fold_dir)}", file=fold_dir)
+                     f"found: {folder_listing(fold_dir)}", file=fold_dir)
   rows = []
   for label in CNMC_CLASSES:
     if label not in classes:
       continue
-    folder = _Folder.scan(os.path.join(fold_dir, classes[label]))
+    folder = Folder.scan(os.path.join(fold_dir, classes[label]))
     for file_name in sorted(folder.names.values()):
-      if not _is_image(file_name):
+      if not is_image_name(file_name):
         continue
       path, problem = resolver.in_folder(folder, file_name)
       cell_id = os.path.splitext(file_name)[0]
@@ -104,7 +105,7 @@ def _cnmc_fold(fold_dir: str, fold: str, split: str, resolver: _Resolver,
       if not problem and len(fields) < 2:
         problem = (f"file name {file_name} does not read as UID_<subject>_..., so "
                    "the subject is unknown")
-      if not problem and _key(fields[-1]) in CNMC_CLASSES and _key(
+      if not problem and match_key(fields[-1]) in CNMC_CLASSES and match_key(
           fields[-1]) != label:
         problem = f"file name says {fields[-1]!r} but the file is in {label}/"
       if not problem and cell_id in seen:
@@ -133,7 +134,7 @@ def _cnmc_scan(root: str) -> _CnmcScan:
     level = os.path.relpath(directory, root).count(os.sep) + (directory != root)
     scan.csvs += [os.path.join(directory, f) for f in sorted(files)
                   if f.lower().endswith(".csv") and not is_os_junk(f)]
-    count = sum(_is_image(f) for f in files)
+    count = sum(is_image_name(f) for f in files)
     if count:
       scan.image_dirs.append((directory, count))
     scan.folds += [(d, os.path.join(directory, d)) for d in sorted(dirs)
@@ -146,18 +147,18 @@ def _cnmc_scan(root: str) -> _CnmcScan:
 
 def _fold_name(text: str) -> str:
   """'fold_0', 'Fold0', '0' -> 'fold_0'; other text is returned as given."""
-  match = _FOLD_RE.fullmatch(_key(text).replace("fold", "fold_", 1)) or re.fullmatch(
-      r"(\d+)", text.strip())
+  match = (_FOLD_RE.fullmatch(match_key(text).replace("fold", "fold_", 1))
+           or re.fullmatch(r"(\d+)", text.strip()))
   return f"fold_{int(match.group(1))}" if match else text
 
 
 def _fold_splits(value: bool | str | Mapping[str, str],
                  folds: list[str]) -> dict[str, str]:
   """fold name -> split, from the `fold_as_split` option (see read_cnmc)."""
-  if value is None or value is True or (isinstance(value, str) and _key(value) in (
+  if value is None or value is True or (isinstance(value, str) and match_key(value) in (
       "official", "default", "true", "yes", "1")):
     return {f: ("validation" if f == folds[-1] else "train") for f in folds}
-  if value is False or (isinstance(value, str) and _key(value) in (
+  if value is False or (isinstance(value, str) and match_key(value) in (
       "train", "false", "no", "0", "none")):
     return {f: "train" for f in folds}
   if isinstance(value, str):
@@ -168,13 +169,13 @@ def _fold_splits(value: bool | str | Mapping[str, str],
     value = dict(pairs)
   mapping = {}
   for fold, split in value.items():
-    if _normal_split(split) is None:
+    if normal_split(split) is None:
       raise InputError(f"fold_as_split: {split!r} is not a split (train, "
                        "validation, test)")
     if _fold_name(fold) not in folds:
       raise InputError(f"fold_as_split names {fold!r}; the folds found are "
                        f"{', '.join(folds)}")
-    mapping[_fold_name(fold)] = _normal_split(split)
+    mapping[_fold_name(fold)] = normal_split(split)
   missing = [f for f in folds if f not in mapping]
   if missing:
     raise InputError(f"fold_as_split names no split for {', '.join(missing)}; "
@@ -191,7 +192,7 @@ def _fold_note(fold_splits: dict[str, str]) -> str:
           "--layout_option fold_as_split=...)")
 
 
-def _cnmc_test(root: str, resolver: _Resolver, problems: _Problems,
+def _cnmc_test(root: str, resolver: Resolver, problems: Problems,
                test_csv: str | None, scan: _CnmcScan,
                seen: dict[str, str]) -> tuple[list[dict[str, str]], str | None]:
   """(rows, image folder) of the labelled preliminary test set; ([], None): none."""
@@ -207,7 +208,7 @@ def _cnmc_test(root: str, resolver: _Resolver, problems: _Problems,
       raise InputError(f"found several test CSVs ({', '.join(candidates)}); "
                        "choose one with --layout_option test_csv=PATH", file=root)
   path = candidates[0]
-  table = _read_table(path, None, problems)
+  table = read_table(path, None, problems)
   expected = "'Patient_ID,new_names,labels'"
   patient_col, name_col, label_col = (table.require([w], expected) for w in wanted)
   names = [_bmp_name(v[name_col]) for _, _, v in table.rows]
@@ -245,7 +246,7 @@ def _cnmc_test(root: str, resolver: _Resolver, problems: _Problems,
 
 
 def _cnmc_test_folder(csv_path: str, scan: _CnmcScan,
-                      wanted: set[str]) -> _Folder | None:
+                      wanted: set[str]) -> Folder | None:
   """The image folder holding most of `wanted`; ties: the size of the CSV, nearest.
 
   The unlabelled final set is also named 1.bmp, 2.bmp, ... (more of them), so the
@@ -254,7 +255,7 @@ def _cnmc_test_folder(csv_path: str, scan: _CnmcScan,
   csv_dir = os.path.dirname(csv_path)
   best, best_score = None, None
   for directory, count in scan.image_dirs:
-    folder = _Folder.scan(directory)
+    folder = Folder.scan(directory)
     hits = len(wanted.intersection(folder.names))
     distance = os.path.relpath(directory, csv_dir).count(os.sep) + (
         directory != csv_dir)
@@ -270,9 +271,9 @@ def _bmp_name(value: str) -> str:
 
 def _csv_has_columns(path: str, keys: Sequence[str]) -> bool:
   try:
-    with _open_text(path) as f:
+    with open_text(path) as f:
       first = f.readline()
   except OSError:
     return False
-  header = {_key(c) for c in re.split(r"[,;\t]", first)}
+  header = {match_key(c) for c in re.split(r"[,;\t]", first)}
   return set(keys) <= header

@@ -22,11 +22,11 @@ from PIL import Image
 
 from hep2tf import atomic
 from hep2tf.data import fields, images
-from hep2tf.data.sources.common import (_check_root, _CLASS_COLUMNS, _finish,
-                                        ICPR2012_CLASSES, ICPR2014_CLASSES,
-                                        _INTENSITY_COLUMNS, _key, _listing, _Problems,
-                                        Source, _SPECIMEN_COLUMNS)
-from hep2tf.data.sources.tables import _read_table
+from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, finish_source,
+                                        folder_listing, ICPR2012_CLASSES,
+                                        ICPR2014_CLASSES, INTENSITY_COLUMNS, match_key,
+                                        Problems, Source, SPECIMEN_COLUMNS)
+from hep2tf.data.sources.tables import read_table
 from hep2tf.errors import InputError, Rejects
 
 CELLS_DIR = ".hep2tf_cells"
@@ -49,9 +49,9 @@ def read_fields(data_dir: str | os.PathLike, *, on_error: str = "fail",
   Class names: the patterns present, in KNOWN_PATTERNS' order where known, then
   others sorted. Returns channels 1.
   """
-  root, _ = _check_root(data_dir)
+  root, _ = check_root(data_dir)
   config = config or fields.FieldsConfig()
-  problems = _Problems(on_error, rejects)
+  problems = Problems(on_error, rejects)
   specimens = _read_specimens(root, problems)
   found = fields.list_fields(root)
   unlabelled = sorted(set(found) - set(specimens))
@@ -66,7 +66,8 @@ def read_fields(data_dir: str | os.PathLike, *, on_error: str = "fail",
       for specimen, (pattern, intensity, row) in specimens.items():
         if specimen not in found:
           problems(f"specimen {specimen!r} has no folder in {root} (it holds: "
-                   f"{_listing(root)})", os.path.join(root, fields.SPECIMENS_CSV), row)
+                   f"{folder_listing(root)})",
+                   os.path.join(root, fields.SPECIMENS_CSV), row)
           continue
         os.makedirs(staging / specimen)
         for field, path, mask in found[specimen]:
@@ -88,28 +89,28 @@ def read_fields(data_dir: str | os.PathLike, *, on_error: str = "fail",
   if counts["segmented"]:
     notes.append(f"segmented by {config.segment_config()}")
   class_names = _class_names({r["label"] for r in rows} or {"none"})
-  return _finish(name, class_names, 1, rows,
-                 os.path.join(root, fields.SPECIMENS_CSV), problems, notes=notes)
+  return finish_source(name, class_names, 1, rows,
+                       os.path.join(root, fields.SPECIMENS_CSV), problems, notes=notes)
 
 
 def read_specimens(data_dir: str | os.PathLike) -> dict[str, tuple[str, str, int]]:
   """{specimen: (pattern, intensity, data row)} from DIR/specimens.csv; InputError for
   a missing file, a wrong header or a bad row (what `predict --fields` reads)."""
-  return _read_specimens(os.path.abspath(os.fspath(data_dir)), _Problems("fail", None))
+  return _read_specimens(os.path.abspath(os.fspath(data_dir)), Problems("fail", None))
 
 
-def _read_specimens(root: str, problems: _Problems) -> dict[str, tuple[str, str, int]]:
+def _read_specimens(root: str, problems: Problems) -> dict[str, tuple[str, str, int]]:
   """{specimen: (pattern, intensity, data row)} from specimens.csv."""
   path = os.path.join(root, fields.SPECIMENS_CSV)
   if not os.path.isfile(path):
     raise InputError(f"the fields layout needs {fields.SPECIMENS_CSV} (specimen,"
                      f"pattern[,intensity]) beside the specimen folders; the folder "
-                     f"holds: {_listing(root)}", file=root)
-  table = _read_table(path, None, problems)
+                     f"holds: {folder_listing(root)}", file=root)
+  table = read_table(path, None, problems)
   expected = "'specimen,pattern' (optionally intensity)"
-  specimen_col = table.require(_SPECIMEN_COLUMNS, expected)
-  pattern_col = table.require(_CLASS_COLUMNS, expected)
-  intensity_col = table.column(_INTENSITY_COLUMNS)
+  specimen_col = table.require(SPECIMEN_COLUMNS, expected)
+  pattern_col = table.require(CLASS_COLUMNS, expected)
+  intensity_col = table.column(INTENSITY_COLUMNS)
   out = {}
   for row, line, values in table.rows:
     specimen, pattern = values[specimen_col], canonical_pattern(values[pattern_col])
@@ -127,10 +128,10 @@ def canonical_pattern(text: str) -> str:
   """A pattern's canonical spelling: 'mitotic spindle' -> 'MitoticSpindle', 'numem'
   -> 'NuMem'; unknown names are kept as written (stripped)."""
   # The first spelling wins: ICPR 2014's 'Homogeneous' before ICPR 2012's.
-  lookup = {_key(p): p for p in reversed(KNOWN_PATTERNS)}
+  lookup = {match_key(p): p for p in reversed(KNOWN_PATTERNS)}
   lookup.update({"nuclearmembrane": "NuMem", "mitotic": MITOTIC_SPINDLE,
                  "cytoplasmic": "cytoplasmatic"})
-  return lookup.get(_key(text), text.strip())
+  return lookup.get(match_key(text), text.strip())
 
 
 def _class_names(patterns: set[str]) -> list[str]:
@@ -139,7 +140,7 @@ def _class_names(patterns: set[str]) -> list[str]:
 
 
 def _cut_field(path: str, mask: str | None, config: fields.FieldsConfig, where,
-               problems: _Problems, counts: dict) -> list[tuple[int, str, str]]:
+               problems: Problems, counts: dict) -> list[tuple[int, str, str]]:
   """Cuts one field's cells into `where`; returns (id, image file, mask file) of each
   ([] for a field that cannot be read)."""
   stem = os.path.splitext(os.path.basename(path))[0]

@@ -1,10 +1,10 @@
 """Finding the image files of a source layout without leaving its data folder.
 
-`_Folder.scan` lists a folder once (lower-case name -> name, which names are links);
-`_Resolver` turns file names from a listing or a CSV into checked absolute paths, and
+`Folder.scan` lists a folder once (lower-case name -> name, which names are links);
+`Resolver` turns file names from a listing or a CSV into checked absolute paths, and
 refuses any that resolve outside the data folder (symlinks followed);
-`_image_and_mask` finds a cell's image in exactly one of several folders and its mask
-beside it; `_find_file` and `_best_folder` locate a layout's CSV and image folder.
+`image_and_mask` finds a cell's image in exactly one of several folders and its mask
+beside it; `find_files` and `best_folder` locate a layout's CSV and image folder.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import os
 from typing import Iterable, Sequence
 
 
-from hep2tf.data.sources.common import IMAGE_EXTENSIONS, _inside, is_os_junk
+from hep2tf.data.sources.common import IMAGE_EXTENSIONS, is_inside, is_os_junk
 
 
 @dataclasses.dataclass
-class _Folder:
+class Folder:
   """One folder listed once: lower-case name -> name, and which names are links."""
   path: str
   names: dict[str, str]
@@ -27,7 +27,7 @@ class _Folder:
   split: str = ""
 
   @classmethod
-  def scan(cls, path: str, split: str = "") -> "_Folder":
+  def scan(cls, path: str, split: str = "") -> "Folder":
     names, links = {}, set()
     try:
       entries = list(os.scandir(path))
@@ -41,7 +41,7 @@ class _Folder:
     return cls(path, names, links, split)
 
 
-class _Resolver:
+class Resolver:
   """Turns file names into checked absolute paths, caching folder real paths."""
 
   def __init__(self, root: str, real_root: str):
@@ -61,9 +61,9 @@ class _Resolver:
       is_link = os.path.islink(real)
     if is_link:
       real = os.path.realpath(real)
-    return not _inside(self.real_root, real)
+    return not is_inside(self.real_root, real)
 
-  def in_folder(self, folder: _Folder, name: str) -> tuple[str | None, str]:
+  def in_folder(self, folder: Folder, name: str) -> tuple[str | None, str]:
     """(absolute path or None, problem) of file `name` in a listed folder."""
     if not name or name != os.path.basename(name) or name in (".", ".."):
       target = os.path.normpath(os.path.join(folder.path, name))
@@ -95,7 +95,7 @@ class _Resolver:
     return None, f"image file {value!r} not found (looked in {', '.join(bases)})"
 
 
-def _find_file(root: str, names: Sequence[str], depth: int = 2) -> list[str]:
+def find_files(root: str, names: Sequence[str], depth: int = 2) -> list[str]:
   """Files below `root` (at most `depth` folders down) whose name is in `names`."""
   wanted = {n.lower() for n in names}
   found = []
@@ -107,11 +107,11 @@ def _find_file(root: str, names: Sequence[str], depth: int = 2) -> list[str]:
   return found
 
 
-def _best_folder(candidates: Iterable[str], wanted: set[str]) -> _Folder | None:
+def best_folder(candidates: Iterable[str], wanted: set[str]) -> Folder | None:
   """The candidate folder holding most of the `wanted` (lower-case) file names."""
   best, hits = None, 0
   for path in dict.fromkeys(candidates):
-    folder = _Folder.scan(path)
+    folder = Folder.scan(path)
     count = len(wanted.intersection(folder.names))
     if count > hits:
       best, hits = folder, count
@@ -124,7 +124,7 @@ class _Found:
   split: str
 
 
-def _image_and_mask(resolver: _Resolver, folders: list[_Folder], cell_id: str,
+def image_and_mask(resolver: Resolver, folders: list[Folder], cell_id: str,
                     mask_suffix: str) -> tuple[_Found | None, str, str]:
   """Finds `<id>.png` in exactly one folder and its mask beside it, if any."""
   file_name = f"{cell_id}.png"
@@ -227,7 +227,7 @@ class Walk:
     if not entry.is_symlink():
       return ""
     real = os.path.realpath(entry.path)
-    if not _inside(self.real_root, real):
+    if not is_inside(self.real_root, real):
       return f"resolves to {real}, outside the data folder {self.root}"
     if not os.path.exists(real):
       return f"a link to {real}, which does not exist"

@@ -12,14 +12,14 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 
-from hep2tf.data.sources.common import (_check_root, _finish, IMAGE_EXTENSIONS,
-                                        _inside, is_os_junk, _key, _listing,
-                                        _normal_split, _Problems, _SHOW, _snake,
-                                        Source)
-from hep2tf.data.sources.files import _Resolver, list_dir, Walk
+from hep2tf.data.sources.common import (check_root, finish_source, folder_listing,
+                                        IMAGE_EXTENSIONS, is_inside, is_os_junk,
+                                        match_key, normal_split, Problems, SHOW_ENTRIES,
+                                        snake_name, Source)
+from hep2tf.data.sources.files import list_dir, Resolver, Walk
 from hep2tf.data.sources.labels import (clean_label, label_key, look_alike_notes,
                                         merge_spellings)
-from hep2tf.data.sources.tables import _read_table
+from hep2tf.data.sources.tables import read_table
 from hep2tf.errors import InputError, Rejects
 
 
@@ -43,8 +43,8 @@ def read_folder(data_dir: str | os.PathLike, *, on_error: str = "fail",
   are rejected. An empty or unreadable class folder is a problem: the conversion
   stops naming it, or (skip) the class is left out and the notes say so.
   """
-  root, real_root = _check_root(data_dir)
-  problems = _Problems(on_error, rejects)
+  root, real_root = check_root(data_dir)
+  problems = Problems(on_error, rejects)
   channels = _channels(channels)
   walk = Walk(root, real_root, visited={real_root})
   class_dirs, notes = _class_dirs(root, walk, problems)
@@ -53,7 +53,7 @@ def read_folder(data_dir: str | os.PathLike, *, on_error: str = "fail",
     paths, found = walk.images(class_dir, label)
     if not paths and not found:
       found = [(class_dir, "class folder holds no image files ("
-                f"{', '.join(IMAGE_EXTENSIONS)}); found: {_listing(class_dir)}")]
+                f"{', '.join(IMAGE_EXTENSIONS)}); found: {folder_listing(class_dir)}")]
     found = [(path, reason.replace("this folder", "this class folder")
               if path == class_dir else reason) for path, reason in found]
     if not paths:
@@ -65,7 +65,7 @@ def read_folder(data_dir: str | os.PathLike, *, on_error: str = "fail",
              for p in paths]
   if not rows and not problems.count:
     raise InputError("no image files (" + ", ".join(IMAGE_EXTENSIONS) + ") in the "
-                     f"class folders; found: {_listing(class_dirs[0][0])}",
+                     f"class folders; found: {folder_listing(class_dirs[0][0])}",
                      file=root)
   class_names, label_notes = _merge_labels(rows)
   kept = {label_key(c) for c in class_names}
@@ -74,11 +74,11 @@ def read_folder(data_dir: str | os.PathLike, *, on_error: str = "fail",
       for label, (folder, reason) in empty.items() if label_key(label) not in kept]
   if walk.skipped:
     notes.append(_skipped_note(walk.skipped, root))
-  return _finish(name or _snake(os.path.basename(root), "folder"), class_names,
-                 channels, rows, root, problems, notes=notes)
+  return finish_source(name or snake_name(os.path.basename(root), "folder"),
+                       class_names, channels, rows, root, problems, notes=notes)
 
 
-def _class_dirs(root: str, walk: Walk, problems: _Problems
+def _class_dirs(root: str, walk: Walk, problems: Problems
                 ) -> tuple[list[tuple[str, str, str]], list[str]]:
   """(class folder, label as written, split) of the layout, real folders before
   links, each read once; and a note on the OS junk folders ignored."""
@@ -92,12 +92,13 @@ def _class_dirs(root: str, walk: Walk, problems: _Problems
   notes = [f"ignored {', '.join(n + '/' for n in junk)} (operating-system or "
            "zip-tool files, not a class)"] if junk else []
   top = [e for e in entries if not is_os_junk(e.name) and e.is_dir()]
-  split_named = [e for e in top if _normal_split(e.name)]
+  split_named = [e for e in top if normal_split(e.name)]
   if split_named and len(split_named) != len(top):
     others = [e.name for e in top if e not in split_named]
     raise InputError(f"expected root/<class>/* or root/<split>/<class>/*; found "
                      f"split folders ({', '.join(e.name for e in split_named)}) "
-                     f"beside other folders ({', '.join(others[:_SHOW])})", file=root)
+                     f"beside other folders ({', '.join(others[:SHOW_ENTRIES])})",
+                     file=root)
   if split_named:
     candidates = []
     for split in split_named:
@@ -108,18 +109,19 @@ def _class_dirs(root: str, walk: Walk, problems: _Problems
       except OSError as e:
         problems(f"cannot list this split folder ({e.strerror or e})", split.path)
         continue
-      candidates += [(c, _normal_split(split.name)) for c in inner
+      candidates += [(c, normal_split(split.name)) for c in inner
                      if not is_os_junk(c.name) and c.is_dir()]
   else:
     candidates = [(e, "") for e in top]
   if not candidates and not problems.count:
     raise InputError("expected a folder per class (root/<class>/* or "
-                     f"root/<split>/<class>/*); found: {_listing(root)}", file=root)
+                     f"root/<split>/<class>/*); found: {folder_listing(root)}",
+                     file=root)
   class_dirs = []
   for entry, split in sorted(candidates, key=lambda c: (c[0].is_symlink(), c[1],
                                                         c[0].name)):
     real = os.path.realpath(entry.path)
-    if not _inside(walk.real_root, real):
+    if not is_inside(walk.real_root, real):
       problems(f"folder resolves to {real}, outside the data folder {root}",
                entry.path)
     elif walk.enter(entry.path):
@@ -141,8 +143,8 @@ def _merge_labels(rows: list[dict[str, str]],
 
 def _skipped_note(skipped: list[str], root: str) -> str:
   shown = [os.path.relpath(s.split(" -> ")[0], root) + " -> " + s.split(" -> ")[1]
-           for s in skipped[:_SHOW]]
-  more = f", ... ({len(skipped)} in all)" if len(skipped) > _SHOW else ""
+           for s in skipped[:SHOW_ENTRIES]]
+  more = f", ... ({len(skipped)} in all)" if len(skipped) > SHOW_ENTRIES else ""
   return (f"skipped {len(skipped)} link(s) to a folder or file already read (a loop, "
           f"or a second path to it): {', '.join(shown)}{more}")
 
@@ -177,21 +179,21 @@ def read_csv(data_dir: str | os.PathLike, *, on_error: str = "fail",
   integers) unless `class_names` (a list or "a,b,c") fixes them. A file named by two
   rows is a problem of the second; under two labels both rows are left out.
   """
-  root, real_root = _check_root(data_dir)
-  problems = _Problems(on_error, rejects)
+  root, real_root = check_root(data_dir)
+  problems = Problems(on_error, rejects)
   channels = _channels(channels)
   path = _generic_csv_path(root, csv_path)
   if separator is not None:
     separator = {"tab": "\t", "\\t": "\t"}.get(separator, separator)
-  table = _read_table(path, separator, problems)
+  table = read_table(path, separator, problems)
   wanted = {"path": path_column, "label": label_column, "group": group_column,
             "split": split_column, "mask_path": mask_column,
             "intensity": intensity_column}
   expected = ", ".join(repr(c) for c in wanted.values() if c)
-  columns = {field: table.require([_key(column)], expected)
+  columns = {field: table.require([match_key(column)], expected)
              for field, column in wanted.items() if column}
   fixed = _class_list(class_names)
-  resolver = _Resolver(root, real_root)
+  resolver = Resolver(root, real_root)
   bases = [os.path.dirname(path), root]
   rows, first = [], {}
   for row, line, values in table.rows:
@@ -205,12 +207,12 @@ def read_csv(data_dir: str | os.PathLike, *, on_error: str = "fail",
     first[os.path.realpath(example["path"])] = (line, len(rows), example["label"])
     rows.append(example)
   names, notes = _merge_labels([r for r in rows if r is not None], fixed)
-  return _finish(name or _snake(os.path.splitext(os.path.basename(path))[0], "csv"),
-                 names, channels, [r for r in rows if r is not None], path, problems,
-                 notes=notes)
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return finish_source(name or snake_name(stem, "csv"), names, channels,
+                       [r for r in rows if r is not None], path, problems, notes=notes)
 
 
-def _csv_example(cell: dict[str, str], root: str, resolver: _Resolver,
+def _csv_example(cell: dict[str, str], root: str, resolver: Resolver,
                  bases: list[str], fixed: list[str] | None
                  ) -> tuple[dict[str, str] | None, str]:
   """(the example row of one CSV row, "") or (None, the problem)."""
@@ -229,7 +231,7 @@ def _csv_example(cell: dict[str, str], root: str, resolver: _Resolver,
     mask, problem = resolver.relative(cell["mask_path"], bases)
     if problem:
       return None, f"mask: {problem}"
-  split = _normal_split(cell.get("split", "")) or ""
+  split = normal_split(cell.get("split", "")) or ""
   if cell.get("split") and not split:
     return None, (f"unknown split {cell['split']!r}; expected train, validation or "
                   "test")
@@ -269,7 +271,7 @@ def _generic_csv_path(root: str, csv_path: str | None) -> str:
                  if f.lower().endswith(".csv") and not is_os_junk(f))
   if len(found) != 1:
     raise InputError(f"expected exactly one .csv file in the data folder (or the "
-                     f"csv_path option); found {len(found)}: {_listing(root)}",
+                     f"csv_path option); found {len(found)}: {folder_listing(root)}",
                      file=root)
   return os.path.join(root, found[0])
 

@@ -11,12 +11,13 @@ import os
 from typing import Sequence
 
 
-from hep2tf.data.sources.common import (_check_root, _CLASS_COLUMNS, _class_lookup,
-                                        _finish, ICPR2012_CLASSES, _icpr_id,
-                                        _ID_COLUMNS, _INTENSITY_COLUMNS, _key, _listing,
-                                        _normal_split, _Problems, Source, _subdirs)
-from hep2tf.data.sources.files import _Folder, _image_and_mask, _Resolver
-from hep2tf.data.sources.tables import _header_error, _read_table
+from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, finish_source,
+                                        folder_listing, GroundTruth, ICPR2012_CLASSES,
+                                        icpr_id, ID_COLUMNS, INTENSITY_COLUMNS,
+                                        list_subdirs, match_key, normal_split, Problems,
+                                        Source)
+from hep2tf.data.sources.files import Folder, image_and_mask, Resolver
+from hep2tf.data.sources.tables import header_error, read_table
 from hep2tf.errors import InputError, Rejects
 
 
@@ -37,46 +38,35 @@ def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
   `cells_csv` (relative to data_dir). Without it the slides are unknown and a note
   says that validation carved from training is not slide-disjoint.
   """
-  root, real_root = _check_root(data_dir)
-  problems = _Problems(on_error, rejects)
-  resolver = _Resolver(root, real_root)
+  root, real_root = check_root(data_dir)
+  problems = Problems(on_error, rejects)
+  resolver = Resolver(root, real_root)
   splits = _icpr2012_split_dirs(root)
   base = os.path.dirname(splits[0][1])
   slide_files = _icpr2012_cells_csvs(root, base, [d for _, d in splits], cells_csv)
   slides = _icpr2012_slides(slide_files, problems)
   rows = []
   for folder_name, split_dir in splits:
-    split = _normal_split(folder_name)
+    split = normal_split(folder_name)
     csv_name = "training" if split == "train" else "test"
     base = os.path.dirname(split_dir)
     gt_path = _first_file([split_dir, base], f"gt_{csv_name}.csv")
     if gt_path is None:
       raise InputError(f"expected gt_{csv_name}.csv ('ID;pattern') in {split_dir} "
-                       f"or {base}; found: {_listing(split_dir)}", file=split_dir)
-    table = _read_table(gt_path, ";", problems)
-    id_col = table.require(_ID_COLUMNS, "'ID;pattern'")
-    class_col = table.require(_CLASS_COLUMNS, "'ID;pattern'")
+                       f"or {base}; found: {folder_listing(split_dir)}", file=split_dir)
+    table = read_table(gt_path, ";", problems)
+    id_col = table.require(ID_COLUMNS, "'ID;pattern'")
+    class_col = table.require(CLASS_COLUMNS, "'ID;pattern'")
     intensities = _icpr2012_intensities(
         _first_file([split_dir, base], f"{csv_name}.csv"), problems)
-    folder = _Folder.scan(split_dir, split)
-    classes = _class_lookup(ICPR2012_CLASSES)
-    first_line = {}
+    folder = Folder.scan(split_dir, split)
+    truth = GroundTruth(ICPR2012_CLASSES, gt_path, problems)
     for row, line, values in table.rows:
-      cell_id = _icpr_id(values[id_col], 3)
-      if not cell_id:
-        problems("empty ID", gt_path, row, line)
-        continue
-      if cell_id in first_line:
-        problems(f"duplicate ID {cell_id} (first at line {first_line[cell_id]})",
-                 gt_path, row, line)
-        continue
-      first_line[cell_id] = line
-      label = classes.get(_key(values[class_col]))
+      cell_id = icpr_id(values[id_col], 3)
+      label = truth.label(cell_id, values[class_col], row, line)
       if label is None:
-        problems(f"unknown class {values[class_col]!r}; expected one of "
-                 f"{', '.join(ICPR2012_CLASSES)}", gt_path, row, line)
         continue
-      image, mask, problem = _image_and_mask(resolver, [folder], cell_id, "_mask")
+      image, mask, problem = image_and_mask(resolver, [folder], cell_id, "_mask")
       slide = slides.get((split, cell_id), "")
       if not problem and slide_files and not slide:
         problem = (f"cell {cell_id} of {folder_name}/ has no row in "
@@ -87,8 +77,8 @@ def read_icpr2012(data_dir: str | os.PathLike, *, on_error: str = "fail",
       rows.append(dict(id=cell_id, path=image.path, label=label, mask_path=mask,
                        intensity=intensities.get(cell_id, ""), group=slide,
                        split=split))
-  return _finish(name, list(ICPR2012_CLASSES), 3, rows, root, problems,
-                 notes=_icpr2012_notes(rows, slide_files, base))
+  return finish_source(name, list(ICPR2012_CLASSES), 3, rows, root, problems,
+                       notes=_icpr2012_notes(rows, slide_files, base))
 
 
 def _icpr2012_cells_csvs(root: str, base: str, split_dirs: Sequence[str],
@@ -105,18 +95,18 @@ def _icpr2012_cells_csvs(root: str, base: str, split_dirs: Sequence[str],
 
 
 def _icpr2012_slides(paths: Sequence[str],
-                     problems: _Problems) -> dict[tuple[str, str], str]:
+                     problems: Problems) -> dict[tuple[str, str], str]:
   """(split, cell id) -> source slide, from cells.csv read by column position."""
   expected = ("8 columns: contest id; training/test; source image (1-28); "
               "intensity; ...; pattern; ...")
   slides: dict[tuple[str, str], str] = {}
   for path in paths:
-    table = _read_table(path, ";", problems)
+    table = read_table(path, ";", problems)
     if len(table.header) < 3:
-      raise _header_error(table, expected)
+      raise header_error(table, expected)
     for row, line, values in table.rows:
-      key = (_normal_split(values[1]), _icpr_id(values[0], 3))
-      slide = _icpr_id(values[2], 1)
+      key = (normal_split(values[1]), icpr_id(values[0], 3))
+      slide = icpr_id(values[2], 1)
       problem = ""
       if key[0] is None:
         problem = f"column 2 is {values[1]!r}; expected training or test"
@@ -154,31 +144,31 @@ def _icpr2012_notes(rows: list[dict[str, str]], slide_files: list[str],
 
 def _icpr2012_split_dirs(root: str) -> list[tuple[str, str]]:
   """(folder name, path) of the training/ and test/ folders, here or one level down."""
-  for base in [root] + [os.path.join(root, d) for d in _subdirs(root)]:
-    found = [(d, os.path.join(base, d)) for d in _subdirs(base)
-             if _key(d) in ("training", "train", "test")]
-    found.sort(key=lambda f: _normal_split(f[0]) == "test")   # training first
+  for base in [root] + [os.path.join(root, d) for d in list_subdirs(root)]:
+    found = [(d, os.path.join(base, d)) for d in list_subdirs(base)
+             if match_key(d) in ("training", "train", "test")]
+    found.sort(key=lambda f: normal_split(f[0]) == "test")   # training first
     if found:
       return found
   raise InputError("expected the ICPR 2012 layout: training/ and test/ folders of "
                    "001.png cells with gt_training.csv / gt_test.csv ('ID;pattern'); "
-                   f"found: {_listing(root)}", file=root)
+                   f"found: {folder_listing(root)}", file=root)
 
 
 def _first_file(folders: Sequence[str], file_name: str) -> str | None:
   for folder in folders:
-    listed = _Folder.scan(folder)
+    listed = Folder.scan(folder)
     if file_name.lower() in listed.names:
       return os.path.join(folder, listed.names[file_name.lower()])
   return None
 
 
-def _icpr2012_intensities(path: str | None, problems: _Problems) -> dict[str, str]:
+def _icpr2012_intensities(path: str | None, problems: Problems) -> dict[str, str]:
   """ID -> intensity from `training.csv` / `test.csv`, or {} when there is none."""
   if path is None:
     return {}
-  table = _read_table(path, ";", problems)
+  table = read_table(path, ";", problems)
   expected = "'ID;intensity;width;height'"
-  id_col = table.require(_ID_COLUMNS, expected)
-  intensity_col = table.require(_INTENSITY_COLUMNS, expected)
-  return {_icpr_id(v[id_col], 3): v[intensity_col].lower() for _, _, v in table.rows}
+  id_col = table.require(ID_COLUMNS, expected)
+  intensity_col = table.require(INTENSITY_COLUMNS, expected)
+  return {icpr_id(v[id_col], 3): v[intensity_col].lower() for _, _, v in table.rows}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 
-from hep2tf.data.sources.common import (_check_root, _CLASS_COLUMNS, _class_lookup,
-                                        _finish, ICPR2014_CLASSES, _icpr_id,
-                                        _ID_COLUMNS, _INTENSITY_COLUMNS, _key, _listing,
-                                        _normal_split, _Problems, Source,
-                                        _SPECIMEN_COLUMNS, _subdirs)
-from hep2tf.data.sources.files import (_best_folder, _find_file, _Folder,
-                                       _image_and_mask, _Resolver)
-from hep2tf.data.sources.tables import _read_table
+from hep2tf.data.sources.common import (check_root, CLASS_COLUMNS, finish_source,
+                                        folder_listing, GroundTruth, ICPR2014_CLASSES,
+                                        icpr_id, ID_COLUMNS, INTENSITY_COLUMNS,
+                                        list_subdirs, normal_split, Problems, Source,
+                                        SPECIMEN_COLUMNS)
+from hep2tf.data.sources.files import (best_folder, find_files, Folder, image_and_mask,
+                                       Resolver)
+from hep2tf.data.sources.tables import read_table
 from hep2tf.errors import InputError, Rejects
 
 
@@ -34,39 +34,29 @@ def read_icpr2014(data_dir: str | os.PathLike, *, on_error: str = "fail",
   or in `training/` `validation/` `test/` folders, which then give the split.
   Returns 6 classes in the contest's order, channels 1.
   """
-  root, real_root = _check_root(data_dir)
-  problems = _Problems(on_error, rejects)
+  root, real_root = check_root(data_dir)
+  problems = Problems(on_error, rejects)
   path = _locate_csv(root, csv_path, "gt_training.csv",
                      "the ICPR 2014 layout: gt_training.csv with 'Image ID,Image "
                      "class' and the cell images 00001.png ...")
-  table = _read_table(path, ",", problems)
+  table = read_table(path, ",", problems)
   expected = "'Image ID,Image class' (optionally Intensity, Specimen)"
-  id_col = table.require(_ID_COLUMNS, expected)
-  class_col = table.require(_CLASS_COLUMNS, expected)
-  intensity_col = table.column(_INTENSITY_COLUMNS)
-  specimen_col = table.column(_SPECIMEN_COLUMNS)
+  id_col = table.require(ID_COLUMNS, expected)
+  class_col = table.require(CLASS_COLUMNS, expected)
+  intensity_col = table.column(INTENSITY_COLUMNS)
+  specimen_col = table.column(SPECIMEN_COLUMNS)
 
-  ids = [_icpr_id(values[id_col], 5) for _, _, values in table.rows]
+  ids = [icpr_id(values[id_col], 5) for _, _, values in table.rows]
   folders = _icpr2014_folders(root, os.path.dirname(path),
                               {f"{i}.png".lower() for i in ids})
-  resolver = _Resolver(root, real_root)
-  classes = _class_lookup(ICPR2014_CLASSES)
-  rows, first_line = [], {}
+  resolver = Resolver(root, real_root)
+  truth = GroundTruth(ICPR2014_CLASSES, path, problems, id_name="Image ID")
+  rows = []
   for (row, line, values), cell_id in zip(table.rows, ids):
-    if not cell_id:
-      problems("empty Image ID", path, row, line)
-      continue
-    if cell_id in first_line:
-      problems(f"duplicate Image ID {cell_id} (first at line "
-               f"{first_line[cell_id]})", path, row, line)
-      continue
-    first_line[cell_id] = line
-    label = classes.get(_key(values[class_col]))
+    label = truth.label(cell_id, values[class_col], row, line)
     if label is None:
-      problems(f"unknown class {values[class_col]!r}; expected one of "
-               f"{', '.join(ICPR2014_CLASSES)}", path, row, line)
       continue
-    image, mask, problem = _image_and_mask(resolver, folders, cell_id, "_Mask")
+    image, mask, problem = image_and_mask(resolver, folders, cell_id, "_Mask")
     if problem:
       problems(problem, path, row, line)
       continue
@@ -75,7 +65,7 @@ def read_icpr2014(data_dir: str | os.PathLike, *, on_error: str = "fail",
         intensity=values[intensity_col].lower() if intensity_col is not None else "",
         group=values[specimen_col] if specimen_col is not None else "",
         split=image.split))
-  return _finish(name, list(ICPR2014_CLASSES), 1, rows, path, problems)
+  return finish_source(name, list(ICPR2014_CLASSES), 1, rows, path, problems)
 
 
 def _locate_csv(root: str, csv_path: str | None, file_name: str,
@@ -86,36 +76,36 @@ def _locate_csv(root: str, csv_path: str | None, file_name: str,
     if not os.path.isfile(path):
       raise InputError("CSV file not found", file=path)
     return path
-  found = _find_file(root, [file_name])
+  found = find_files(root, [file_name])
   if not found:
     raise InputError(f"expected {expected}; found no {file_name} in the folder or "
-                     f"two folders down. The folder contains: {_listing(root)}",
+                     f"two folders down. The folder contains: {folder_listing(root)}",
                      file=root)
   # The shallowest one wins: a copy inside a subfolder is usually a backup.
   found.sort(key=lambda p: (p.count(os.sep), p))
   return found[0]
 
 
-def _icpr2014_folders(root: str, csv_dir: str, wanted: set[str]) -> list[_Folder]:
+def _icpr2014_folders(root: str, csv_dir: str, wanted: set[str]) -> list[Folder]:
   """Where the images are: split folders if they hold them, else the best flat one."""
   bases = list(dict.fromkeys([csv_dir, root]))
-  split_dirs = [(os.path.join(b, d), _normal_split(d))
-                for b in bases for d in _subdirs(b) if _normal_split(d)]
+  split_dirs = [(os.path.join(b, d), normal_split(d))
+                for b in bases for d in list_subdirs(b) if normal_split(d)]
   split_folders = []
   for path, split in split_dirs:
-    inner = [path] + [os.path.join(path, d) for d in _subdirs(path)]
-    best = _best_folder(inner, wanted)
+    inner = [path] + [os.path.join(path, d) for d in list_subdirs(path)]
+    best = best_folder(inner, wanted)
     if best is not None:
       best.split = split
       split_folders.append(best)
   if split_folders:
     return split_folders
-  candidates = bases + [os.path.join(b, d) for b in bases for d in _subdirs(b)]
-  best = _best_folder(candidates, wanted)
+  candidates = bases + [os.path.join(b, d) for b in bases for d in list_subdirs(b)]
+  best = best_folder(candidates, wanted)
   if best is None:
     example = sorted(wanted)[0] if wanted else "00001.png"
     raise InputError(f"none of the {len(wanted)} images named in the CSV (e.g. "
                      f"{example}) is beside it, in a subfolder or in training/ "
                      f"validation/ test/ folders. The CSV folder contains: "
-                     f"{_listing(csv_dir)}", file=csv_dir)
+                     f"{folder_listing(csv_dir)}", file=csv_dir)
   return [best]

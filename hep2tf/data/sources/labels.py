@@ -1,7 +1,7 @@
 """Class labels as people type them: one class per spelling family, look-alikes named.
 
 Used by the folder and csv layouts (`generic.py`); icpr2014's wider alias rule
-(`common._class_lookup`) stays as it is.
+(`common.class_lookup`) stays as it is.
 
   label_key(label)        the form two spellings of one class share: Unicode NFC,
                           case folded, surrounding whitespace stripped

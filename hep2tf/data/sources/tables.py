@@ -1,9 +1,9 @@
 """CSV tables of the source layouts, read as text.
 
-`_read_table` reads a CSV as stripped text cells (separator sniffed from `,`, `;` or
+`read_table` reads a CSV as stripped text cells (separator sniffed from `,`, `;` or
 tab; a BOM and CRLF handled; UTF-8, else Windows-1252) with rows numbered for
 messages: a row's 1-based data row (the header is not counted) and its file line.
-`_Table.column` / `require` find a column by its loose spelling (`common._key`).
+`Table.column` / `require` find a column by its loose spelling (`common.match_key`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Sequence
 
 from absl import logging
 
-from hep2tf.data.sources.common import _key, _Problems
+from hep2tf.data.sources.common import match_key, Problems
 from hep2tf.errors import InputError
 
 
@@ -25,7 +25,7 @@ _SEPARATORS = (",", ";", "\t")
 
 
 @dataclasses.dataclass
-class _Table:
+class Table:
   """A CSV read as text: stripped header and rows of (data row, line, values)."""
   path: str
   separator: str
@@ -33,8 +33,9 @@ class _Table:
   rows: list[tuple[int, int, list[str]]]
 
   def column(self, aliases: Sequence[str]) -> int | None:
-    """Index of the first header cell whose `_key` is one of `aliases`, else None."""
-    keys = [_key(h) for h in self.header]
+    """Index of the first header cell whose `match_key` is one of `aliases`, or
+    None."""
+    keys = [match_key(h) for h in self.header]
     for alias in aliases:
       if alias in keys:
         return keys.index(alias)
@@ -44,11 +45,11 @@ class _Table:
     """Like `column`, but a missing column is a structural InputError."""
     index = self.column(aliases)
     if index is None:
-      raise _header_error(self, expected)
+      raise header_error(self, expected)
     return index
 
 
-def _header_error(table: _Table, expected: str) -> InputError:
+def header_error(table: Table, expected: str) -> InputError:
   reason = (f"expected columns {expected} separated by {table.separator!r}; "
             f"found header {table.header!r}")
   others = [s for s in _SEPARATORS
@@ -59,7 +60,7 @@ def _header_error(table: _Table, expected: str) -> InputError:
   return InputError(reason, file=table.path)
 
 
-def _open_text(path: str):
+def open_text(path: str):
   """Opens a CSV as text: UTF-8 (a BOM is dropped), else Windows-1252."""
   try:
     with open(path, encoding="utf-8-sig") as f:
@@ -76,8 +77,8 @@ def _sniff(line: str) -> str:
   return best[1] if best[0] else ","
 
 
-def _read_table(path: str, separator: str | None,
-                problems: _Problems) -> _Table:
+def read_table(path: str, separator: str | None,
+                problems: Problems) -> Table:
   """Reads a CSV as stripped text cells; raises for a missing or empty file.
 
   `separator` None sniffs `,`, `;` or tab from the header line. Blank lines are
@@ -85,7 +86,7 @@ def _read_table(path: str, separator: str | None,
   """
   if not os.path.isfile(path):
     raise InputError("CSV file not found", file=path)
-  with _open_text(path) as f:
+  with open_text(path) as f:
     text = f.read()
   lines = text.splitlines()
   first = next((l for l in lines if l.strip()), None)
@@ -111,7 +112,7 @@ def _read_table(path: str, separator: str | None,
       continue
     values = (values + [""] * len(header))[:len(header)]
     rows.append((row, line, values))
-  table = _Table(path, separator, header or [], rows)
+  table = Table(path, separator, header or [], rows)
   if not rows and not problems.count:
     raise InputError(f"no data rows below the header {table.header!r}", file=path)
   return table
