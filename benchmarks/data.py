@@ -90,10 +90,16 @@ def _link(src: str, dst: str) -> None:
 def make_records(source_dir: str, output_dir: str, num_workers: int = 1,
                  seed: int = 0) -> str:
   """Converts a synthetic source folder with hep2tf's defaults; returns output_dir."""
-  create.create_records(ConvertConfig(
+  convert(source_dir, output_dir, num_workers, seed)
+  return output_dir
+
+
+def convert(source_dir: str, output_dir: str, num_workers: int = 1, seed: int = 0):
+  """`make_records`, returning the writer's WriteSummary (with its `stages`)."""
+  summary, _ = create.create_records(ConvertConfig(
       "icpr2014", source_dir, output_dir=output_dir, name=NAME, overwrite=True,
       seed=seed, num_workers=num_workers, progress=False))
-  return output_dir
+  return summary
 
 
 def png_folders(records: Records, source_dir: str, png_dir: str) -> str:

@@ -6,9 +6,10 @@ the same folder, then renamed over the target, so a crash or a bad input leaves 
 old version or the new one, never half of one. What a rename guarantees on each kind
 of path (local, NFS, object stores, HDFS) is said in storage.py.
 
-The folder functions are local and need no TensorFlow, so the synthetic set's
-generator (hep2tf.data.synth) uses them in TensorFlow-free processes; the file
-functions reach gfile URLs through storage.py, imported when they run.
+The folder functions need no TensorFlow on local paths, so the synthetic set's
+generator (hep2tf.data.synth) uses them in TensorFlow-free processes; on gfile URLs
+they, and the file functions, go through storage.py, which imports TensorFlow when
+it touches gfile.
 
   write(path, data)            a whole text or bytes file, local or a gfile URL
   write_json(path, obj)        a JSON file (indent 2, a newline at the end)
@@ -16,7 +17,10 @@ functions reach gfile URLs through storage.py, imported when they run.
   staging_path(target)         the hidden sibling a folder is built in
   staged_dir(target)           a local folder built in a hidden sibling and renamed
                                into place when the block ends without an error
-  publish_dir(staging, target) renames a finished local folder over `target`
+  publish_dir(staging, target, last)
+                               puts a finished folder at `target`: renamed where both
+                               are local, copied (`last` files last) elsewhere; the
+                               one publish of records folders, local and Beam
   clean_stale(target)          removes what a crashed publish left beside `target`
   process_alive(pid)           whether a pid runs on this host (stale leftovers, locks)
 """
@@ -32,6 +36,8 @@ import secrets
 import shutil
 from typing import Iterator
 
+from hep2tf import storage   # TensorFlow only when gfile is used
+
 
 def temp_sibling(path: str | os.PathLike) -> str:
   """A hidden, unused name beside `path` that ends like it (.keras stays .keras)."""
@@ -46,7 +52,6 @@ def write(path: str | os.PathLike, data: str | bytes) -> None:
   (Also on URLs: TensorFlow's ram:// filesystem appends when a GFile opens an existing
   file for writing, and a rename is what object stores make whole.)
   """
-  from hep2tf import storage   # TensorFlow; see the module docstring
   path = os.fspath(path)
   tmp = temp_sibling(path)
   try:
@@ -104,10 +109,25 @@ def staged_dir(target: str | os.PathLike) -> Iterator[pathlib.Path]:
     raise
 
 
-def publish_dir(staging: str | os.PathLike, target: str | os.PathLike) -> None:
-  """Renames the finished local folder `staging` to `target`; an existing `target`
-  is moved aside first (`.<name>.old-<pid>`) and deleted only after."""
-  staging, target = pathlib.Path(staging), pathlib.Path(target)
+def publish_dir(staging: str | os.PathLike, target: str | os.PathLike,
+                last: tuple[str, ...] = ()) -> None:
+  """Puts the finished folder `staging` at `target`, replacing what is there.
+
+  Both local: `staging` is renamed to `target` (atomic); an existing `target` is
+  moved aside first (`.<name>.old-<pid>`) and deleted only after. Otherwise (a
+  gfile URL on either side, where folders have no rename): an existing `target` is
+  deleted, the files are copied with the names in `last` after all others
+  (`storage.copy_tree`), and `staging` is removed; not atomic (see storage.py), so
+  `last` names the file whose presence tells a reader the folder is whole.
+  """
+  if not (storage.is_local(staging) and storage.is_local(target)):
+    if storage.exists(target):
+      storage.rmtree(target)
+    storage.copy_tree(os.fspath(staging), os.fspath(target), last=last)
+    storage.rmtree(staging, ignore_errors=True)
+    return
+  staging = pathlib.Path(storage.local_path(staging))
+  target = pathlib.Path(storage.local_path(target))
   if not (target.exists() or target.is_symlink()):
     os.rename(staging, target)
     return
@@ -149,7 +169,6 @@ def process_alive(pid: int) -> bool:
 
 def _replace(src: str, dst: str) -> None:
   """Moves a file over `dst`: atomic on local paths; copy + delete on object stores."""
-  from hep2tf import storage
   if storage.is_local(src) and storage.is_local(dst):
     os.replace(storage.local_path(src), storage.local_path(dst))
   else:
@@ -160,12 +179,10 @@ def _replace(src: str, dst: str) -> None:
 def _remove_quietly(path: str) -> None:
   """Removes a temporary file or folder left by a failed write, if there is one."""
   import tensorflow as tf
-
-  from hep2tf import storage
   try:
     if storage.isdir(path):
       storage.rmtree(path, ignore_errors=True)
     elif storage.exists(path):
-      tf.io.gfile.remove(path)
+      storage.remove(path)
   except (OSError, tf.errors.OpError):
     pass

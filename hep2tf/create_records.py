@@ -60,13 +60,8 @@ def main(argv: Sequence[str]) -> int:
       print(problem, file=sys.stderr)
     print(f"{FLAGS.verify}: {'OK' if not problems else f'{len(problems)} problems'}")
     return errors.EXIT_INPUT_ERROR if problems else errors.EXIT_OK
-  try:
-    summary, rejects = create.create_records(
-        core.from_flags(ConvertConfig, FLAGS))
-  except errors.InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return errors.EXIT_INPUT_ERROR
-  return create.report_outcome(summary, rejects)
+  return create.convert_and_report(
+      lambda: create.create_records(core.from_flags(ConvertConfig, FLAGS)))
 
 
 def run() -> None:

@@ -20,9 +20,11 @@ from matplotlib.figure import Figure
 from hep2tf import atomic
 
 
-def new_figure(figsize: tuple[float, float]) -> Figure:
-  """An empty figure of `figsize` inches on an Agg canvas, constrained layout."""
-  fig = Figure(figsize=figsize, layout="constrained")
+def new_figure(figsize: tuple[float, float],
+               layout: str | None = "constrained") -> Figure:
+  """An empty figure of `figsize` inches on an Agg canvas; constrained layout unless
+  `layout` says otherwise (None: the caller places the axes)."""
+  fig = Figure(figsize=figsize, layout=layout)
   FigureCanvasAgg(fig)
   return fig
 

@@ -16,6 +16,10 @@ What is atomic where (the writes themselves are in atomic.py):
   atomic on URLs: they are copied object by object (see `copy_tree`), and a reader
   must wait for the file that is written last (`hep2tf.json` for records,
   `complete.json` for a run).
+
+`atomic.publish_dir` puts a finished folder in place either way: a rename where both
+sides are local, `copy_tree` otherwise. TensorFlow is imported when a function
+needs gfile, so atomic.py's local folder functions stay TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ import os
 import shutil
 import tempfile
 from typing import Iterator
-
-import tensorflow as tf
 
 
 def is_local(path: str | os.PathLike) -> bool:
@@ -46,21 +48,27 @@ def abspath(path: str | os.PathLike) -> str:
   return os.path.abspath(local_path(path)) if is_local(path) else os.fspath(path)
 
 
+def _tf():
+  """TensorFlow, imported on first use (see the module docstring)."""
+  import tensorflow as tf
+  return tf
+
+
 def exists(path) -> bool:
-  return tf.io.gfile.exists(os.fspath(path))
+  return _tf().io.gfile.exists(os.fspath(path))
 
 
 def isdir(path) -> bool:
-  return tf.io.gfile.isdir(os.fspath(path))
+  return _tf().io.gfile.isdir(os.fspath(path))
 
 
 def makedirs(path) -> None:
-  tf.io.gfile.makedirs(os.fspath(path))
+  _tf().io.gfile.makedirs(os.fspath(path))
 
 
 def listdir(path) -> list[str]:
   """Entry names of a folder (without the trailing '/' some filesystems add)."""
-  return [name.rstrip("/") for name in tf.io.gfile.listdir(os.fspath(path))]
+  return [name.rstrip("/") for name in _tf().io.gfile.listdir(os.fspath(path))]
 
 
 def rmtree(path, ignore_errors: bool = False) -> None:
@@ -68,6 +76,7 @@ def rmtree(path, ignore_errors: bool = False) -> None:
   if is_local(path):
     shutil.rmtree(local_path(path), ignore_errors=ignore_errors)
     return
+  tf = _tf()
   try:
     tf.io.gfile.rmtree(path)
   except tf.errors.OpError:
@@ -77,7 +86,7 @@ def rmtree(path, ignore_errors: bool = False) -> None:
 
 def remove(path) -> None:
   """Deletes one file, local or at a URL."""
-  tf.io.gfile.remove(os.fspath(path))
+  _tf().io.gfile.remove(os.fspath(path))
 
 
 def open_file(path, mode: str = "r"):
@@ -86,22 +95,24 @@ def open_file(path, mode: str = "r"):
   if is_local(path):
     encoding = {} if "b" in mode else {"encoding": "utf-8"}
     return open(local_path(path), mode, **encoding)
-  return tf.io.gfile.GFile(path, mode)
+  return _tf().io.gfile.GFile(path, mode)
 
 
 def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
-  """Copies the local folder `src` to `dst` (a URL) file by file; the names in
-  `last` (relative paths) are copied after all others, so their presence tells a
-  reader that the rest is there."""
+  """Copies the folder `src` to `dst` file by file (either may be local or a URL);
+  the names in `last` (relative paths) are copied after all others, so their
+  presence tells a reader that the rest is there."""
+  gfile = _tf().io.gfile
+  src, dst = os.fspath(src).rstrip("/"), os.fspath(dst).rstrip("/")
   files = []
-  for root, _, names in os.walk(src):
-    for name in names:
-      files.append(os.path.relpath(os.path.join(root, name), src))
+  for root, _, names in gfile.walk(src):
+    prefix = root.rstrip("/")[len(src):].strip("/")
+    files += ["/".join(filter(None, (prefix, name.rstrip("/")))) for name in names]
   files.sort(key=lambda rel: (rel in last, last.index(rel) if rel in last else 0, rel))
   for rel in files:
-    target = "/".join([dst.rstrip("/")] + rel.split(os.sep))
-    tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
-    tf.io.gfile.copy(os.path.join(src, rel), target, overwrite=True)
+    target = f"{dst}/{rel}"
+    gfile.makedirs(target.rsplit("/", 1)[0])
+    gfile.copy(f"{src}/{rel}", target, overwrite=True)
 
 
 def local_staging(prefix: str = "hep2tf-") -> str:
@@ -120,7 +131,7 @@ def local_copy(path) -> Iterator[str]:
   scratch = local_staging()
   try:
     local = os.path.join(scratch, path.rstrip("/").rsplit("/", 1)[-1])
-    tf.io.gfile.copy(path, local)
+    _tf().io.gfile.copy(path, local)
     yield local
   finally:
     shutil.rmtree(scratch, ignore_errors=True)

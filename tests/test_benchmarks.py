@@ -52,8 +52,13 @@ def test_quick_converter_and_reader_write_results(tmp_path):
   results, stdout = _run(tmp_path, "converter,reader", timeout=590)
   _check_schema(results)
   names = [f["name"] for f in results["figures"]]
-  assert len(names) == 5, names
+  assert len(names) == 6, names
   assert any("2 workers" in n for n in names)
+  assert any("from CPU seconds" in n for n in names)
+  # The converter's CPU seconds by stage, for 1 and 2 workers.
+  assert "converter CPU seconds by stage" in stdout
+  assert "encode: tf.train.Example" in stdout
+  assert "per-round ratio min" in stdout
   assert any("image_dataset_from_directory" in n for n in names)
   rates = [f["value"] for f in results["figures"] if f["unit"] == "images/s"]
   assert all(r > 0 for r in rates)

@@ -1,5 +1,6 @@
 """The convert section: every option of a conversion (`python -m
-hep2tf.create_records`, `python -m hep2tf.beam_pipeline`), one field per flag.
+hep2tf.create_records`, `python -m hep2tf.beam_pipeline`), one field per flag; and
+BeamConfig, the runner that `beam_pipeline` converts on.
 
 ConvertConfig is what both writers take (hep2tf/convert/plan.py); its fields are the
 converter's flags, with the same names, so a flag and the field it sets cannot drift.
@@ -34,6 +35,7 @@ DEFAULT_SET_IMAGES = 7200
 DEFAULT_SET_SPECIMENS = 110
 DEFAULT_SET_FRACTIONS = (0.14, 0.30)  # validation, test
 ON_ERROR = ("fail", "skip")
+RUNNERS = ("auto", "direct", "dask")    # hep2tf.convert.runners.pipeline_args
 
 
 class ImageSizeParser(TextParser):
@@ -242,6 +244,23 @@ class VerifyConfig:
   SECTION: ClassVar[str] = "convert"
 
   verify: str | None = flag(None, "Verify this records folder and exit.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+  """`python -m hep2tf.beam_pipeline`: the Beam runner (other Beam options follow
+  `--`)."""
+
+  SECTION: ClassVar[str] = "beam"
+
+  runner: str = flag(
+      "auto", "auto: the --runner among the Beam options after `--` (the "
+      "DirectRunner when they name none); direct: Beam's DirectRunner; dask: Beam's "
+      "DaskRunner on a dask.distributed cluster (pip install -e .[dask]).",
+      choices=RUNNERS)
+  dask_address: str | None = flag(
+      None, "With --runner=dask: the Dask scheduler, e.g. tcp://host:8786 (default: "
+      "a local cluster of --num_workers worker processes, closed at the end).")
 
 
 @dataclasses.dataclass(frozen=True)

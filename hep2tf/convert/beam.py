@@ -6,47 +6,54 @@ The same conversion as `hep2tf.convert.create`, for sets too big for one machine
 and `plan.shard_plan`: small tables, the same functions and seed as the local
 converter); the pipeline loads the images on the runner's workers, makes each record
 with `plan.make_record` as `writer.py` does, and writes each shard in one piece; the
-launcher then writes the same metadata as `writer.py`. Each record gets its shard and
-position on the launcher exactly as `writer.py` assigns them, so the shards hold the
-same records in the same order as the local converter's, whatever the runner.
+launcher then writes the same metadata as `writer.py` and publishes the folder with
+the same `atomic.publish_dir`. Each record gets its shard and position on the
+launcher exactly as `writer.py` assigns them, so the shards hold the same records in
+the same order as the local converter's, whatever the runner.
 (Byte-identical too once `schema.encode_example` serialises deterministically:
 protobuf's map order now varies between processes, for the local converter as well.)
 
 The source images must be readable at the same paths on the launcher and on every
 worker (a shared filesystem); the output may be a local path or any filesystem
 `tf.io.gfile` writes (gs://, hdfs://), published atomically only on a local path.
-Install with `pip install -e .[beam]`.
+Install with `pip install -e .[beam]` (`.[dask]` for the DaskRunner).
 
-Pipeline: plan.jsonl -> ReadFromText -> Reshuffle -> load+encode (images.load_image,
-plan.make_record) -> GroupByKey(split, shard) -> write shard (sorted by position)
--> one JSON of shard facts per shard, read back by the launcher.
+Pipeline: plan chunk files -> Create -> read each chunk -> Reshuffle -> load+encode
+(images.load_image, plan.make_record) -> GroupByKey(split, shard) -> write shard
+(sorted by position) -> one JSON of shard facts per shard, read back by the
+launcher. Only transforms Beam's DaskRunner translates (Create, ParDo, GroupByKey;
+Reshuffle is an identity there): ReadFromText is not, hence the chunk files.
+`runners.py` runs it (on the DaskRunner against a dask.distributed cluster).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import posixpath
+import secrets
 import tempfile
 from typing import Iterator, Sequence
 
 import apache_beam as beam
 import pandas as pd
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from hep2tf import atomic, errors
-from hep2tf.convert import loading, metadata, plan, samples
+from hep2tf import atomic, errors, storage
+from hep2tf.convert import loading, metadata, plan, runners, samples
 from hep2tf.data import schema, sources
-from hep2tf.data.records import INFO_FILE, shard_file_name
+from hep2tf.data.records import shard_file_name
 
-DIRECT = ("--runner=DirectRunner",)
+DIRECT = runners.DIRECT
 WORK_DIR = "_beam"          # inside staging: the plan and the per-shard facts
-PLAN_FILE = "plan.jsonl"
+PLAN_DIR = "plan"           # plan-<token>/: the plan in chunks of <= CHUNK_ROWS rows
 PARTS_DIR = "parts"
-# Written last when publishing to an object store: its presence marks the folder whole.
-_LAST_FILES = (INFO_FILE, "dataset_info.json")
+# The plan is cut into about PLAN_CHUNKS chunks: a chunk is the unit a runner hands
+# one worker (on Dask, one task), so a small set still reaches every worker.
+PLAN_CHUNKS = 64
+CHUNK_ROWS = 256
 
 
 def plan_records(examples: pd.DataFrame, seed: int = 0,
@@ -60,8 +67,28 @@ def plan_records(examples: pd.DataFrame, seed: int = 0,
   return order.assign(position=range(len(order)))
 
 
+def write_plan(order: pd.DataFrame, folder: str) -> list[str]:
+  """Writes the plan as JSON-lines chunk files in `folder`; returns their paths."""
+  rows = max(1, min(CHUNK_ROWS, math.ceil(len(order) / PLAN_CHUNKS)))
+  storage.makedirs(folder)
+  paths = []
+  for start in range(0, len(order), rows):
+    paths.append(_join(folder, f"plan-{start // rows:05d}.jsonl"))
+    with tf.io.gfile.GFile(paths[-1], "w") as f:
+      f.write(order.iloc[start:start + rows].to_json(orient="records", lines=True))
+  return paths
+
+
 # ---------------------------------------------------------------------------
-# Workers: load and encode one image; write one shard.
+# Workers: read a chunk of the plan; load and encode one image; write one shard.
+
+
+def read_chunk(path: str) -> Iterator[dict]:
+  """The plan rows of one chunk file."""
+  with tf.io.gfile.GFile(path) as f:
+    for line in f:
+      if line.strip():
+        yield json.loads(line)
 
 
 class LoadAndEncode(beam.DoFn):
@@ -134,14 +161,16 @@ class WriteShard(beam.DoFn):
     yield part
 
 
-def build_pipeline(pipeline: beam.Pipeline, plan_path: str, staging: str,
+def build_pipeline(pipeline: beam.Pipeline, chunks: Sequence[str], staging: str,
                    source: sources.Source, has_mask: bool, load_options: dict,
                    data_dir: str) -> beam.PCollection:
-  """Adds the conversion to `pipeline`; returns the PCollection of part file paths."""
+  """Adds the conversion of the plan `chunks` to `pipeline`; returns the
+  PCollection of part file paths."""
   return (pipeline
-          | "ReadPlan" >> beam.io.ReadFromText(plan_path)
-          | "ParsePlan" >> beam.Map(json.loads)
-          # Spread the images over the workers rather than the plan file's splits.
+          | "PlanChunks" >> beam.Create(list(chunks))
+          | "ReadPlan" >> beam.FlatMap(read_chunk)
+          # Spread the images over the workers rather than the chunks (an identity
+          # on the DaskRunner, where each chunk is a task of its own).
           | "Spread" >> beam.Reshuffle()
           | "LoadAndEncode" >> beam.ParDo(LoadAndEncode(
               source.class_names, source.channels, has_mask, load_options, data_dir))
@@ -168,31 +197,33 @@ def convert(prepared: plan.Prepared,
   """Writes a prepared conversion as its records folder with a Beam pipeline.
 
   The config's options are those of `writer.write_records` (which documents them);
-  `pipeline_args` are the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...]).
+  `pipeline_args` are the Beam pipeline options (e.g. ["--runner=FlinkRunner", ...];
+  `runners.pipeline_args` makes them; on the DaskRunner without a scheduler address
+  a local cluster of `num_workers` processes runs it).
   The pixel pre-scan (`loading.prescan`: headers; float and, for intensity=rescale,
   training values) runs on the launcher with `num_workers` processes before the
   pipeline, so every worker stores the same dtype. The output folder may be a local
   path (published atomically by renames) or a gfile URL such as
-  gs://bucket/records/name (copied into place, dataset_info.json last).
+  gs://bucket/records/name (copied into place, hep2tf.json last): the same
+  `atomic.publish_dir` as the local writer's.
 
   Returns a WriteSummary equal to the local writer's for the same input and seed.
-  Raises InputError for bad input or an existing output_dir; nothing is published.
+  Raises InputError for bad input or an existing output_dir, runners.PipelineError
+  when the runner fails (a worker died); nothing is published then.
   """
   has_mask = plan.check_inputs(prepared)
-  output_dir = prepared.output_dir
-  if _is_local(output_dir):
-    output_dir = str(pathlib.Path(output_dir).absolute())
+  output_dir = storage.abspath(prepared.output_dir)
+  if storage.is_local(output_dir):
     atomic.clean_stale(output_dir)
   staging = atomic.staging_path(output_dir)
-  if tf.io.gfile.exists(staging):
-    tf.io.gfile.rmtree(staging)
-  tf.io.gfile.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
+  if storage.exists(staging):
+    storage.rmtree(staging)
+  storage.makedirs(_join(staging, WORK_DIR, PARTS_DIR))
   try:
     summary = _write(prepared, staging, output_dir, has_mask, pipeline_args)
-    _publish(staging, output_dir)
+    atomic.publish_dir(staging, output_dir, last=metadata.PUBLISH_LAST)
   except BaseException:
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
+    storage.rmtree(staging, ignore_errors=True)
     raise
   return summary
 
@@ -203,15 +234,17 @@ def _write(prepared: plan.Prepared, staging: str, output_dir: str, has_mask: boo
   config, source, rejects = prepared.config, prepared.source, prepared.rejects
   order = plan_records(prepared.examples, config.seed, config.num_shards)
   pixels = plan.prescan(prepared, order)
-  plan_path = _join(staging, WORK_DIR, PLAN_FILE)
-  with tf.io.gfile.GFile(plan_path, "w") as f:
-    f.write(order.to_json(orient="records", lines=True))
-  with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
-    build_pipeline(pipeline, plan_path, staging, source, has_mask,
-                   plan.load_options(prepared, pixels), str(prepared.data_dir))
+  # A folder name of its own per run: Dask names tasks by their inputs, and a rerun
+  # on the same cluster must not meet an earlier run's failed tasks.
+  chunks = write_plan(order, _join(staging, WORK_DIR,
+                                   f"{PLAN_DIR}-{secrets.token_hex(4)}"))
+  runners.run(lambda pipeline: build_pipeline(
+      pipeline, chunks, staging, source, has_mask,
+      plan.load_options(prepared, pixels), str(prepared.data_dir)),
+      pipeline_args, config.workers)
   manifest, shard_lengths, num_bytes, shapes = _gather(
       staging, order, config.on_error, rejects)
-  tf.io.gfile.rmtree(_join(staging, WORK_DIR))
+  storage.rmtree(_join(staging, WORK_DIR))
   image_shape = list(shapes.pop()) if len(shapes) == 1 else None
   summary = metadata.summarise(output_dir, source.name, list(source.class_names),
                                manifest, shard_lengths, num_bytes, image_shape,
@@ -278,26 +311,6 @@ def _write_metadata(staging, source, summary, manifest, shard_lengths, has_mask,
     for path in sorted(folder.iterdir()):
       if path.name not in shard_names:
         tf.io.gfile.copy(str(path), _join(staging, path.name), overwrite=True)
-
-
-def _publish(staging: str, output_dir: str) -> None:
-  """Local: renames into place (atomic). Elsewhere: copies, dataset_info.json last."""
-  if _is_local(output_dir):
-    atomic.publish_dir(staging, output_dir)
-    return
-  if tf.io.gfile.exists(output_dir):
-    tf.io.gfile.rmtree(output_dir)
-  tf.io.gfile.makedirs(output_dir)
-  names = sorted(tf.io.gfile.listdir(staging),
-                 key=lambda n: (n in _LAST_FILES, _LAST_FILES.index(n)
-                                if n in _LAST_FILES else 0, n))
-  for name in names:
-    tf.io.gfile.copy(_join(staging, name), _join(output_dir, name), overwrite=True)
-  tf.io.gfile.rmtree(staging)
-
-
-def _is_local(path: str | os.PathLike) -> bool:
-  return "://" not in os.fspath(path)
 
 
 def _join(*parts: str) -> str:

@@ -6,16 +6,21 @@ the default dataset), makes the splits and the copies, and `writer.write_records
 writes the records folder. The converter's flags are the fields of
 `hep2tf.config.convert.ConvertConfig` (shared with `python -m hep2tf.beam_pipeline`).
 `report_outcome` prints what a conversion wrote and returns the exit code
-(hep2tf.errors: 0 done; 2 bad input, nothing published; 3 done, some inputs skipped).
+(hep2tf.errors: 0 done; 2 bad input, nothing published; 3 done, some inputs skipped);
+`convert_and_report` runs a conversion and does that (both command lines' main).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Callable
+
+from absl import logging
 
 from hep2tf import errors
 from hep2tf.convert import metadata
 from hep2tf.convert import plan
+from hep2tf.convert import stages
 from hep2tf.convert import writer
 from hep2tf.data.records import REJECTS
 
@@ -24,11 +29,27 @@ def create_records(config: plan.ConvertConfig
                    ) -> tuple[metadata.WriteSummary, errors.Rejects]:
   """Source -> splits -> balance -> dihedral copies -> records folder.
 
-  Returns the writer's summary and what was skipped. Raises InputError for bad
-  input (nothing is published then).
+  Returns the writer's summary (its `stages`: CPU and wall seconds per stage) and
+  what was skipped. Raises InputError for bad input (nothing is published then).
   """
-  prepared = plan.prepare_examples(config)
-  return writer.write_records(prepared), prepared.rejects
+  timing = stages.Stages()
+  with timing.timed("read layout, hash, split"):
+    prepared = plan.prepare_examples(config)
+  summary = writer.write_records(prepared, timing=timing)
+  logging.info("Conversion CPU time by stage: %s", timing.describe())
+  return summary, prepared.rejects
+
+
+def convert_and_report(
+    convert: Callable[[], tuple[metadata.WriteSummary, errors.Rejects]]) -> int:
+  """Runs `convert` (a conversion returning its summary and rejects) and prints its
+  outcome; returns the exit code. Bad input is one line on stderr, exit 2."""
+  try:
+    summary, rejects = convert()
+  except errors.InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_INPUT_ERROR
+  return report_outcome(summary, rejects)
 
 
 def report_outcome(summary: metadata.WriteSummary, rejects: errors.Rejects) -> int:

@@ -3,8 +3,9 @@
 `prescan` decides the dataset's `intensity.PixelSpec` from its sources before any
 record is written (headers; float ranges; the training values for intensity=rescale).
 `load_task` and `load_one` turn one row of the write plan into a `images.LoadedImage`
-(or the reason it is bad, as InputError pickles lossily); `load_all` loads in plan
-order, in a process pool when asked (fork: no TensorFlow re-import). `check_dtype`
+(or the reason it is bad, as InputError pickles lossily); `in_order` runs a function
+over the plan in order, in a process pool when asked (fork: the workers inherit the
+parent's imports, TensorFlow included, and import nothing again). `check_dtype`
 refuses an image whose bit depth changed after the pre-scan. The local writer and the
 Beam pipeline load through these.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -21,9 +22,6 @@ from hep2tf import console
 from hep2tf.data import images
 from hep2tf.data import intensity
 from hep2tf.errors import InputError
-
-_CHUNKSIZE = 32
-
 
 def prescan(plan: pd.DataFrame, channels: int, intensity_mode: str, percentiles,
             max_megapixels: float, num_workers: int) -> intensity.PixelSpec:
@@ -42,10 +40,12 @@ def load_task(row, has_mask: bool, options: dict) -> tuple:
                             dihedral_id=int(row["dihedral"])))
 
 
-def load_all(tasks: Sequence[tuple], num_workers: int) -> Iterator:
-  """Loads in task order; with workers, in a process pool (fork: no TF re-import)."""
+def in_order(work: Callable, tasks: Sequence, num_workers: int) -> Iterator:
+  """work(task) for each task, yielded in task order; with workers, in a process
+  pool (fork where the platform has it), `chunk_size` tasks per round trip. The
+  pool stops when the generator is closed, also after an error."""
   if num_workers <= 1:
-    yield from map(load_one, tasks)
+    yield from map(work, tasks)
     return
   methods = multiprocessing.get_all_start_methods()
   context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -53,9 +53,15 @@ def load_all(tasks: Sequence[tuple], num_workers: int) -> Iterator:
       num_workers, mp_context=context,
       initializer=console.ignore_interrupts) as pool:   # Ctrl-C: the parent's
     try:
-      yield from pool.map(load_one, tasks, chunksize=_CHUNKSIZE)
+      yield from pool.map(work, tasks, chunksize=chunk_size(len(tasks), num_workers))
     finally:
       pool.shutdown(wait=True, cancel_futures=True)
+
+
+def chunk_size(num_tasks: int, num_workers: int) -> int:
+  """Tasks per round trip: about 8 chunks per worker (so the last chunks even out
+  the workers' load), between 8 and 64 tasks (fewer round trips, each a pickle)."""
+  return max(8, min(64, num_tasks // (8 * max(1, num_workers)) or 1))
 
 
 def load_one(task: tuple):

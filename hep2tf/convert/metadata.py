@@ -6,7 +6,9 @@ shards, bytes, the PixelSpec with its white level, the pixel warnings);
 `tfds.builder_from_directory` loads the folder; `write_tables` writes manifest.csv,
 class_counts.json, hep2tf.json (`Records.write_info`: what the reader and trainer
 need) and rejects.csv.
-The local writer and the Beam pipeline write the same files through these.
+The local writer and the Beam pipeline write the same files through these, and
+publish a folder on a URL (`atomic.publish_dir`, not atomic there) with
+`PUBLISH_LAST` copied last: a reader waits for hep2tf.json.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import json
 
 import tensorflow_datasets as tfds
 
-from hep2tf.convert import samples
+from hep2tf.convert import samples, stages
 from hep2tf.data import intensity
 from hep2tf.data import schema
-from hep2tf.data.records import (CLASS_COUNTS, FILENAME_TEMPLATE, MANIFEST, REJECTS,
-                                 DatasetInfo, Records)
+from hep2tf.data.records import (CLASS_COUNTS, FILENAME_TEMPLATE, INFO_FILE,
+                                 MANIFEST, REJECTS, DatasetInfo, Records)
+
+# Copied after every other file where a folder cannot be renamed into place.
+PUBLISH_LAST = (REJECTS, "dataset_info.json", INFO_FILE)
 
 
 @dataclasses.dataclass
@@ -44,6 +49,8 @@ class WriteSummary:
   warnings: list[str] = dataclasses.field(default_factory=list)
   # What the splitter had to give up (splits.assign_splits' attrs["split_notes"]).
   split_notes: list[str] = dataclasses.field(default_factory=list)
+  # Where the conversion's time went (`stages.Stages`), when the writer timed it.
+  stages: stages.Stages | None = None
 
   def table(self) -> str:
     """A plain-text table: one line per split with images, classes, shards, bytes."""

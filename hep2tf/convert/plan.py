@@ -13,6 +13,7 @@ shard" through this module:
   shard_plan         the write order: per split a seeded shuffle cut into shards
   load_options       how every image is loaded (`loading.load_task`)
   make_record        one loaded image -> (serialised example, manifest row)
+  RecordMaker        one plan row -> its record, loaded and encoded in a worker
 
 So the same config and seed give the same records, shards and manifest whichever
 writer runs.
@@ -21,10 +22,12 @@ writer runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import re
-from typing import Iterable
+import time
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -276,6 +279,54 @@ def make_record(row: dict, loaded, *, features, pixels: intensity.PixelSpec,
               "intensity": row.get("intensity", "") or "", "dihedral": dihedral,
               "fold": row.get("fold", "") or "", **loaded.stats}
   return schema.encode_example(features, example), manifest
+
+
+class Made(NamedTuple):
+  """What `RecordMaker` made of one row: the record, or why not.
+
+  record: serialised example, or None for a bad input; manifest: its manifest row
+  (`make_record`), or {"reason", "file"} of the InputError (which pickles lossily);
+  shape: (height, width) stored; seconds: CPU seconds (load, encode) in the worker.
+  """
+  record: bytes | None
+  manifest: dict
+  shape: tuple[int, int] | None
+  seconds: tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordMaker:
+  """One plan row -> `Made`: the image loaded and the example serialised, in the
+  worker, so the parent process only writes bytes. Small and picklable (the TFDS
+  features are made once per process, `_features`)."""
+  class_names: tuple[str, ...]
+  channels: int
+  has_mask: bool
+  load_options: dict
+  data_dir: pathlib.Path
+
+  def __call__(self, row: dict) -> Made:
+    start = time.process_time()
+    loaded = loading.load_one(loading.load_task(row, self.has_mask,
+                                                self.load_options))
+    loaded_at = time.process_time()
+    pixels = self.load_options["pixel_spec"]
+    features = _features(self.class_names, self.channels, self.has_mask,
+                         pixels.dtype)
+    try:
+      record, manifest = make_record(row, loaded, features=features, pixels=pixels,
+                                     has_mask=self.has_mask, data_dir=self.data_dir)
+    except errors.InputError as e:
+      return Made(None, {"reason": e.reason, "file": e.file}, None,
+                  (loaded_at - start, time.process_time() - loaded_at))
+    return Made(record, manifest, (loaded.height, loaded.width),
+                (loaded_at - start, time.process_time() - loaded_at))
+
+
+@functools.lru_cache(maxsize=8)
+def _features(class_names: tuple[str, ...], channels: int, has_mask: bool,
+              dtype: str):
+  return schema.make_features(class_names, channels, has_mask, dtype=dtype)
 
 
 def common_dir(paths: Iterable[str]) -> pathlib.Path:

@@ -28,6 +28,8 @@ SAMPLES_FILE = "samples.png"
 CELLS_PER_CLASS = 4
 DISPLAY_PERCENTILES = (0.5, 99.5)
 _MAX_RECORDS_READ = 4096   # per split: enough to find a few cells of each class
+_MAX_CELL_PIXELS = 160     # larger cells are subsampled for display
+_LABEL_SPEC = {schema.LABEL: schema.feature_spec()[schema.LABEL]}
 # Source folders whose typical levels differ by more than this factor are reported.
 MIXED_LEVEL_RATIO = 8.0
 
@@ -112,66 +114,144 @@ def write_samples(folder: str, summary, channels: int, has_mask: bool,
   Returns the path written.
   """
   folder = str(folder).rstrip("/")
-  pixels = summary.pixels
-  columns = [(split, k) for split in summary.splits for k in range(cells_per_class)]
-  cells = {}
+  picker = CellPicker(list(summary.splits), len(summary.class_names),
+                      cells_per_class)
   for split in summary.splits:
-    for label, pair in _first_cells(folder, summary, split, channels, has_mask,
-                                    cells_per_class):
-      cells.setdefault((split, label), []).append(pair)
-  rows, cols = len(summary.class_names), len(columns)
-  fig = figures.new_figure((1.1 * cols + 1.4, 1.2 * rows + 1.2))
-  low_p, high_p = DISPLAY_PERCENTILES
-  fig.suptitle(
-      f"{summary.name}: records decoded as the reader does ({pixels.dtype} PNG; "
-      f"model input = stored x 255 / {pixels.white_level}).\n"
-      f"Display only: each cell stretched from its {low_p:g}th to {high_p:g}th "
-      "percentile to black..white; under each, its stored min..max.", fontsize=8)
-  for r, class_name in enumerate(summary.class_names):
-    for c, (split, k) in enumerate(columns):
-      axis = fig.add_subplot(rows, cols, r * cols + c + 1)
-      axis.set_xticks([])
-      axis.set_yticks([])
-      if r == 0 and k == 0:
-        axis.set_title(split, fontsize=8, loc="left")
-      if c == 0:
-        axis.set_ylabel(class_name, fontsize=8)
-      found = cells.get((split, r), [])
-      if k >= len(found):
-        axis.set_frame_on(False)
-        continue
-      stored, model_input = found[k]
-      shown, cmap = _stretched(model_input)
-      axis.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-      axis.set_xlabel(f"{int(stored.min())}..{int(stored.max())}", fontsize=6)
-  path = f"{folder}/{SAMPLES_FILE}"
-  data = figures.figure_to_png(fig, dpi=80)
+    files = sorted(tf.io.gfile.glob(f"{folder}/{summary.name}-{split}.tfrecord-*"))
+    for batch in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ).batch(256):
+      # Labels a batch at a time: an eager op per record costs milliseconds.
+      labels = tf.io.parse_example(batch, _LABEL_SPEC)[schema.LABEL].numpy()
+      for record, label in zip(batch.numpy(), labels):
+        picker.offer(split, int(label), record)
+      if picker.split_complete(split):
+        break
+  return save_samples(folder, draw_samples(summary.name, summary.class_names,
+                                           summary.pixels, picker, channels,
+                                           has_mask))
+
+
+def save_samples(folder: str, png: bytes) -> str:
+  """Writes samples.png (PNG bytes from `draw_samples`) into `folder`."""
+  path = f"{str(folder).rstrip('/')}/{SAMPLES_FILE}"
   with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(data)
+    f.write(png)
   return path
 
 
-def _first_cells(folder, summary, split, channels, has_mask, per_class):
-  """(label, (stored image, model input)) of the first records of each class."""
-  name, pixels = summary.name, summary.pixels
-  num_classes = len(summary.class_names)
-  files = sorted(tf.io.gfile.glob(f"{folder}/{name}-{split}.tfrecord-*"))
-  if not files:
+class CellPicker:
+  """The first `per_class` records of each class in each split, in the order they
+  are offered (the order they were written, as `write_samples` reads them back:
+  the local writer picks while it writes and draws before the shards are read)."""
+
+  def __init__(self, splits, num_classes: int, per_class: int = CELLS_PER_CLASS):
+    self.splits, self.per_class = list(splits), per_class
+    self.counts = {split: [0] * num_classes for split in self.splits}
+    self.seen = dict.fromkeys(self.splits, 0)
+    self.records, self.keys = [], []
+
+  def offer(self, split: str, label: int, record: bytes) -> None:
+    counts = self.counts[split]
+    self.seen[split] += 1
+    if (self.seen[split] <= _MAX_RECORDS_READ and label < len(counts)
+        and counts[label] < self.per_class):
+      counts[label] += 1
+      self.records.append(record)
+      self.keys.append((split, label))
+
+  def split_complete(self, split: str) -> bool:
+    return min(self.counts[split]) >= self.per_class
+
+  @property
+  def complete(self) -> bool:
+    """Every class of every split has its cells: offering more changes nothing."""
+    return all(self.split_complete(split) for split in self.splits)
+
+
+def draw_samples(name: str, class_names, pixels: intensity.PixelSpec,
+                 picker: CellPicker, channels: int, has_mask: bool) -> bytes:
+  """samples.png's bytes: the picked cells, decoded as the reader decodes them."""
+  columns = [(split, k) for split in picker.splits for k in range(picker.per_class)]
+  cells = {}
+  for key, pair in zip(picker.keys, _decode_cells(picker.records, channels,
+                                                  has_mask, pixels)):
+    cells.setdefault(key, []).append(pair)
+  grid = [[(cells.get((split, r), [])[k:k + 1] or [None])[0] for split, k in columns]
+          for r in range(len(class_names))]
+  rows, cols = len(class_names), len(columns)
+  # Inches: 1.1 x 1.2 per cell (the image, a gap, its min..max underneath), 1.2 to
+  # the left for the class names, 1.0 on top for the title and the split names.
+  width, height = 1.1 * cols + 1.4, 1.2 * rows + 1.2
+  fig = figures.new_figure((width, height), layout=None)
+  low_p, high_p = DISPLAY_PERCENTILES
+  fig.suptitle(
+      f"{name}: records decoded as the reader does ({pixels.dtype} PNG; "
+      f"model input = stored x 255 / {pixels.white_level}).\n"
+      f"Display only: each cell stretched from its {low_p:g}th to {high_p:g}th "
+      "percentile to black..white; under each, its stored min..max.", fontsize=8)
+  axis = fig.add_axes((1.2 / width, 0.2 / height, 1.1 * cols / width,
+                       1.2 * rows / height))
+  _draw_grid(axis, grid, class_names, [split for split, _ in columns])
+  return figures.figure_to_png(fig, dpi=80)
+
+
+def _decode_cells(records: list[bytes], channels: int, has_mask: bool,
+                  pixels: intensity.PixelSpec) -> list:
+  """[(stored image, model input)] of serialised records, in one tf.data pass."""
+  if not records:
     return []
-  cells, counts = [], [0] * num_classes
-  for serialized in tf.data.TFRecordDataset(files).take(_MAX_RECORDS_READ):
-    label = int(schema.parse_label(serialized))
-    if label >= num_classes or counts[label] >= per_class:
-      continue
-    example = schema.parse_example(serialized, channels, has_mask, pixels.dtype)
-    stored = example[schema.IMAGE]
+
+  def decode(serialized):
+    stored = schema.parse_example(serialized, channels, has_mask,
+                                  pixels.dtype)[schema.IMAGE]
     # The reader's own mapping, so what is drawn is what the model gets.
-    shown = preprocess.to_model_input(stored, pixels).numpy()
-    cells.append((label, (stored.numpy(), shown)))
-    counts[label] += 1
-    if min(counts) >= per_class:
-      break
-  return cells
+    return stored, preprocess.to_model_input(stored, pixels)
+
+  return list(tf.data.Dataset.from_tensor_slices(records).map(decode)
+              .as_numpy_iterator())
+
+
+def _draw_grid(axis, grid, class_names, splits) -> None:
+  """The cells as one mosaic image on `axis` (one image draws in a fraction of the
+  time of an axes per cell), with class, split and min..max written beside them."""
+  present = [cell for row in grid for cell in row if cell is not None]
+  size = min(_MAX_CELL_PIXELS, max([max(c[0].shape[:2]) for c in present] + [8]))
+  gap, band = max(1, round(0.1 * size)), max(1, round(0.2 * size))
+  step_x, step_y = size + gap, size + band
+  mosaic = np.ones((len(grid) * step_y, len(grid[0]) * step_x, 3))
+  for r, row in enumerate(grid):
+    axis.text(-gap, r * step_y + size / 2, class_names[r], ha="right",
+              va="center", fontsize=8)
+    for c, cell in enumerate(row):
+      if r == 0 and (c == 0 or splits[c] != splits[c - 1]):
+        axis.text(c * step_x, -size * 0.05, splits[c], ha="left", va="bottom",
+                  fontsize=8)
+      if cell is None:
+        continue
+      stored, model_input = cell
+      shown = _fitted(_stretched(model_input)[0], size)
+      top = r * step_y + (size - shown.shape[0]) // 2
+      left = c * step_x + (size - shown.shape[1]) // 2
+      mosaic[top:top + shown.shape[0], left:left + shown.shape[1]] = shown
+      axis.text(c * step_x + size / 2, r * step_y + size + band / 2,
+                f"{int(stored.min())}..{int(stored.max())}", ha="center",
+                va="center", fontsize=6)
+  axis.imshow(mosaic, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+  axis.set_axis_off()
+
+
+def _fitted(shown: np.ndarray, size: int) -> np.ndarray:
+  """A display array (H, W[, 3]) as RGB fitting size x size: subsampled when larger,
+  repeated by a whole factor when at most half as large."""
+  if shown.ndim == 2:
+    shown = np.repeat(shown[..., None], 3, axis=2)
+  longest = max(shown.shape[:2])
+  if longest > size:
+    stride = -(-longest // size)
+    shown = shown[::stride, ::stride]
+  elif 2 * longest <= size:
+    factor = size // longest
+    shown = np.repeat(np.repeat(shown, factor, axis=0), factor, axis=1)
+  return shown
 
 
 def _stretched(image: np.ndarray):

@@ -21,6 +21,14 @@ and stays in that dtype up to batching; `preprocess.to_model_input` then gives t
 models' float32 input, `stored * 255 / white_level` (see `hep2tf.data.intensity`):
 8-bit records exactly as before, 16-bit ones with every level kept as a distinct
 float. predict and the SavedModel use the same `hep2tf.data.preprocess`.
+
+Settings (benchmarks/reader.py, streaming vs decode-only as trained): every shard
+open, one record from each in turn (cycle_length = shards, block_length=1) so the
+shards mix before the shuffle; AUTOTUNE parallelism for interleave, decode, batch
+and the batch map; order deterministic when seeded or evaluating (as promised; the
+example shuffle already randomises training); per-example parse (parse_example on
+batches needs a per-image decode loop, which cost more); META_KEYS carried only
+`with_meta`.
 """
 
 from __future__ import annotations
@@ -64,52 +72,106 @@ class Split:
   steps: int
 
 
-def create_split(records: Records, split: str, *, batch_size: int,
-                 training: bool, image_size: tuple[int, int] | None = None,
-                 apply_mask: bool = False, shuffle_buffer: int = 4096,
-                 seed: int | None = None, balanced: bool = False,
-                 mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
-                 repeat: bool = False, cache: bool | str = False,
-                 cache_budget_bytes: int = CACHE_BUDGET_BYTES,
-                 with_meta: bool = False,
-                 deterministic: bool | None = None,
-                 drop_remainder: bool | None = None,
-                 fold: folds.FoldSpec | None = None) -> Split:
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+  """How `create_split` reads a split.
+
+  batch_size: examples per batch.
+  training: shuffle shards and examples; allows balancing and mixing.
+  image_size: (height, width) to resize to, keeping the aspect ratio and padding
+    with 0 (`preprocess.fit`, as predict and the SavedModel resize); None keeps the
+    stored size, which must then be the same for all images.
+  apply_mask: multiply each image by its mask (background to 0); the records must
+    hold masks.
+  shuffle_buffer: examples in the shuffle buffer (training only). Decoded images sit
+    in it in the records' dtype (uint8 or uint16).
+  seed: seeds every random choice (shard order, sampling, shuffle, mixing).
+  balanced: training only; draws classes with equal probability from per-class
+    streams (`sample_from_datasets`), repeating the rarer classes. Without `repeat`
+    an epoch is still the split's number of examples.
+  mixup_alpha, cutmix_alpha: training only; `mixing.mix_batch` on each batch.
+  repeat: repeat forever (the trainer then sets steps_per_epoch).
+  cache: keep decoded examples in memory after the first epoch; not with `balanced`.
+    "auto": when `decoded_bytes` of the split fits `cache_budget_bytes`, unbalanced
+    (logged). Cached or not, the batches are the same: the shard order is drawn
+    once per pipeline, and the example shuffle (after the cache) varies it per epoch.
+  cache_budget_bytes: the memory budget of cache="auto".
+  with_meta: add a third element, a dict of tf.string (N,) under `META_KEYS` (id,
+    file_name, group, intensity), to trace predictions back to source files. For
+    evaluation: Keras fit would read a third element as sample weights.
+  deterministic: reproducible element order (with `seed` when training); default
+    True for evaluation, for training True if `seed` is given.
+  drop_remainder: drop the last partial batch; default `training`.
+  fold: a `folds.FoldSpec`: only that cross-validation fold (holdout) or all but it.
+  """
+
+  batch_size: int
+  training: bool
+  image_size: tuple[int, int] | None = None
+  apply_mask: bool = False
+  shuffle_buffer: int = 4096
+  seed: int | None = None
+  balanced: bool = False
+  mixup_alpha: float = 0.0
+  cutmix_alpha: float = 0.0
+  repeat: bool = False
+  cache: bool | str = False
+  cache_budget_bytes: int = CACHE_BUDGET_BYTES
+  with_meta: bool = False
+  deterministic: bool | None = None
+  drop_remainder: bool | None = None
+  fold: folds.FoldSpec | None = None
+
+  @property
+  def mixing(self) -> bool:
+    return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+  def resolved(self, records: Records, split: str) -> ReadOptions:
+    """These options with cache, deterministic and drop_remainder decided, checked
+    against the records: ValueError or InputError for combinations that cannot
+    work, before anything is read."""
+    cache = self.cache
+    if cache == "auto":
+      cache = resolve_cache(records, split, self.image_size, self.balanced,
+                            self.cache_budget_bytes)
+    elif not isinstance(cache, bool):
+      raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
+    options = dataclasses.replace(
+        self, cache=cache,
+        deterministic=(self.seed is not None or not self.training
+                       if self.deterministic is None else self.deterministic),
+        drop_remainder=(self.training if self.drop_remainder is None
+                        else self.drop_remainder))
+    options.check(records)
+    return options
+
+  def check(self, records: Records) -> None:
+    """Rejects option combinations that cannot work with `records`."""
+    info = records.info
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+    if not self.training and (self.balanced or self.mixing):
+      raise ValueError("balanced sampling, mixup and cutmix are for training only")
+    if self.balanced and self.cache is True:
+      raise ValueError("cache with balanced sampling would freeze one draw; "
+                       "use one or the other")
+    if self.apply_mask and not info.has_mask:
+      raise InputError("apply_mask was asked for but these records hold no masks",
+                       file=records.path)
+    if self.image_size is None and info.image_shape is None:
+      raise InputError("image sizes vary in these records, so they cannot be "
+                       "batched as they are; pass an image_size", file=records.path)
+
+
+def create_split(records: Records, split: str, options: ReadOptions | None = None,
+                 **fields) -> Split:
   """The tf.data pipeline of one split, with its size.
 
   Args:
     records: the records folder (`Records.open`).
     split: "train", "validation", "test", ...
-    batch_size: examples per batch.
-    training: shuffle shards and examples; allows balancing and mixing.
-    image_size: (height, width) to resize to, keeping the aspect ratio and padding
-      with 0 (`preprocess.fit`, as predict and the SavedModel resize); None keeps
-      the stored size, which must then be the same for all images.
-    apply_mask: multiply each image by its mask (background to 0); the records must
-      hold masks.
-    shuffle_buffer: examples in the shuffle buffer (training only). Decoded images
-      sit in it in the records' dtype (uint8 or uint16).
-    seed: seeds every random choice (shard order, sampling, shuffle, mixing).
-    balanced: training only; draws classes with equal probability from per-class
-      streams (`sample_from_datasets`), repeating the rarer classes. Without `repeat`
-      an epoch is still the split's number of examples.
-    mixup_alpha, cutmix_alpha: training only; `mixing.mix_batch` on each batch.
-    repeat: repeat forever (the trainer then sets steps_per_epoch).
-    cache: keep decoded examples in memory after the first epoch; not with
-      `balanced`. "auto": when `decoded_bytes` of the split fits
-      `cache_budget_bytes` and sampling is not balanced (the choice is logged).
-      Cached or not, the batches are the same: the shard order is drawn once per
-      pipeline, and the example shuffle (after the cache) varies it per epoch.
-    cache_budget_bytes: the memory budget of cache="auto".
-    with_meta: add a third element, a dict of tf.string (N,) under
-      `META_KEYS` (id, file_name, group, intensity), to trace predictions back to
-      source files. For evaluation: Keras fit would read a third element as
-      sample weights.
-    deterministic: reproducible element order (with `seed` when training). Default:
-      True for evaluation; for training, True if `seed` is given.
-    drop_remainder: drop the last partial batch; default `training`.
-    fold: a `folds.FoldSpec`: keep only the examples of that cross-validation fold
-      (holdout) or all but it.
+    options: a `ReadOptions`; `fields`, its fields as keywords, replace those of
+      `options` (`create_split(records, "train", batch_size=64, training=True)`).
 
   Returns:
     A `Split`, whose dataset yields (images, labels) or (images, labels, meta):
@@ -117,79 +179,87 @@ def create_split(records: Records, split: str, *, batch_size: int,
     values (in [0, 255], 255 being the dataset's white level); labels one-hot
     (mixed when mixing) float32 (N, K).
   """
-  info = records.info
-  if cache == "auto":
-    cache = resolve_cache(records, split, image_size, balanced, cache_budget_bytes)
-  elif not isinstance(cache, bool):
-    raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
-  _check_options(records, training=training, batch_size=batch_size,
-                 image_size=image_size, apply_mask=apply_mask, balanced=balanced,
-                 mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cache=cache)
+  options = (dataclasses.replace(options, **fields) if options is not None
+             else ReadOptions(**fields)).resolved(records, split)
   files = records.shards(split)
-  num_examples = _split_size(records, split, fold, files)
-  if deterministic is None:
-    deterministic = seed is not None or not training
-  if drop_remainder is None:
-    drop_remainder = training
-  seeds = _SeedSequence(seed)
-  autotune = tf.data.AUTOTUNE
-  serialized = _read(records, split, files, training=training, fold=fold,
-                     balanced=balanced, repeat=repeat, num_examples=num_examples,
-                     seeds=seeds, deterministic=deterministic)
-  examples = serialized.map(
-      lambda serialized: _decode(serialized, info, image_size, apply_mask),
-      num_parallel_calls=autotune, deterministic=deterministic)
-  if cache:
-    examples = examples.cache()
-  if repeat and not balanced:
-    examples = examples.repeat()
-  if training:
-    examples = examples.shuffle(shuffle_buffer, seed=seeds.next(),
-                                reshuffle_each_iteration=True)
-  batches = examples.batch(batch_size, drop_remainder=drop_remainder,
-                           num_parallel_calls=autotune, deterministic=deterministic)
-  batches = batches.map(
-      lambda example: _to_model_inputs(example, info, with_meta),
-      num_parallel_calls=autotune, deterministic=deterministic)
-  if mixup_alpha > 0 or cutmix_alpha > 0:
-    batches = _mixed(batches, mixup_alpha, cutmix_alpha, seed=seeds.next())
-  batches = batches.prefetch(autotune)
-  options = tf.data.Options()
-  options.deterministic = deterministic
-  steps = (num_examples // batch_size if drop_remainder
-           else math.ceil(num_examples / batch_size))
-  return Split(batches.with_options(options), num_examples, steps)
+  num_examples = _split_size(records, split, options.fold, files)
+  seeds = _SeedSequence(options.seed)
+  serialized = _read(records, split, files, options, num_examples, seeds)
+  examples = _examples(serialized, records.info, options, seeds)
+  batches = _batches(examples, records.info, options, seeds)
+  steps = (num_examples // options.batch_size if options.drop_remainder
+           else math.ceil(num_examples / options.batch_size))
+  return Split(batches, num_examples, steps)
 
 
-def _read(records: Records, split: str, files: list[str], *, training: bool,
-          fold: folds.FoldSpec | None, balanced: bool, repeat: bool,
-          num_examples: int, seeds: _SeedSequence,
-          deterministic: bool) -> tf.data.Dataset:
+def _read(records: Records, split: str, files: list[str], options: ReadOptions,
+          num_examples: int, seeds: _SeedSequence) -> tf.data.Dataset:
   """The split's serialised records in reading order: the shards interleaved
   (shuffled once when training), only the fold's examples, class-balanced when
   asked (endless with `repeat`, else `num_examples` of them)."""
+  fold = options.fold
   keep_fold = (None if fold is None
                else folds.fold_predicate(records.fold_of(split, fold), fold))
 
   def read() -> tf.data.Dataset:
     shards = tf.data.Dataset.from_tensor_slices(files)
-    if training:
+    if options.training:
       # One shard order per pipeline, not per epoch: a cache would freeze the first
       # epoch's order anyway, and the same order uncached gives the same batches.
       # The example shuffle after the cache reshuffles every epoch.
       shards = shards.shuffle(len(files), seed=seeds.next(),
                               reshuffle_each_iteration=False)
+    # Every shard open at once, one record from each in turn (block_length=1): the
+    # examples of all shards mix before the shuffle buffer, and a parallel
+    # interleave reads ahead in all of them.
     serialized = shards.interleave(
         tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
     if keep_fold is not None:
       serialized = serialized.filter(keep_fold)
     return serialized
 
-  if not balanced:
+  if not options.balanced:
     return read()
   serialized = _balanced(records, split, read, seed=seeds.next())
-  return serialized if repeat else serialized.take(num_examples)
+  return serialized if options.repeat else serialized.take(num_examples)
+
+
+def _examples(serialized: tf.data.Dataset, info: DatasetInfo, options: ReadOptions,
+              seeds: _SeedSequence) -> tf.data.Dataset:
+  """Serialised records -> decoded examples, [cached], [repeated], [shuffled]."""
+  examples = serialized.map(
+      lambda serialized: _decode(serialized, info, options.image_size,
+                                 options.apply_mask, options.with_meta),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
+  if options.cache:
+    examples = examples.cache()
+  if options.repeat and not options.balanced:
+    examples = examples.repeat()
+  if options.training:
+    examples = examples.shuffle(options.shuffle_buffer, seed=seeds.next(),
+                                reshuffle_each_iteration=True)
+  return examples
+
+
+def _batches(examples: tf.data.Dataset, info: DatasetInfo, options: ReadOptions,
+             seeds: _SeedSequence) -> tf.data.Dataset:
+  """Examples -> model-input batches, [mixed], prefetched, with the options'
+  determinism."""
+  autotune = tf.data.AUTOTUNE
+  batches = examples.batch(options.batch_size, drop_remainder=options.drop_remainder,
+                           num_parallel_calls=autotune,
+                           deterministic=options.deterministic)
+  batches = batches.map(
+      lambda example: _to_model_inputs(example, info, options.with_meta),
+      num_parallel_calls=autotune, deterministic=options.deterministic)
+  if options.mixing:
+    batches = _mixed(batches, options.mixup_alpha, options.cutmix_alpha,
+                     seed=seeds.next())
+  batches = batches.prefetch(autotune)
+  tf_options = tf.data.Options()
+  tf_options.deterministic = options.deterministic
+  return batches.with_options(tf_options)
 
 
 def _split_size(records: Records, split: str, fold: folds.FoldSpec | None,
@@ -229,25 +299,6 @@ def resolve_cache(records: Records, split: str, image_size, balanced: bool,
   return cache
 
 
-def _check_options(records: Records, *, training, batch_size, image_size,
-                   apply_mask, balanced, mixup_alpha, cutmix_alpha, cache) -> None:
-  """Rejects option combinations that cannot work, before anything is read."""
-  info = records.info
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  if not training and (balanced or mixup_alpha > 0 or cutmix_alpha > 0):
-    raise ValueError("balanced sampling, mixup and cutmix are for training only")
-  if balanced and cache:
-    raise ValueError("cache with balanced sampling would freeze one draw; "
-                     "use one or the other")
-  if apply_mask and not info.has_mask:
-    raise InputError("apply_mask was asked for but these records hold no masks",
-                     file=records.path)
-  if image_size is None and info.image_shape is None:
-    raise InputError("image sizes vary in these records, so they cannot be "
-                     "batched as they are; pass an image_size", file=records.path)
-
-
 class _SeedSequence:
   """Distinct op seeds derived from one base seed (None stays None)."""
 
@@ -268,8 +319,7 @@ def _label_of(serialized: tf.Tensor) -> tf.Tensor:
   return tf.io.parse_single_example(serialized, spec)[schema.LABEL]
 
 
-def _count(files: list[str]) -> int:
-  """Number of records in `files`, by reading them (when the metadata lacks it)."""
+def _count(files: list[str]) -> int:   # when the metadata lacks the split's size
   return int(tf.data.TFRecordDataset(files).reduce(0, lambda n, _: n + 1))
 
 
@@ -308,8 +358,11 @@ def _balanced(records: Records, split: str, read,
 
 
 def _decode(serialized: tf.Tensor, info: DatasetInfo,
-            image_size: tuple[int, int] | None, apply_mask: bool) -> dict:
-  """One record -> dict with the stored-dtype image (masked and resized as asked)."""
+            image_size: tuple[int, int] | None, apply_mask: bool,
+            with_meta: bool = True) -> dict:
+  """One record -> dict with the stored-dtype image (masked and resized as asked),
+  the label and, `with_meta`, the META_KEYS strings (not carried otherwise: four
+  strings per example through the shuffle buffer and the batch)."""
   # The mask is decoded only when used: a second PNG per example otherwise.
   example = schema.parse_example(serialized, info.channels,
                                  info.has_mask and apply_mask, info.pixels.dtype)
@@ -318,8 +371,8 @@ def _decode(serialized: tf.Tensor, info: DatasetInfo,
   image = preprocess.fit(example[schema.IMAGE], image_size,
                          example[schema.MASK] if apply_mask else None)
   out = {schema.IMAGE: image, schema.LABEL: example[schema.LABEL]}
-  for key in META_KEYS:
-    out[key] = example[key]
+  if with_meta:
+    out.update({key: example[key] for key in META_KEYS})
   return out
 
 

@@ -333,9 +333,7 @@ def _drop_cross_split_duplicates(examples: pd.DataFrame, on_error: str,
   """Identical files in two layout splits: an error, or keep the earliest split's."""
   order = {name: i for i, name in enumerate(SPLITS)}
   keep = np.ones(len(examples), bool)
-  for _, rows in examples.groupby("sha256", sort=True):
-    if rows["split"].nunique() < 2:
-      continue
+  for _, rows in _groups_with_several(examples, "split"):
     ranked = rows.assign(rank=rows["split"].map(order)).sort_values(
         ["rank"], kind="stable")
     first = ranked.iloc[0]
@@ -356,8 +354,8 @@ def _drop_label_conflicts(examples: pd.DataFrame, on_error: str,
   one error (fail) or one reject naming every file (skip), and all are dropped."""
   examples = examples.reset_index(drop=True)
   keep = np.ones(len(examples), bool)
-  for digest, rows in examples.groupby("sha256", sort=True):
-    if not digest or rows["label"].nunique() < 2:
+  for digest, rows in _groups_with_several(examples, "label"):
+    if not digest:
       continue
     named = "; ".join(f"{path} ({label})"
                       for path, label in zip(rows["path"], rows["label"]))
@@ -367,6 +365,14 @@ def _drop_label_conflicts(examples: pd.DataFrame, on_error: str,
         file=rows["path"].iloc[0]), on_error, rejects)
     keep[rows.index] = False
   return examples[keep].reset_index(drop=True)
+
+
+def _groups_with_several(examples: pd.DataFrame, column: str):
+  """(sha256, rows) of the files whose identical copies differ in `column`, by
+  digest; only those groups are visited (a Python loop over every group costs
+  a second per few thousand images)."""
+  several = examples.groupby("sha256")[column].transform("nunique") >= 2
+  return examples[several.to_numpy()].groupby("sha256", sort=True)
 
 
 def _fail_or_skip(error: InputError, on_error: str, rejects: Rejects | None) -> None:

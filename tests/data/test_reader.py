@@ -234,6 +234,23 @@ def test_deterministic_mode_repeats_the_order(tmp_path):
   assert len(set(first)) == len(first) and set(first) <= set(written)
 
 
+def test_read_options_object_reads_as_its_keywords(tmp_path):
+  records, _ = write_records(tmp_path, [10, 8, 6], num_shards=4)
+  options = reader.ReadOptions(batch_size=4, training=True, seed=11,
+                               with_meta=True, shuffle_buffer=32)
+  by_keywords = reader.create_split(records, "train", batch_size=4, training=True,
+                                    seed=11, with_meta=True, shuffle_buffer=32)
+  by_object = reader.create_split(records, "train", options)
+  assert ids_of(by_object.dataset) == ids_of(by_keywords.dataset)
+  assert (by_object.num_examples, by_object.steps) == (24, 6)
+  # Keywords replace the object's fields; the object itself is left as it was.
+  other_seed = reader.create_split(records, "train", options, seed=12)
+  assert ids_of(other_seed.dataset) != ids_of(by_object.dataset)
+  assert options.seed == 11 and options.deterministic is None
+  with pytest.raises(TypeError):
+    reader.create_split(records, "train", options, batch_sise=4)
+
+
 def test_mixup_in_pipeline_keeps_label_rows_summing_to_one(tmp_path):
   records, _ = write_records(tmp_path, [6, 5, 5])
   ds = reader.create_split(records, "train", batch_size=8, training=True,
