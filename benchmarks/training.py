@@ -125,13 +125,15 @@ def loop_rate(config: TrainConfig, work_dir: str, *, cached: bool, steps: int,
     dataset = data.train_ds
     callbacks = ([first] + trainer.make_callbacks(config, run, built, data, strategy)
                  + [last])
-  loop.fit(strategy, built.train_model, dataset, data.val_ds.take(1), epochs=epochs,
-           steps_per_epoch=steps, global_batch_size=config.batch_size,
-           recall_names=trainer.recall_names(data), callbacks=callbacks,
-           checkpoint_dir=os.path.join(run.checkpoint_dir, "main"),
-           restore_dir=os.path.join(run.checkpoint_dir, "main"), chief=True,
-           class_weight=data.class_weight, jit_compile=config.jit_compile,
-           log_every=config.log_every)
+  plan = loop.FitPlan(
+      epochs=epochs, steps_per_epoch=steps, global_batch_size=config.batch_size,
+      recall_names=trainer.recall_names(data),
+      checkpoint_dir=os.path.join(run.checkpoint_dir, "main"),
+      restore_dir=os.path.join(run.checkpoint_dir, "main"), chief=True,
+      class_weight=data.class_weight, jit_compile=config.jit_compile,
+      log_every=config.log_every)
+  loop.fit(strategy, built.train_model, dataset, data.val_ds.take(1), plan,
+           callbacks)
   rate, per_step, per_epoch = projected_rate(first, last, steps, data.steps_per_epoch,
                                              config.batch_size)
   keras.backend.clear_session()

@@ -38,6 +38,7 @@ pattern with a Keras 3 model:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -205,64 +206,87 @@ class Loop:
     return dict(zip(keys, (float(v) for v in values.numpy())))
 
 
-def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
-        train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *, epochs: int,
-        steps_per_epoch: int, global_batch_size: int, recall_names: Sequence[str],
-        callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: str,
-        restore_dir: str, chief: bool, initial_epoch: int = 0,
-        class_weight: dict | None = None, jit_compile: bool = False,
-        log_every: int = 0, verbose: int = 2) -> int:
-  """Trains `train_model` as `Model.fit` would, epochs initial_epoch+1 .. epochs;
-  returns the number of the last epoch run (or restored).
+@dataclasses.dataclass(frozen=True)
+class FitPlan:
+  """What one `fit` call runs, beside the model, the data and the callbacks.
 
-  Args:
-    train_ds: endless training batches of the GLOBAL batch size (the strategy
-      splits them over the replicas and, across workers, shards them as the
-      dataset's auto-shard policy says).
-    val_ds: finite validation batches, read whole by every worker.
+    epochs, initial_epoch: epochs initial_epoch+1 .. epochs are run (fewer when a
+      checkpoint in restore_dir is further on).
+    steps_per_epoch, global_batch_size: steps of an epoch, examples per step over
+      all replicas.
     recall_names: the log names of the per-class recalls, in class order.
-    callbacks: Keras callbacks, called with the logs `fit` would give them; a
-      callback that sets `model.stop_training` ends the run after that batch/epoch.
-      Batch hooks run once per `log_every` steps, as fit's do with
-      steps_per_execution: on_train_batch_begin(first step), on_train_batch_end(
-      last step, {"loss": the mean loss of those steps}).
     checkpoint_dir: where this worker writes the resume state; `restore_dir`:
       where it is read from (the chief's folder; the same folder on the chief).
     chief: whether this worker's checkpoint folder is the real one. Other workers
       delete what they wrote after each save.
+    class_weight: {class id: weight} or None; jit_compile: XLA for the step.
     log_every: steps per host sync (the steps run in one call, their loss and
       confusion matrix summed on the device); 0 or more than an epoch's steps, once
       an epoch. A step whose loss is not finite ends its call at once.
     verbose: 1, a progress bar of the epoch's steps (a terminal); 2, none (the
       epoch's line is a callback's, `summaries.EpochLine`).
   """
-  loop = Loop(strategy, train_model, global_batch_size=global_batch_size,
-              class_weight=class_weight, jit_compile=jit_compile)
+
+  epochs: int
+  steps_per_epoch: int
+  global_batch_size: int
+  recall_names: Sequence[str]
+  checkpoint_dir: str
+  restore_dir: str
+  chief: bool
+  initial_epoch: int = 0
+  class_weight: dict | None = None
+  jit_compile: bool = False
+  log_every: int = 0
+  verbose: int = 2
+
+
+def fit(strategy: tf.distribute.Strategy, train_model: keras.Model,
+        train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, plan: FitPlan,
+        callbacks: Sequence[keras.callbacks.Callback]) -> int:
+  """Trains `train_model` as `Model.fit` would, as `plan` says; returns the number
+  of the last epoch run (or restored).
+
+  Args:
+    train_ds: endless training batches of the GLOBAL batch size (the strategy
+      splits them over the replicas and, across workers, shards them as the
+      dataset's auto-shard policy says).
+    val_ds: finite validation batches, read whole by every worker.
+    callbacks: Keras callbacks, called with the logs `fit` would give them; a
+      callback that sets `model.stop_training` ends the run after that batch/epoch.
+      Batch hooks run once per `plan.log_every` steps, as fit's do with
+      steps_per_execution: on_train_batch_begin(first step), on_train_batch_end(
+      last step, {"loss": the mean loss of those steps}).
+  """
+  loop = Loop(strategy, train_model, global_batch_size=plan.global_batch_size,
+              class_weight=plan.class_weight, jit_compile=plan.jit_compile)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name=EPOCH_VARIABLE)
   checkpoint = tf.train.Checkpoint(model=train_model, optimizer=loop.optimizer,
                                    epoch=epoch_var)
-  initial_epoch = _restore(checkpoint, epoch_var, restore_dir, initial_epoch)
-  manager = (tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-             if chief else None)
+  initial_epoch = _restore(checkpoint, epoch_var, plan.restore_dir,
+                           plan.initial_epoch)
+  manager = (tf.train.CheckpointManager(checkpoint, plan.checkpoint_dir,
+                                        max_to_keep=2) if plan.chief else None)
   callback_list = keras.callbacks.CallbackList(
-      list(callbacks), model=train_model, epochs=epochs, steps=steps_per_epoch,
-      verbose=2)
+      list(callbacks), model=train_model, epochs=plan.epochs,
+      steps=plan.steps_per_epoch, verbose=2)
   train_model.stop_training = False
   iterator = iter(strategy.experimental_distribute_dataset(train_ds))
   callback_list.on_train_begin()
   epoch = initial_epoch
-  for epoch in range(initial_epoch, epochs):
+  for epoch in range(initial_epoch, plan.epochs):
     callback_list.on_epoch_begin(epoch)
     loss, _, confusion = train_epoch(loop, iterator, callback_list,
-                                     steps_per_epoch, log_every, verbose)
-    logs = {"loss": loss, **confusion_logs(confusion, recall_names),
-            **loop.broadcast(loop.evaluate(val_ds, recall_names))}
+                                     plan.steps_per_epoch, plan.log_every,
+                                     plan.verbose)
+    logs = {"loss": loss, **confusion_logs(confusion, plan.recall_names),
+            **loop.broadcast(loop.evaluate(val_ds, plan.recall_names))}
     # The run's callbacks say what the epoch did (summaries.EpochLine prints it).
     callback_list.on_epoch_end(epoch, logs)
     if math.isfinite(logs["loss"]):
       # Only finished, finite epochs are kept for resuming.
       epoch_var.assign(epoch + 1)
-      _save(checkpoint, manager, checkpoint_dir, epoch + 1)
+      _save(checkpoint, manager, plan.checkpoint_dir, epoch + 1)
     if train_model.stop_training:
       break
   callback_list.on_train_end()

@@ -352,14 +352,15 @@ def _fit_phase(config, strategy, built, data, callbacks, run, restore_from,
                phase: str, epochs: int, initial_epoch: int = 0) -> None:
   # Each phase checkpoints on its own: the optimizer of the unfrozen phase has other
   # variables than the frozen one's. A finished phase restores and runs no epoch.
-  loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, epochs=epochs,
-           initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch,
-           global_batch_size=config.batch_size, class_weight=data.class_weight,
-           recall_names=recall_names(data), callbacks=callbacks,
-           checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
-           restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
-           chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
-           log_every=config.log_every, verbose=fit_verbosity())
+  plan = loop.FitPlan(
+      epochs=epochs, initial_epoch=initial_epoch,
+      steps_per_epoch=data.steps_per_epoch, global_batch_size=config.batch_size,
+      class_weight=data.class_weight, recall_names=recall_names(data),
+      checkpoint_dir=os.path.join(run.checkpoint_dir, phase),
+      restore_dir=os.path.join(restore_from.checkpoint_dir, phase),
+      chief=distribute.is_chief(strategy), jit_compile=config.jit_compile,
+      log_every=config.log_every, verbose=fit_verbosity())
+  loop.fit(strategy, built.train_model, data.train_ds, data.val_ds, plan, callbacks)
 
 
 def recall_names(data: TrainData) -> list[str]:
