@@ -150,8 +150,10 @@ def _add_pool_time(timing: stages.Stages, workers: int, children_cpu: float) -> 
 class _SampleCells:
   """samples.png's cells picked as the records are written (`samples.CellPicker`),
   so the shards are not read back for them. With a worker pool the parent mostly
-  waits, so it draws the picture in a thread as soon as every split has its cells
-  (for 8-bit records: a 16-bit dataset's white level is known only at the end)."""
+  waits, so it draws the picture in a thread as soon as every split is settled: it
+  has its cells, or its last row has been written (a split with fewer cells of a
+  class than the picture holds gets no more). For 8-bit records only: a 16-bit
+  dataset's white level is known only at the end."""
 
   def __init__(self, prepared: plan.Prepared, rows: list[dict],
                pixels: intensity.PixelSpec, has_mask: bool):
@@ -164,12 +166,15 @@ class _SampleCells:
                                    channels=source.channels, has_mask=has_mask)
     self._early = prepared.config.workers > 1 and pixels.dtype == "uint8"
     self._pixels, self._thread, self._future = pixels, None, None
+    self._last_row = {r["split"]: i for i, r in enumerate(rows)}
 
-  def offer(self, split: str, label: str, record: bytes) -> None:
+  def offer(self, index: int, split: str, label: str, record: bytes) -> None:
+    """Row `index` of the write order was written as `record`."""
     if self._future is not None:
       return
     self._picker.offer(split, self._label_ids[label], record)
-    if self._early and self._picker.complete:
+    if self._early and all(self._picker.split_complete(s) or index >= last
+                           for s, last in self._last_row.items()):
       self._thread = concurrent.futures.ThreadPoolExecutor(1)
       self._future = self._thread.submit(self._draw, self._pixels)
 
@@ -196,7 +201,7 @@ def _write_shards(staging, prepared, rows, results, timing: stages.Stages,
   load_cpu = encode_cpu = 0.0
   try:
     with timing.timed(WRITE):
-      for row, made in zip(rows, results):
+      for index, (row, made) in enumerate(zip(rows, results)):
         split, shard, count = row["split"], int(row["shard"]), int(row["num_shards"])
         if (split, shard) != current:
           if writer is not None:
@@ -215,7 +220,7 @@ def _write_shards(staging, prepared, rows, results, timing: stages.Stages,
           prepared.rejects.add(error)
           continue
         writer.write(made.record)
-        cells.offer(split, row["label"], made.record)
+        cells.offer(index, split, row["label"], made.record)
         manifest.append(dict(made.manifest, shard=file_name,
                              index=shard_lengths[split][shard]))
         shard_lengths[split][shard] += 1

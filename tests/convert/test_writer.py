@@ -98,6 +98,32 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
   one = _shard_bytes(tmp_path / "one")
   assert one == _shard_bytes(tmp_path / "two")
   assert one != _shard_bytes(tmp_path / "other")
+  # samples.png too: with workers it is drawn in a thread once every split is settled.
+  assert _samples(tmp_path / "one") == _samples(tmp_path / "two")
+
+
+def _samples(folder) -> bytes:
+  return (folder / "samples.png").read_bytes()
+
+
+def test_samples_drawn_early_when_a_split_lacks_cells(tmp_path, monkeypatch):
+  """18 cells: the test split has 3 of each class, fewer than the picture holds, so
+  it is settled only when its last row is written; the picture is the same."""
+  import threading
+  from hep2tf.convert import samples
+  drawn_in = []
+  draw = samples.draw_samples
+
+  def recording(*args, **kwargs):
+    drawn_in.append(threading.current_thread() is threading.main_thread())
+    return draw(*args, **kwargs)
+
+  monkeypatch.setattr(samples, "draw_samples", recording)
+  source = _dataset(tmp_path / "data", n=18)
+  _write(source, tmp_path / "one", seed=5, num_workers=1)
+  _write(source, tmp_path / "two", seed=5, num_workers=2)
+  assert drawn_in == [True, False]   # one worker: at the end; two: in the thread
+  assert _samples(tmp_path / "one") == _samples(tmp_path / "two")
 
 
 def test_dihedral_copies_are_transformed(tmp_path):
