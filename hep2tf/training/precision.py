@@ -10,6 +10,9 @@ pipeline, metrics or callbacks.
 
   policy, reason = precision.resolve(config)     # before seeding: the probe builds
                                                  # models and draws random numbers
+
+Under several workers (TF_CONFIG) `auto` is decided from the flags alone, so that
+every worker runs the same policy.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hep2tf.config.augment import AugmentConfig
 from hep2tf.config.model import ModelConfig
 from hep2tf.config.train import TrainConfig
 from hep2tf.data.records import Records
-from hep2tf.training import build
+from hep2tf.training import build, distribute
 
 WARMUP_STEPS = 3
 TIMED_STEPS = 8
@@ -60,6 +63,10 @@ def resolve(config: TrainConfig, records: Records | None = None) -> tuple[str, s
   `records`: the run's records folder when it is open already."""
   if (config.mixed_precision or "auto").strip().lower() != "auto":
     return hardware.resolve_precision(config.mixed_precision)
+  if distribute.num_workers() > 1:
+    # Each worker would measure its own machine, and they could disagree.
+    policy, reason = hardware.resolve_precision("auto")
+    return policy, f"{reason}; not measured: several workers (TF_CONFIG) must agree"
   try:
     input_shape, num_classes = _input_of(config, records)
   except Exception:  # noqa: BLE001  the trainer reports unreadable records itself

@@ -44,3 +44,20 @@ def test_resolve_probes_only_for_auto_and_keys_the_cache_by_model(
   keys = [json.loads(key) for _, key in seen[1:]]
   assert keys[0]["input"] == list(precision._input_of(_config(records_dir))[0])
   assert keys[0]["batch"] == 4 and keys[0] != keys[1]
+
+
+def test_several_workers_decide_from_the_flags(tiny_records, monkeypatch):
+  records_dir, _ = tiny_records
+  seen = []
+
+  def resolve_precision(requested, **kwargs):
+    seen.append(kwargs.get("probe"))
+    return "mixed_bfloat16", "auto: flags"
+
+  monkeypatch.setattr(hardware, "resolve_precision", resolve_precision)
+  monkeypatch.setenv("TF_CONFIG", json.dumps(
+      {"cluster": {"worker": ["localhost:1", "localhost:2"]},
+       "task": {"type": "worker", "index": 1}}))
+  policy, reason = precision.resolve(_config(records_dir))
+  assert seen == [None] and policy == "mixed_bfloat16"
+  assert "several workers" in reason
